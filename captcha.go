@@ -1,0 +1,272 @@
+package captchagate
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// A record is a stored captcha or token: the policy and key values it is bound
+// to, when it expires, and for a captcha its secret and refresh count.
+type record struct {
+	policy    string
+	mask      uint16   // which keys of the policy the binding covers
+	bind      [16]byte // HMAC over the policy, mask and those keys' hashes
+	refreshes uint8
+	expires   int64 // unix nanoseconds
+	secret    []byte
+}
+
+const recordVersion = 1
+
+func (rec *record) encode() []byte {
+	b := make([]byte, 0, 29+len(rec.policy)+len(rec.secret))
+	b = append(b, recordVersion, rec.refreshes)
+	b = binary.BigEndian.AppendUint16(b, rec.mask)
+	b = binary.BigEndian.AppendUint64(b, uint64(rec.expires))
+	b = append(b, rec.bind[:]...)
+	b = append(b, byte(len(rec.policy)))
+	b = append(b, rec.policy...)
+	return append(b, rec.secret...)
+}
+
+var errBadRecord = errors.New("captchagate: malformed record in store")
+
+func decodeRecord(b []byte) (record, error) {
+	var rec record
+	if len(b) < 29 || b[0] != recordVersion {
+		return rec, errBadRecord
+	}
+	rec.refreshes = b[1]
+	rec.mask = binary.BigEndian.Uint16(b[2:])
+	rec.expires = int64(binary.BigEndian.Uint64(b[4:]))
+	copy(rec.bind[:], b[12:28])
+	n := int(b[28])
+	if len(b) < 29+n {
+		return rec, errBadRecord
+	}
+	rec.policy = string(b[29 : 29+n])
+	rec.secret = append([]byte(nil), b[29+n:]...)
+	return rec, nil
+}
+
+// binding is what a captcha or token is bound to.
+type binding struct {
+	policy string
+	mask   uint16
+	bind   [16]byte
+}
+
+// bindingFor computes the binding of policy to the keys in mask, whose hashes
+// are in hashes.
+func (g *Gate) bindingFor(policy string, mask uint16, hashes *[maxKeysInPolicy][16]byte) binding {
+	b := binding{policy: policy, mask: mask}
+	var buf [2 + maxKeysInPolicy*16]byte
+	m := binary.BigEndian.AppendUint16(buf[:0], mask)
+	for i := range maxKeysInPolicy {
+		if mask&(1<<i) != 0 {
+			m = append(m, hashes[i][:]...)
+		}
+	}
+	var sum [32]byte
+	g.mac(&sum, []byte("bind\x00"), []byte(policy), []byte{0}, m)
+	copy(b.bind[:], sum[:16])
+	return b
+}
+
+// matches reports whether rec is bound to b's policy and, for every key rec
+// covers, to the same key values.
+func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxKeysInPolicy][16]byte) bool {
+	if rec.policy != policy || rec.mask&present != rec.mask {
+		return false
+	}
+	want := g.bindingFor(policy, rec.mask, hashes)
+	return subtle.ConstantTimeCompare(want.bind[:], rec.bind[:]) == 1
+}
+
+const (
+	idBytes    = 16 // 128-bit captcha ids, 22 characters
+	tokenBytes = 24 // 192-bit tokens, 32 characters
+	idLen      = 22
+	tokenLen   = 32
+	graceTTL   = time.Minute // expired records stay this long to say "expired"
+)
+
+var b64 = base64.RawURLEncoding
+
+func randomString(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return b64.EncodeToString(b), nil
+}
+
+func validB64(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidID reports whether s has the form of a captcha id.
+func validID(s string) bool { return validB64(s, idLen) }
+
+func captchaKey(id string) string { return "c:" + id }
+
+func (g *Gate) tokenKey(tok string) string {
+	var sum [32]byte
+	g.mac(&sum, []byte("token\x00"), []byte(tok))
+	return "t:" + b64.EncodeToString(sum[:16])
+}
+
+// clientKey is the store key of the client's captcha creation bucket.
+func (g *Gate) clientKey(r *http.Request) string {
+	var buf [32]byte
+	var k []byte
+	if a, ok := g.ips.clientAddr(r); ok {
+		k = appendAddrKey(buf[:0], a)
+	}
+	var sum [32]byte
+	g.mac(&sum, []byte("client\x00"), k)
+	return "n:" + b64.EncodeToString(sum[:16])
+}
+
+// allowCreate takes one captcha creation from the client's budget.
+func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
+	if g.createInterval == 0 {
+		return nil
+	}
+	ok, wait, err := g.store.Allow(ctx, g.clientKey(r), g.createInterval, g.createBurst, true)
+	if err != nil {
+		g.storeError(r, "", err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	if !ok {
+		return &Error{Code: CodeTooManyRequests, Description: "too many captchas requested; retry later", RetryAfter: max(wait, time.Second)}
+	}
+	return nil
+}
+
+// issue creates and stores a captcha bound to b, charging the client's
+// creation budget.
+func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
+	if err := g.allowCreate(ctx, r); err != nil {
+		return nil, err
+	}
+	return g.issueUncharged(ctx, r, b, refreshes)
+}
+
+// issueUncharged is issue for a caller that has charged the budget already.
+func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
+	secret, err := g.challenge.Issue()
+	if err != nil {
+		return nil, &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+	}
+	id, err := randomString(idBytes)
+	if err != nil {
+		return nil, &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+	}
+	rec := record{policy: b.policy, mask: b.mask, bind: b.bind, refreshes: refreshes,
+		expires: g.now().Add(g.captchaTTL).UnixNano(), secret: secret}
+	if err := g.store.Put(ctx, captchaKey(id), rec.encode(), g.captchaTTL+graceTTL); err != nil {
+		g.storeError(r, b.policy, err)
+		return nil, &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	g.emit(Event{Kind: EventCaptchaIssued, Policy: b.policy, CaptchaID: id, Request: r})
+	return g.describe(id, int(refreshes)), nil
+}
+
+func (g *Gate) describe(id string, refreshes int) *Captcha {
+	c := &Captcha{
+		ID:            id,
+		Kind:          g.challenge.Kind(),
+		RefreshURL:    g.urlBase + "refresh?captcha_id=" + id,
+		VerifyURL:     g.urlBase + "verify",
+		ExpiresIn:     int(g.captchaTTL / time.Second),
+		RefreshesLeft: max(g.maxRefreshes-refreshes, 0),
+	}
+	for _, f := range g.challenge.Formats() {
+		switch f {
+		case "png", "jpg", "svg", "gif", "webp":
+			if c.ImageURL == "" {
+				c.ImageURL = g.urlBase + id + "." + f
+			}
+		case "wav", "mp3", "ogg":
+			if c.AudioURL == "" {
+				c.AudioURL = g.urlBase + id + "." + f
+			}
+		}
+	}
+	return c
+}
+
+// Reasons a proof is refused, for descriptions and events.
+const (
+	reasonUnknown  = "unknown or already used"
+	reasonExpired  = "expired"
+	reasonWrong    = "wrong answer"
+	reasonMismatch = "issued for another request"
+)
+
+// solve consumes captcha id atomically and checks answer against it. It
+// returns the consumed record (for a fresh captcha's binding) and, when the
+// answer does not solve it, the reason. err is a store failure.
+func (g *Gate) solve(ctx context.Context, id, answer string) (rec record, found bool, reason string, err error) {
+	v, found, err := g.store.Take(ctx, captchaKey(id))
+	if err != nil || !found {
+		return rec, false, reasonUnknown, err
+	}
+	if rec, err = decodeRecord(v); err != nil {
+		return rec, false, reasonUnknown, err
+	}
+	if g.now().UnixNano() >= rec.expires {
+		return rec, true, reasonExpired, nil
+	}
+	if !g.challenge.Check(rec.secret, answer) {
+		return rec, true, reasonWrong, nil
+	}
+	return rec, true, "", nil
+}
+
+// mintToken stores a single-use token bound like rec.
+func (g *Gate) mintToken(ctx context.Context, rec record) (string, error) {
+	tok, err := randomString(tokenBytes)
+	if err != nil {
+		return "", err
+	}
+	t := record{policy: rec.policy, mask: rec.mask, bind: rec.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
+	if err := g.store.Put(ctx, g.tokenKey(tok), t.encode(), g.tokenTTL+graceTTL); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// redeem consumes token atomically and returns its record.
+func (g *Gate) redeem(ctx context.Context, tok string) (rec record, reason string, err error) {
+	if !validB64(tok, tokenLen) {
+		return rec, reasonUnknown, nil
+	}
+	v, found, err := g.store.Take(ctx, g.tokenKey(tok))
+	if err != nil || !found {
+		return rec, reasonUnknown, err
+	}
+	if rec, err = decodeRecord(v); err != nil {
+		return rec, reasonUnknown, err
+	}
+	if g.now().UnixNano() >= rec.expires {
+		return rec, reasonExpired, nil
+	}
+	return rec, "", nil
+}

@@ -1,0 +1,146 @@
+package captchagate
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"image/png"
+	"io"
+	"sync"
+
+	"github.com/dchest/captcha"
+)
+
+// Challenge is a kind of captcha: it issues a secret, renders it as media and
+// checks an answer. The gate stores the secret, binds it to the request that
+// needed it, enforces expiry and single use, and mints the token; a Challenge
+// only deals with its own secret. Implementations must be safe for concurrent
+// use. Digits is the default; other kinds (slider puzzles, proof of work,
+// hosted verifiers) plug into the same flow.
+type Challenge interface {
+	// Kind names the challenge on the wire ("digits").
+	Kind() string
+	// Issue returns a new secret, drawn from a cryptographic source.
+	Issue() ([]byte, error)
+	// Formats lists the media formats Render accepts ("png", "wav"), in the
+	// order the Captcha's image and audio URLs use them.
+	Formats() []string
+	// Render writes the media of secret in format to w and returns its
+	// Content-Type. id is the captcha's id; lang is a validated language tag
+	// for audio ("" when not given).
+	Render(w io.Writer, id string, secret []byte, format, lang string) (contentType string, err error)
+	// Check reports whether answer solves secret, in time independent of
+	// where they differ. An empty answer never solves anything.
+	Check(secret []byte, answer string) bool
+}
+
+// Digits is the default Challenge: distorted digits as a PNG image and spoken
+// digits as a WAV file, drawn with github.com/dchest/captcha's pure functions
+// (never its global store). The zero value uses 6 digits on a 240x80 image.
+type Digits struct {
+	Length int // number of digits, default 6
+	Width  int // image width in pixels, default 240
+	Height int // image height in pixels, default 80
+}
+
+// AudioLangs are the languages the Digits audio speaks; the first is the
+// default.
+var audioLangs = []string{"en", "ru", "zh", "ja", "pt"}
+
+func (d Digits) withDefaults() Digits {
+	if d.Length <= 0 {
+		d.Length = 6
+	}
+	if d.Width <= 0 {
+		d.Width = 240
+	}
+	if d.Height <= 0 {
+		d.Height = 80
+	}
+	return d
+}
+
+// Kind implements Challenge.
+func (Digits) Kind() string { return "digits" }
+
+// Formats implements Challenge.
+func (Digits) Formats() []string { return []string{"png", "wav"} }
+
+// Issue implements Challenge. dchest/captcha draws the digits from
+// crypto/rand.
+func (d Digits) Issue() ([]byte, error) {
+	return captcha.RandomDigits(d.withDefaults().Length), nil
+}
+
+var pngEncoder = &png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngPool{}}
+
+type pngPool struct{ p sync.Pool }
+
+func (p *pngPool) Get() *png.EncoderBuffer {
+	b, _ := p.p.Get().(*png.EncoderBuffer)
+	return b
+}
+func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
+
+// Render implements Challenge.
+func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+	d = d.withDefaults()
+	for _, c := range secret {
+		if c > 9 {
+			return "", errors.New("captchagate: digits secret is not digits")
+		}
+	}
+	switch format {
+	case "png":
+		img := captcha.NewImage(id, secret, d.Width, d.Height)
+		return "image/png", pngEncoder.Encode(w, img.Paletted)
+	case "wav":
+		if lang == "" {
+			lang = audioLangs[0]
+		}
+		_, err := captcha.NewAudio(id, secret, lang).WriteTo(w)
+		return "audio/wav", err
+	}
+	return "", errors.New("captchagate: unsupported format " + format)
+}
+
+// Check implements Challenge. Spaces and dashes in the answer are ignored, as
+// are fullwidth digits' width; anything else that is not a digit fails.
+func (d Digits) Check(secret []byte, answer string) bool {
+	var buf [32]byte
+	got := buf[:0]
+	for _, r := range answer {
+		switch {
+		case r >= '0' && r <= '9':
+			got = append(got, byte(r-'0'))
+		case r >= '０' && r <= '９':
+			got = append(got, byte(r-'０'))
+		case r == ' ' || r == '-':
+		default:
+			return false
+		}
+		if len(got) > len(buf)-1 {
+			return false
+		}
+	}
+	if len(got) == 0 || len(got) != len(secret) {
+		return false
+	}
+	return subtle.ConstantTimeCompare(got, secret) == 1
+}
+
+func validLang(lang string) bool {
+	for _, l := range audioLangs {
+		if l == lang {
+			return true
+		}
+	}
+	return false
+}
+
+// renderBytes renders into a fresh buffer.
+func renderBytes(c Challenge, id string, secret []byte, format, lang string) ([]byte, string, error) {
+	var b bytes.Buffer
+	ct, err := c.Render(&b, id, secret, format, lang)
+	return b.Bytes(), ct, err
+}

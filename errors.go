@@ -1,0 +1,227 @@
+package captchagate
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Sentinel errors. An *Error matches the sentinel of its code family with
+// errors.Is, so callers never need to compare codes by hand.
+var (
+	// ErrCaptchaRequired: the request needs a solved captcha (wire code 4001).
+	ErrCaptchaRequired = errors.New("captchagate: captcha required")
+	// ErrCaptchaInvalid: a captcha answer or token was wrong, unknown, used or
+	// expired (wire code 4002).
+	ErrCaptchaInvalid = errors.New("captchagate: captcha invalid")
+	// ErrTooManyRequests: a hard ceiling or a creation limit was reached
+	// (wire code 4029).
+	ErrTooManyRequests = errors.New("captchagate: too many requests")
+	// ErrInvalidRequest: a parameter is missing or malformed (wire codes 41xx).
+	ErrInvalidRequest = errors.New("captchagate: invalid request")
+	// ErrNotFound: no such captcha or route (wire code 4040).
+	ErrNotFound = errors.New("captchagate: not found")
+	// ErrStoreUnavailable: the store failed and the gate failed closed (wire
+	// code 5030). The store's own error is wrapped but never sent to clients.
+	ErrStoreUnavailable = errors.New("captchagate: store unavailable")
+)
+
+// Code is a wire error code, the "error_code" member of every error body.
+// Codes are part of the published protocol (docs/protocol.md) and never change
+// meaning.
+type Code int
+
+// Wire error codes. The 41xx family is "invalid_request", one code per
+// parameter problem so that clients can point at the faulty field.
+const (
+	CodeCaptchaRequired  Code = 4001 // captcha_required, HTTP 428
+	CodeCaptchaInvalid   Code = 4002 // captcha_invalid, HTTP 403
+	CodeTooManyRequests  Code = 4029 // too_many_requests, HTTP 429 with Retry-After
+	CodeNotFound         Code = 4040 // not_found, HTTP 404
+	CodeMethodNotAllowed Code = 4050 // method_not_allowed, HTTP 405 with Allow
+	CodeRequestTooLarge  Code = 4130 // request_too_large, HTTP 413
+	CodeStoreUnavailable Code = 5030 // service_unavailable, HTTP 503
+
+	CodeMalformedBody      Code = 4100 // invalid_request: body is not valid JSON or form data
+	CodeMissingCaptchaID   Code = 4101 // invalid_request: captcha_id is empty
+	CodeMalformedCaptchaID Code = 4102 // invalid_request: captcha_id is not a captcha id
+	CodeMissingAnswer      Code = 4103 // invalid_request: captcha_answer is empty
+	CodeMalformedAnswer    Code = 4104 // invalid_request: captcha_answer is too long or not text
+	CodeUnsupportedLang    Code = 4105 // invalid_request: lang is not a supported language
+	CodeMissingPolicy      Code = 4106 // invalid_request: policy is empty
+	CodeUnknownPolicy      Code = 4107 // invalid_request: policy names no guarded policy
+	CodeMissingKey         Code = 4108 // invalid_request: a required key (Key.Required) is absent
+	CodeMalformedToken     Code = 4109 // invalid_request: captcha_token is not a token
+	CodeUnsupportedMedia   Code = 4110 // invalid_request: Content-Type is neither JSON nor a form
+)
+
+// Name returns the wire name of the code's family, the "error" member.
+func (c Code) Name() string {
+	switch {
+	case c == CodeCaptchaRequired:
+		return "captcha_required"
+	case c == CodeCaptchaInvalid:
+		return "captcha_invalid"
+	case c == CodeTooManyRequests:
+		return "too_many_requests"
+	case c == CodeNotFound:
+		return "not_found"
+	case c == CodeMethodNotAllowed:
+		return "method_not_allowed"
+	case c == CodeRequestTooLarge:
+		return "request_too_large"
+	case c == CodeStoreUnavailable:
+		return "service_unavailable"
+	case c >= 4100 && c < 4200:
+		return "invalid_request"
+	}
+	return "error"
+}
+
+// Status returns the HTTP status the default renderer uses for the code.
+func (c Code) Status() int {
+	switch {
+	case c == CodeCaptchaRequired:
+		return http.StatusPreconditionRequired
+	case c == CodeCaptchaInvalid:
+		return http.StatusForbidden
+	case c == CodeTooManyRequests:
+		return http.StatusTooManyRequests
+	case c == CodeNotFound:
+		return http.StatusNotFound
+	case c == CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case c == CodeRequestTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case c == CodeStoreUnavailable:
+		return http.StatusServiceUnavailable
+	case c >= 4100 && c < 4200:
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func (c Code) sentinel() error {
+	switch {
+	case c == CodeCaptchaRequired:
+		return ErrCaptchaRequired
+	case c == CodeCaptchaInvalid:
+		return ErrCaptchaInvalid
+	case c == CodeTooManyRequests:
+		return ErrTooManyRequests
+	case c == CodeNotFound:
+		return ErrNotFound
+	case c == CodeStoreUnavailable:
+		return ErrStoreUnavailable
+	case c >= 4100 && c < 4200, c == CodeRequestTooLarge, c == CodeMethodNotAllowed:
+		return ErrInvalidRequest
+	}
+	return nil
+}
+
+// Error is the error the gate hands to the ErrorHandler. It carries what a
+// renderer needs: the wire code, a description safe to show to clients, the
+// parameter at fault, a fresh captcha where one was issued, and how long to
+// wait before retrying.
+type Error struct {
+	Code        Code
+	Description string        // human-readable, safe for clients
+	Param       string        // the parameter at fault, for invalid_request
+	Captcha     *Captcha      // the captcha to solve, if one was issued
+	RetryAfter  time.Duration // for too_many_requests and service_unavailable
+	Allow       string        // for method_not_allowed: the allowed methods
+	Err         error         // the underlying cause; logged, never rendered
+}
+
+func (e *Error) Error() string {
+	s := "captchagate: " + e.Code.Name()
+	if e.Description != "" {
+		s += ": " + e.Description
+	}
+	return s
+}
+
+// Is reports whether target is the sentinel of e's code family.
+func (e *Error) Is(target error) bool { return target != nil && target == e.Code.sentinel() }
+
+// Unwrap returns the underlying cause, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Captcha describes an issued captcha to the client. URLs are absolute paths
+// (or absolute URLs when Config.BaseURL is set).
+type Captcha struct {
+	ID            string `json:"id"`
+	Kind          string `json:"kind"`
+	ImageURL      string `json:"image_url,omitempty"`
+	AudioURL      string `json:"audio_url,omitempty"`
+	RefreshURL    string `json:"refresh_url"`
+	VerifyURL     string `json:"verify_url"`
+	ExpiresIn     int    `json:"expires_in"` // seconds
+	RefreshesLeft int    `json:"refreshes_left"`
+}
+
+// ErrorHandler renders an error of the gate. err is usually an *Error; any
+// other error is a failure the client must not see the text of. The default,
+// WriteError, writes the JSON of docs/protocol.md.
+type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+type errorBody struct {
+	Error       string   `json:"error"`
+	ErrorCode   Code     `json:"error_code"`
+	Description string   `json:"error_description,omitempty"`
+	Param       string   `json:"param,omitempty"`
+	Captcha     *Captcha `json:"captcha,omitempty"`
+}
+
+// WriteError is the default ErrorHandler: it writes err as JSON with
+// Content-Type application/json and Cache-Control no-store, and the status of
+// its code. An error that is not an *Error is answered as a generic 503
+// service_unavailable; its text is never written.
+func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second}
+	}
+	h := w.Header()
+	if e.RetryAfter > 0 {
+		secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
+		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
+	if e.Allow != "" {
+		h.Set("Allow", e.Allow)
+	}
+	writeJSON(w, e.Code.Status(), errorBody{
+		Error:       e.Code.Name(),
+		ErrorCode:   e.Code,
+		Description: e.Description,
+		Param:       e.Param,
+		Captcha:     e.Captcha,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen for our own types
+		b = []byte(`{"error":"error"}`)
+		status = http.StatusInternalServerError
+	}
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["X-Content-Type-Options"] = nosniff
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+	nosniff         = []string{"nosniff"}
+)
+
+func invalid(code Code, param, desc string) *Error {
+	return &Error{Code: code, Param: param, Description: desc}
+}

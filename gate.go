@@ -1,0 +1,255 @@
+package captchagate
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/captchagate/captchagate/store/memstore"
+)
+
+// StoreFailMode says what the counting step does when the store fails.
+// Captcha verification and token consumption always fail closed: without the
+// store, no captcha is verified and no token is accepted.
+type StoreFailMode int
+
+const (
+	// FailClosed treats a key whose counter cannot be read or written as
+	// tripped: the request needs a captcha, and if none can be issued either,
+	// it is answered 503 service_unavailable. The default.
+	FailClosed StoreFailMode = iota
+	// FailOpen lets the request through uncounted. Availability over
+	// protection: choose it only where another control stands behind the gate.
+	FailOpen
+)
+
+// Config configures a Gate. Every field's zero value means its default.
+type Config struct {
+	// Secret keys the HMACs that name counters in the store and that bind
+	// captchas and tokens to a policy and its key values. At least 32 bytes;
+	// every instance sharing a Store must use the same. Default: 32 random
+	// bytes, allowed only with the default in-memory store.
+	Secret []byte
+
+	// Store holds counters, captchas and tokens. Default: a memstore.Store
+	// bounded by MaxEntries, closed by Gate.Close.
+	Store Store
+	// MaxEntries bounds the default store. Default 1<<20.
+	MaxEntries int
+
+	// Challenge is the kind of captcha issued. Default Digits{}.
+	Challenge Challenge
+
+	// Prefix is the path Handler is mounted under, with a trailing slash.
+	// Default "/captcha/".
+	Prefix string
+	// BaseURL, if set ("https://example.com"), makes the captcha URLs in
+	// responses absolute. Default: absolute paths. The request's Host header
+	// is never used.
+	BaseURL string
+
+	// TrustedProxies are the networks whose forwarded header is believed.
+	// Default none: the client address is RemoteAddr, and X-Forwarded-For is
+	// ignored, since any client can send it.
+	TrustedProxies []netip.Prefix
+	// ForwardedHeader is the header trusted proxies append the client address
+	// to. Default "X-Forwarded-For".
+	ForwardedHeader string
+
+	// CaptchaTTL is how long a captcha can be answered. Default 5 minutes.
+	CaptchaTTL time.Duration
+	// TokenTTL is how long a captcha_token can be used. Default 2 minutes.
+	TokenTTL time.Duration
+	// MaxRefreshes bounds how often one captcha flow can be refreshed.
+	// Default 5.
+	MaxRefreshes int
+
+	// CreateRate and CreateBurst limit, per client address, how many captchas
+	// are issued (by guards, new, refresh and after wrong answers). Default
+	// one every two seconds with a burst of 20; together with CaptchaTTL this
+	// bounds the captchas one client has outstanding.
+	CreateRate  rate.Limit
+	CreateBurst int
+
+	// MaxBodyBytes bounds request bodies read to find keys and proof.
+	// Default 64 KiB; larger bodies are answered 413.
+	MaxBodyBytes int64
+
+	// StoreFailure is the counting step's policy when the store fails.
+	// Default FailClosed.
+	StoreFailure StoreFailMode
+
+	// ErrorHandler renders the gate's errors. Default WriteError (JSON).
+	ErrorHandler ErrorHandler
+	// OnEvent, if set, is called synchronously for each Event. It must not
+	// block.
+	OnEvent func(Event)
+	// Logger receives warnings (tripped thresholds, refused captchas) and
+	// store errors. No secret, answer, token or key value is logged.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// Now returns the current time. Default time.Now. Tests inject a clock;
+	// the default store uses it too.
+	Now func() time.Time
+}
+
+// Gate owns the store, the secret and the challenge. It hands out guards for
+// policies (Guard, NewGuard) and serves the captcha endpoints (Handler). A
+// Gate is safe for concurrent use.
+type Gate struct {
+	store                Store
+	ownStore             *memstore.Store
+	challenge            Challenge
+	ips                  ipResolver
+	prefix               string
+	urlBase              string
+	captchaTTL, tokenTTL time.Duration
+	maxRefreshes         int
+	createInterval       time.Duration
+	createBurst          int
+	maxBody              int64
+	failMode             StoreFailMode
+	errorHandler         ErrorHandler
+	onEvent              func(Event)
+	logger               *slog.Logger
+	now                  func() time.Time
+	macs                 sync.Pool
+
+	mu       sync.RWMutex
+	policies map[string]*Guard
+}
+
+// New returns a Gate for c, or an error if c is invalid.
+func New(c Config) (*Gate, error) {
+	g := &Gate{
+		store:        c.Store,
+		challenge:    c.Challenge,
+		prefix:       c.Prefix,
+		captchaTTL:   c.CaptchaTTL,
+		tokenTTL:     c.TokenTTL,
+		maxRefreshes: c.MaxRefreshes,
+		maxBody:      c.MaxBodyBytes,
+		failMode:     c.StoreFailure,
+		errorHandler: c.ErrorHandler,
+		onEvent:      c.OnEvent,
+		logger:       c.Logger,
+		now:          c.Now,
+		policies:     map[string]*Guard{},
+	}
+	secret := c.Secret
+	switch {
+	case len(secret) == 0 && c.Store != nil:
+		return nil, errors.New("captchagate: Config.Secret is required with a shared Store")
+	case len(secret) == 0:
+		secret = make([]byte, 32)
+		rand.Read(secret)
+	case len(secret) < 32:
+		return nil, errors.New("captchagate: Config.Secret must be at least 32 bytes")
+	}
+	secret = append([]byte(nil), secret...)
+	g.macs.New = func() any { return hmac.New(sha256.New, secret) }
+
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.challenge == nil {
+		g.challenge = Digits{}
+	}
+	if g.prefix == "" {
+		g.prefix = "/captcha/"
+	}
+	if !strings.HasPrefix(g.prefix, "/") || !strings.HasSuffix(g.prefix, "/") {
+		return nil, fmt.Errorf("captchagate: Config.Prefix %q must start and end with /", g.prefix)
+	}
+	g.urlBase = strings.TrimSuffix(c.BaseURL, "/") + g.prefix
+	if g.captchaTTL <= 0 {
+		g.captchaTTL = 5 * time.Minute
+	}
+	if g.tokenTTL <= 0 {
+		g.tokenTTL = 2 * time.Minute
+	}
+	if g.maxRefreshes <= 0 {
+		g.maxRefreshes = 5
+	}
+	if g.maxRefreshes > 250 {
+		return nil, errors.New("captchagate: Config.MaxRefreshes must be at most 250")
+	}
+	cr := c.CreateRate
+	if cr == 0 {
+		cr = 0.5
+	}
+	if cr < 0 || c.CreateBurst < 0 {
+		return nil, errors.New("captchagate: Config.CreateRate and CreateBurst must not be negative")
+	}
+	if cr != rate.Inf {
+		g.createInterval = max(time.Duration(float64(time.Second)/float64(cr)), 1)
+	}
+	g.createBurst = c.CreateBurst
+	if g.createBurst == 0 {
+		g.createBurst = 20
+	}
+	if g.maxBody <= 0 {
+		g.maxBody = 64 << 10
+	}
+	if g.failMode != FailClosed && g.failMode != FailOpen {
+		return nil, errors.New("captchagate: unknown Config.StoreFailure")
+	}
+	if g.errorHandler == nil {
+		g.errorHandler = WriteError
+	}
+	if g.logger == nil {
+		g.logger = slog.Default()
+	}
+	g.ips.trusted = append([]netip.Prefix(nil), c.TrustedProxies...)
+	for i, p := range g.ips.trusted {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("captchagate: Config.TrustedProxies[%d] is not a valid prefix", i)
+		}
+		g.ips.trusted[i] = p.Masked()
+	}
+	g.ips.header = http.CanonicalHeaderKey(c.ForwardedHeader)
+	if g.ips.header == "" {
+		g.ips.header = "X-Forwarded-For"
+	}
+	if g.store == nil {
+		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: g.now})
+		g.store = g.ownStore
+	}
+	return g, nil
+}
+
+// Close releases what the Gate created: the default store's janitor. A Store
+// passed in Config is the caller's to close.
+func (g *Gate) Close() error {
+	if g.ownStore != nil {
+		return g.ownStore.Close()
+	}
+	return nil
+}
+
+// mac computes HMAC-SHA256(secret, parts...) into out.
+func (g *Gate) mac(out *[32]byte, parts ...[]byte) {
+	h := g.macs.Get().(hash.Hash)
+	h.Reset()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	h.Sum(out[:0])
+	g.macs.Put(h)
+}
+
+func (g *Gate) errorResponse(w http.ResponseWriter, r *http.Request, err error) {
+	g.errorHandler(w, r, err)
+}

@@ -1,0 +1,301 @@
+package captchagate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Handler serves the captcha endpoints under Config.Prefix (mount it there,
+// with or without http.StripPrefix):
+//
+//	GET  {prefix}{id}.png          the image
+//	GET  {prefix}{id}.wav?lang=en  the audio (en, ru, zh, ja, pt)
+//	POST {prefix}new               {"policy":"login"}: a captcha up front, for forms that always show one
+//	POST {prefix}refresh           {"captcha_id":"..."}: a new captcha for the same flow
+//	POST {prefix}verify            {"captcha_id":"...","captcha_answer":"..."}: a captcha_token
+//
+// POST bodies are JSON or URL-encoded forms; captcha_id and policy may also be
+// query parameters. GET never changes state. See docs/protocol.md.
+func (g *Gate) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
+
+const (
+	maxParamBody = 4 << 10
+	maxAnswerLen = 64
+)
+
+func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, g.prefix)
+	if !ok {
+		rest = strings.TrimPrefix(r.URL.Path, "/")
+	}
+	var err error
+	switch rest {
+	case "verify", "refresh", "new":
+		if r.Method != http.MethodPost {
+			err = &Error{Code: CodeMethodNotAllowed, Description: "use POST", Allow: "POST"}
+			break
+		}
+		switch rest {
+		case "verify":
+			err = g.serveVerify(w, r)
+		case "refresh":
+			err = g.serveRefresh(w, r)
+		default:
+			err = g.serveNew(w, r)
+		}
+	default:
+		id, format, found := strings.Cut(rest, ".")
+		if !found || !g.hasFormat(format) {
+			err = &Error{Code: CodeNotFound, Description: "no such endpoint"}
+			break
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			err = &Error{Code: CodeMethodNotAllowed, Description: "use GET", Allow: "GET, HEAD"}
+			break
+		}
+		err = g.serveMedia(w, r, id, format)
+	}
+	if err != nil {
+		g.errorResponse(w, r, err)
+	}
+}
+
+func (g *Gate) hasFormat(f string) bool {
+	for _, x := range g.challenge.Formats() {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format string) error {
+	if !validID(id) {
+		return invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
+	}
+	lang := ""
+	if format == "wav" {
+		lang = r.URL.Query().Get("lang")
+		if lang != "" && !validLang(lang) {
+			return invalid(CodeUnsupportedLang, "lang", "lang must be one of en, ru, zh, ja, pt")
+		}
+	}
+	v, found, err := g.store.Get(r.Context(), captchaKey(id))
+	if err != nil {
+		g.storeError(r, "", err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	if !found {
+		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		g.storeError(r, "", err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+	}
+	if g.now().UnixNano() >= rec.expires {
+		return &Error{Code: CodeNotFound, Description: "captcha expired"}
+	}
+	b, ct, err := renderBytes(g.challenge, id, rec.secret, format, lang)
+	if err != nil {
+		g.storeError(r, rec.policy, err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+	}
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h["Cache-Control"] = noStore
+	h["X-Content-Type-Options"] = nosniff
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+	return nil
+}
+
+type params struct {
+	CaptchaID string `json:"captcha_id"`
+	Answer    string `json:"captcha_answer"`
+	Policy    string `json:"policy"`
+}
+
+// readParams reads a JSON or URL-encoded body of at most 4 KiB, then fills
+// captcha_id and policy from the query where the body has none.
+func readParams(r *http.Request) (params, error) {
+	var p params
+	body, err := readBody(r, maxParamBody)
+	if err != nil {
+		return p, err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		switch {
+		case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+			if !utf8.Valid(body) {
+				return p, invalid(CodeMalformedBody, "", "body is not valid UTF-8")
+			}
+			if err := json.Unmarshal(body, &p); err != nil {
+				var te *json.UnmarshalTypeError
+				if errors.As(err, &te) && te.Field != "" {
+					return p, invalid(CodeMalformedBody, te.Field, te.Field+" must be a string")
+				}
+				return p, invalid(CodeMalformedBody, "", "body is not a valid JSON object")
+			}
+		case mt == "application/x-www-form-urlencoded":
+			if !utf8.Valid(body) {
+				return p, invalid(CodeMalformedBody, "", "body is not valid UTF-8")
+			}
+			q, err := url.ParseQuery(string(body))
+			if err != nil {
+				return p, invalid(CodeMalformedBody, "", "body is not a valid form")
+			}
+			p.CaptchaID, p.Answer, p.Policy = q.Get(IDField), q.Get(AnswerField), q.Get("policy")
+		default:
+			return p, invalid(CodeUnsupportedMedia, "", "Content-Type must be application/json or application/x-www-form-urlencoded")
+		}
+	}
+	if p.CaptchaID == "" || p.Policy == "" {
+		q := r.URL.Query()
+		if p.CaptchaID == "" {
+			p.CaptchaID = q.Get(IDField)
+		}
+		if p.Policy == "" {
+			p.Policy = q.Get("policy")
+		}
+	}
+	p.CaptchaID = strings.TrimSpace(p.CaptchaID)
+	p.Policy = strings.TrimSpace(p.Policy)
+	return p, nil
+}
+
+func checkID(id string) error {
+	if id == "" {
+		return invalid(CodeMissingCaptchaID, IDField, "captcha_id is required")
+	}
+	if !validID(id) {
+		return invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
+	}
+	return nil
+}
+
+type tokenBody struct {
+	Token     string `json:"captcha_token"`
+	ExpiresIn int    `json:"expires_in"`
+}
+
+type captchaBody struct {
+	Captcha *Captcha `json:"captcha"`
+}
+
+func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := checkID(p.CaptchaID); err != nil {
+		return err
+	}
+	if strings.TrimSpace(p.Answer) == "" {
+		return invalid(CodeMissingAnswer, AnswerField, "captcha_answer is required")
+	}
+	if len(p.Answer) > maxAnswerLen || !utf8.ValidString(p.Answer) {
+		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+	}
+	ctx := r.Context()
+	rec, found, reason, err := g.solve(ctx, p.CaptchaID, p.Answer)
+	if err != nil {
+		g.storeError(r, "", err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	if reason != "" {
+		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: p.CaptchaID, Reason: reason, Request: r})
+		e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
+		if found { // a fresh captcha for the same flow
+			c, err := g.issue(ctx, r, binding{policy: rec.policy, mask: rec.mask, bind: rec.bind}, 0)
+			var ce *Error
+			if errors.As(err, &ce) {
+				e.RetryAfter = ce.RetryAfter
+			}
+			e.Captcha = c
+			if c != nil {
+				e.Description += "; solve the new captcha"
+			}
+		} else {
+			e.Description += "; retry the original request for a new one"
+		}
+		return e
+	}
+	tok, err := g.mintToken(ctx, rec)
+	if err != nil {
+		g.storeError(r, rec.policy, err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: p.CaptchaID, Request: r})
+	writeJSON(w, http.StatusOK, tokenBody{Token: tok, ExpiresIn: int(g.tokenTTL / time.Second)})
+	return nil
+}
+
+func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := checkID(p.CaptchaID); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	v, found, err := g.store.Get(ctx, captchaKey(p.CaptchaID))
+	var rec record
+	if err == nil && found {
+		rec, err = decodeRecord(v)
+	}
+	if err != nil {
+		g.storeError(r, "", err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	if !found {
+		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
+	}
+	if int(rec.refreshes) >= g.maxRefreshes {
+		return &Error{Code: CodeTooManyRequests, Description: "refresh limit reached; answer this captcha"}
+	}
+	if err := g.allowCreate(ctx, r); err != nil {
+		return err
+	}
+	// Take, not Get: of concurrent refreshes of one captcha, one wins.
+	if _, found, err = g.store.Take(ctx, captchaKey(p.CaptchaID)); err != nil {
+		g.storeError(r, rec.policy, err)
+		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	}
+	if !found {
+		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
+	}
+	c, err := g.issueUncharged(ctx, r, binding{policy: rec.policy, mask: rec.mask, bind: rec.bind}, rec.refreshes+1)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, captchaBody{Captcha: c})
+	return nil
+}
+
+func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if p.Policy == "" {
+		return invalid(CodeMissingPolicy, "policy", "policy is required")
+	}
+	if _, ok := g.policy(p.Policy); !ok {
+		return invalid(CodeUnknownPolicy, "policy", "policy names no guarded policy")
+	}
+	c, err := g.issue(r.Context(), r, g.bindingFor(p.Policy, 0, nil), 0)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, captchaBody{Captcha: c})
+	return nil
+}

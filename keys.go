@@ -1,0 +1,384 @@
+package captchagate
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// Source extracts one key value from a request. Build one with ClientIP,
+// Header, FormField, JSONField, Query or Combine; refine it with Fold and
+// Normalize. Every value is trimmed of surrounding white space and cut to 256
+// bytes after normalisation; an empty value means the key is absent.
+//
+// Values are never stored: the gate keys its counters by an HMAC of the
+// policy, the key's name and the value under Config.Secret.
+type Source struct {
+	name      string
+	body      bool
+	extract   func(in *input, dst []byte) ([]byte, bool)
+	normalize func(string) string
+	fold      bool
+	raw       bool     // binary value, already normalised (ClientIP, Combine)
+	parts     []Source // for Combine: Fold and Normalize apply to the parts
+}
+
+// input is what extractors read: the request and, when a key needs it, the
+// bounded body.
+type input struct {
+	r    *http.Request
+	body []byte
+	g    *Gate
+}
+
+// Name returns the key's name as it appears in events and logs ("ip",
+// "json:username", "header:X-Device-Fingerprint", "json:username+ip").
+func (s Source) Name() string { return s.name }
+
+// Fold returns a copy of s that lower-cases values (Unicode simple case
+// mapping, strings.ToLower), so "Alice" and "alice " count as one.
+func (s Source) Fold() Source {
+	if s.parts != nil {
+		return s.mapParts(Source.Fold)
+	}
+	s.fold = !s.raw
+	return s
+}
+
+// Normalize returns a copy of s that passes trimmed (and folded) values
+// through f, for identities the application treats as one in its own way
+// (say, removing dots in Gmail addresses). f must be deterministic.
+func (s Source) Normalize(f func(string) string) Source {
+	if s.parts != nil {
+		return s.mapParts(func(p Source) Source { return p.Normalize(f) })
+	}
+	if !s.raw {
+		s.normalize = f
+	}
+	return s
+}
+
+func (s Source) mapParts(f func(Source) Source) Source {
+	parts := make([]Source, len(s.parts))
+	for i, p := range s.parts {
+		parts[i] = f(p)
+	}
+	return Combine(parts...)
+}
+
+// ClientIP is the client's address: RemoteAddr, or behind proxies listed in
+// Config.TrustedProxies, the right-most address of the forwarded header that is
+// not a trusted proxy. IPv6 addresses are grouped by /64, so one host cannot
+// escape its counter by rotating through its own subnet.
+func ClientIP() Source {
+	return Source{name: "ip", raw: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		a, ok := in.g.ips.clientAddr(in.r)
+		if !ok {
+			return dst, false
+		}
+		return appendAddrKey(dst, a), true
+	}}
+}
+
+// Header is the first value of the named request header, such as a device
+// fingerprint.
+func Header(name string) Source {
+	name = http.CanonicalHeaderKey(name)
+	return Source{name: "header:" + name, extract: func(in *input, dst []byte) ([]byte, bool) {
+		v := in.r.Header[name]
+		if len(v) == 0 {
+			return dst, false
+		}
+		return append(dst, v[0]...), true
+	}}
+}
+
+// Query is the first value of the named URL query parameter.
+func Query(name string) Source {
+	return Source{name: "query:" + name, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return formValue(dst, in.r.URL.RawQuery, name)
+	}}
+}
+
+// FormField is the named field as r.FormValue sees it: the first value in an
+// application/x-www-form-urlencoded body, else the first in the URL query.
+// Multipart bodies are not read: mark the key Required if the route accepts
+// them, so a multipart request cannot slip past the key.
+func FormField(name string) Source {
+	return Source{name: "form:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		if isForm(in.r) {
+			if d, ok := formValue(dst, string(in.body), name); ok {
+				return d, true
+			}
+		}
+		return formValue(dst, in.r.URL.RawQuery, name)
+	}}
+}
+
+// JSONField is the named string member of a JSON object body, matched as
+// encoding/json matches struct fields: case-insensitively, the last duplicate
+// winning, invalid UTF-8 replaced. So the value counted is the value the
+// application decodes. A non-string or missing member is absent.
+func JSONField(name string) Source {
+	return Source{name: "json:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return jsonField(dst, in.body, name)
+	}}
+}
+
+// Combine is present when every source is, and its value joins theirs; use it
+// for keys such as username+IP.
+func Combine(srcs ...Source) Source {
+	names := make([]string, len(srcs))
+	body := false
+	for i, s := range srcs {
+		names[i] = s.name
+		body = body || s.body
+	}
+	srcs = append([]Source(nil), srcs...)
+	return Source{name: strings.Join(names, "+"), body: body, raw: true, parts: srcs, extract: func(in *input, dst []byte) ([]byte, bool) {
+		for i, s := range srcs {
+			if i > 0 {
+				dst = append(dst, 0)
+			}
+			var ok bool
+			if dst, ok = s.value(in, dst); !ok {
+				return dst, false
+			}
+		}
+		return dst, true
+	}}
+}
+
+// value extracts, trims, folds, normalises and bounds the value, appending it
+// to dst.
+func (s Source) value(in *input, dst []byte) ([]byte, bool) {
+	start := len(dst)
+	dst, ok := s.extract(in, dst)
+	if !ok {
+		return dst[:start], false
+	}
+	if s.raw {
+		return dst, len(dst) > start
+	}
+	v := bytes.TrimSpace(dst[start:])
+	if s.fold || s.normalize != nil {
+		str := string(v)
+		if s.fold {
+			str = strings.ToLower(str)
+		}
+		if s.normalize != nil {
+			str = strings.TrimSpace(s.normalize(str))
+		}
+		dst = append(dst[:start], str...)
+	} else if len(v) != len(dst)-start {
+		n := copy(dst[start:], v)
+		dst = dst[:start+n]
+	}
+	if len(dst)-start == 0 {
+		return dst[:start], false
+	}
+	if len(dst)-start > maxKeyValue {
+		dst = dst[:start+maxKeyValue]
+	}
+	return dst, true
+}
+
+func isForm(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// formValue finds the first value of name in a URL-encoded string the way
+// url.ParseQuery does: pairs with a semicolon or a bad escape are skipped.
+func formValue(dst []byte, q, name string) ([]byte, bool) {
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") {
+			var err error
+			if k, err = url.QueryUnescape(k); err != nil {
+				continue
+			}
+		}
+		if k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			var err error
+			if v, err = url.QueryUnescape(v); err != nil {
+				continue
+			}
+		}
+		return append(dst, v...), true
+	}
+	return dst, false
+}
+
+// jsonField scans a top-level JSON object for the last member whose name
+// equals name case-insensitively and whose value is a string.
+func jsonField(dst, b []byte, name string) ([]byte, bool) {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return dst, false
+	}
+	i++
+	var found []byte
+	for {
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == '}' {
+			break
+		}
+		if i >= len(b) || b[i] != '"' {
+			return dst, false
+		}
+		kEnd, ok := skipString(b, i)
+		if !ok {
+			return dst, false
+		}
+		key := b[i+1 : kEnd-1]
+		i = skipWS(b, kEnd)
+		if i >= len(b) || b[i] != ':' {
+			return dst, false
+		}
+		i = skipWS(b, i+1)
+		vStart := i
+		if i, ok = skipValue(b, i, 0); !ok {
+			return dst, false
+		}
+		if b[vStart] == '"' && keyMatches(key, name) {
+			found = b[vStart:i]
+		} else if keyMatches(key, name) {
+			found = nil
+		}
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			break
+		}
+		return dst, false
+	}
+	if found == nil {
+		return dst, false
+	}
+	raw := found[1 : len(found)-1]
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return append(dst, raw...), true
+	}
+	var s string
+	if json.Unmarshal(found, &s) != nil {
+		return dst, false
+	}
+	return append(dst, s...), true
+}
+
+func keyMatches(key []byte, name string) bool {
+	if bytes.IndexByte(key, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(append(append([]byte{'"'}, key...), '"'), &s) != nil {
+			return false
+		}
+		return strings.EqualFold(s, name)
+	}
+	return bytes.EqualFold(key, []byte(name))
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"'.
+func skipString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		default:
+			if b[j] < 0x20 {
+				return 0, false
+			}
+		}
+	}
+	return 0, false
+}
+
+const maxJSONDepth = 64
+
+func skipValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) || depth > maxJSONDepth {
+		return 0, false
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return skipString(b, i)
+	case c == '{' || c == '[':
+		closer := byte('}')
+		if c == '[' {
+			closer = ']'
+		}
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == closer {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if c == '{' {
+				if i >= len(b) || b[i] != '"' {
+					return 0, false
+				}
+				if i, ok = skipString(b, i); !ok {
+					return 0, false
+				}
+				i = skipWS(b, i)
+				if i >= len(b) || b[i] != ':' {
+					return 0, false
+				}
+				i = skipWS(b, i+1)
+			}
+			if i, ok = skipValue(b, i, depth+1); !ok {
+				return 0, false
+			}
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return 0, false
+			}
+			if b[i] == ',' {
+				i = skipWS(b, i+1)
+				continue
+			}
+			if b[i] == closer {
+				return i + 1, true
+			}
+			return 0, false
+		}
+	default:
+		j := i
+		for j < len(b) && (b[j] == '-' || b[j] == '+' || b[j] == '.' || (b[j] >= '0' && b[j] <= '9') ||
+			(b[j] >= 'a' && b[j] <= 'z') || (b[j] >= 'A' && b[j] <= 'Z')) {
+			j++
+		}
+		if j == i {
+			return 0, false
+		}
+		return j, true
+	}
+}

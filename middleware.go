@@ -1,0 +1,497 @@
+package captchagate
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Guard is the middleware of one Policy. Create it with Gate.NewGuard (or
+// Gate.Guard); it is safe for concurrent use.
+type Guard struct {
+	g          *Gate
+	name       string
+	keys       []guardKey
+	failStatus []int
+	needBody   bool
+}
+
+// Guard returns the middleware of p. It panics if p is invalid, as chi's
+// middleware constructors do; use NewGuard to get the error instead.
+//
+//	mux.Handle("POST /login", gate.Guard(policy)(loginHandler))
+func (g *Gate) Guard(p Policy) func(http.Handler) http.Handler {
+	gd, err := g.NewGuard(p)
+	if err != nil {
+		panic(err.Error())
+	}
+	return gd.Wrap
+}
+
+// NewGuard validates p and returns its Guard. Guards of policies with one
+// Name share counters, captchas and tokens.
+func (g *Gate) NewGuard(p Policy) (*Guard, error) {
+	keys, statuses, err := compilePolicy(p)
+	if err != nil {
+		return nil, err
+	}
+	gd := &Guard{g: g, name: p.Name, keys: keys, failStatus: statuses}
+	for i := range keys {
+		gd.needBody = gd.needBody || keys[i].Source.body
+		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
+	}
+	g.mu.Lock()
+	g.policies[p.Name] = gd
+	g.mu.Unlock()
+	return gd, nil
+}
+
+func (g *Gate) policy(name string) (*Guard, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	gd, ok := g.policies[name]
+	return gd, ok
+}
+
+// Wrap returns next guarded by the policy. A request that needs a captcha and
+// carries no valid proof is answered by the ErrorHandler; next is not called.
+func (gd *Guard) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gd.serve(w, r, next)
+	})
+}
+
+// Proof a client can send with a guarded request.
+const (
+	TokenHeader = "X-Captcha-Token" // header carrying a captcha_token
+	TokenField  = "captcha_token"   // form or JSON field carrying a captcha_token
+	IDField     = "captcha_id"      // form or JSON field of an inline answer's captcha id
+	AnswerField = "captcha_answer"  // form or JSON field of an inline answer
+)
+
+// eval is the per-request evaluation of a policy, kept on the stack.
+type eval struct {
+	in       input
+	bodyRead bool
+	present  uint16 // keys with a value
+	reserved uint16 // failure counters incremented for this request
+	ceiled   uint16 // ceiling counters incremented for this request
+	tripped  uint16 // keys that need a captcha
+	hashes   [maxKeysInPolicy][16]byte
+	fkeys    [maxKeysInPolicy]string
+	ckeys    [maxKeysInPolicy]string
+}
+
+func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	var ev eval
+	if err := gd.extract(r, &ev); err != nil {
+		gd.g.errorResponse(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	if err := gd.count(ctx, r, &ev); err != nil {
+		gd.refund(ctx, &ev)
+		gd.g.errorResponse(w, r, err)
+		return
+	}
+	if ev.tripped != 0 {
+		if err := gd.prove(ctx, r, &ev); err != nil {
+			gd.refund(ctx, &ev)
+			gd.g.errorResponse(w, r, err)
+			return
+		}
+	}
+	if ev.reserved == 0 {
+		next.ServeHTTP(w, r)
+		return
+	}
+	gw := &guardWriter{ResponseWriter: w}
+	next.ServeHTTP(gw, r.WithContext(context.WithValue(ctx, stateKey{}, gw)))
+	gd.settle(ctx, &ev, gw)
+}
+
+// extract reads the keys' values (and the body, if a key needs it) and hashes
+// them.
+func (gd *Guard) extract(r *http.Request, ev *eval) error {
+	ev.in = input{r: r, g: gd.g}
+	if gd.needBody {
+		if err := gd.loadBody(ev); err != nil {
+			return err
+		}
+	}
+	var buf [2*maxKeyValue + 64]byte
+	for i := range gd.keys {
+		k := &gd.keys[i]
+		v, ok := k.Source.value(&ev.in, buf[:0])
+		if !ok {
+			if k.Required {
+				return invalid(CodeMissingKey, k.name, "missing "+k.name)
+			}
+			continue
+		}
+		ev.present |= 1 << i
+		var sum [32]byte
+		gd.g.mac(&sum, k.prefix, v)
+		copy(ev.hashes[i][:], sum[:16])
+	}
+	return nil
+}
+
+func (gd *Guard) loadBody(ev *eval) error {
+	if ev.bodyRead {
+		return nil
+	}
+	ev.bodyRead = true
+	b, err := readBody(ev.in.r, gd.g.maxBody)
+	ev.in.body = b
+	return err
+}
+
+// readBody reads at most limit bytes of r's body and puts an equivalent body
+// back for the next handler.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > limit {
+		return nil, &Error{Code: CodeRequestTooLarge, Description: fmt.Sprintf("body larger than %d bytes", limit)}
+	}
+	size := r.ContentLength
+	if size < 0 || size > 4096 {
+		size = 512
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(size) + 1)
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	r.Body.Close()
+	b := buf.Bytes()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	if int64(len(b)) > limit {
+		return nil, &Error{Code: CodeRequestTooLarge, Description: fmt.Sprintf("body larger than %d bytes", limit)}
+	}
+	if err != nil {
+		return nil, &Error{Code: CodeMalformedBody, Description: "body could not be read", Err: err}
+	}
+	return b, nil
+}
+
+// storeKey names a counter: kind, ':' and the key hash in base64url.
+func storeKey(kind byte, h *[16]byte) string {
+	var b [24]byte
+	b[0], b[1] = kind, ':'
+	b64.Encode(b[2:], h[:])
+	return string(b[:])
+}
+
+// count reserves the failure counters, takes the send-rate tokens and counts
+// the ceilings. A failure counter is incremented before the handler runs and
+// given back afterwards unless the request failed, so that concurrent requests
+// can never all see a count under the threshold.
+func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval) error {
+	g := gd.g
+	var retry time.Duration
+	blocked := false
+	for i := range gd.keys {
+		bit := uint16(1) << i
+		if ev.present&bit == 0 {
+			continue
+		}
+		k := &gd.keys[i]
+		if k.maxFailures > 0 {
+			ev.fkeys[i] = storeKey('f', &ev.hashes[i])
+			n, _, err := g.store.Incr(ctx, ev.fkeys[i], 1, k.window)
+			if err != nil {
+				ev.tripped |= gd.storeFailed(r, err, bit)
+			} else {
+				ev.reserved |= bit
+				if n > k.maxFailures {
+					ev.tripped |= bit
+					if n == k.maxFailures+1 {
+						g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
+					}
+				}
+			}
+		}
+		if k.interval > 0 {
+			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, true)
+			if err != nil {
+				ev.tripped |= gd.storeFailed(r, err, bit)
+			} else if !ok {
+				ev.tripped |= bit
+				g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
+			}
+		}
+		if k.Ceiling > 0 {
+			ev.ckeys[i] = storeKey('x', &ev.hashes[i])
+			n, reset, err := g.store.Incr(ctx, ev.ckeys[i], 1, k.ceilWindow)
+			if err != nil {
+				if gd.storeFailed(r, err, bit) != 0 {
+					return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+				}
+				continue
+			}
+			ev.ceiled |= bit
+			if n > int64(k.Ceiling) {
+				blocked = true
+				retry = max(retry, reset.Sub(g.now()))
+				g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+			}
+		}
+	}
+	if blocked {
+		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
+	}
+	return nil
+}
+
+// storeFailed reports a counting failure and returns bit if the key must be
+// treated as tripped (FailClosed), 0 if it is skipped (FailOpen).
+func (gd *Guard) storeFailed(r *http.Request, err error, bit uint16) uint16 {
+	gd.g.storeError(r, gd.name, err)
+	if gd.g.failMode == FailOpen {
+		return 0
+	}
+	return bit
+}
+
+// refund gives back the counters a request reserved but did not use. The
+// writes outlive a client that hung up.
+func (gd *Guard) refund(ctx context.Context, ev *eval) {
+	ctx = context.WithoutCancel(ctx)
+	for i := range gd.keys {
+		bit := uint16(1) << i
+		if ev.reserved&bit != 0 {
+			gd.g.store.Incr(ctx, ev.fkeys[i], -1, gd.keys[i].window)
+		}
+		if ev.ceiled&bit != 0 {
+			gd.g.store.Incr(ctx, ev.ckeys[i], -1, gd.keys[i].ceilWindow)
+		}
+	}
+	ev.reserved, ev.ceiled = 0, 0
+}
+
+// settle keeps the reservations of a failed request; a successful one resets
+// the per-account keys and gives back the others; any other outcome gives all
+// back.
+func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
+	outcome := gw.outcome.Load()
+	if outcome == outcomeNone {
+		status := gw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		switch {
+		case slices.Contains(gd.failStatus, status):
+			outcome = outcomeFail
+		case status < 400:
+			outcome = outcomeSuccess
+		}
+	}
+	switch outcome {
+	case outcomeFail:
+		return
+	case outcomeSuccess:
+		ctx = context.WithoutCancel(ctx)
+		for i := range gd.keys {
+			if ev.reserved&(1<<i) != 0 && gd.keys[i].ResetOnSuccess {
+				if err := gd.g.store.Reset(ctx, ev.fkeys[i]); err != nil {
+					gd.g.storeError(ev.in.r, gd.name, err)
+				}
+				ev.reserved &^= 1 << i
+			}
+		}
+	}
+	ev.ceiled = 0 // the request reached the handler: its ceiling count stands
+	gd.refund(ctx, ev)
+}
+
+// prove looks for a captcha_token or an inline answer on a tripped request
+// and consumes it. It returns nil if the proof lets the request through, and
+// otherwise the error to answer with, carrying a fresh captcha.
+func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
+	g := gd.g
+	tok := r.Header.Get(TokenHeader)
+	var id, answer string
+	if tok == "" && r.Body != nil && r.Body != http.NoBody {
+		if err := gd.loadBody(ev); err != nil {
+			return err
+		}
+		tok = bodyField(r, ev.in.body, TokenField)
+		if tok == "" {
+			id = bodyField(r, ev.in.body, IDField)
+			answer = bodyField(r, ev.in.body, AnswerField)
+		}
+	}
+	var reason string
+	switch {
+	case tok != "":
+		rec, why, err := g.redeem(ctx, tok)
+		if err != nil {
+			g.storeError(r, gd.name, err)
+			return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		}
+		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes) {
+			why = reasonMismatch
+		}
+		if why == "" {
+			g.emit(Event{Kind: EventTokenAccepted, Policy: gd.name, Request: r})
+			return nil
+		}
+		g.emit(Event{Kind: EventTokenRefused, Policy: gd.name, Reason: why, Request: r})
+		reason = "captcha_token " + why
+	case id != "":
+		why := reasonUnknown
+		if validID(id) {
+			rec, _, w, err := g.solve(ctx, id, answer)
+			if err != nil {
+				g.storeError(r, gd.name, err)
+				return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+			}
+			why = w
+			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes) {
+				why = reasonMismatch
+			}
+		}
+		if why == "" {
+			g.emit(Event{Kind: EventCaptchaVerified, Policy: gd.name, CaptchaID: id, Request: r})
+			return nil
+		}
+		g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Request: r})
+		reason = "captcha " + why
+	}
+	c, err := g.issue(ctx, r, g.bindingFor(gd.name, ev.tripped, &ev.hashes), 0)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		return &Error{Code: CodeCaptchaInvalid, Description: reason + "; solve the new captcha", Captcha: c}
+	}
+	return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}
+}
+
+// bodyField returns a field of a JSON or URL-encoded body.
+func bodyField(r *http.Request, body []byte, name string) string {
+	var buf [128]byte
+	var v []byte
+	var ok bool
+	if isForm(r) {
+		v, ok = formValue(buf[:0], string(body), name)
+	} else {
+		v, ok = jsonField(buf[:0], body, name)
+	}
+	if !ok || len(v) > 256 {
+		return ""
+	}
+	return string(bytes.TrimSpace(v))
+}
+
+// Check reports, without changing any state or writing anything, whether r
+// would need a captcha under the policy now: nil, or an *Error matching
+// ErrCaptchaRequired or ErrTooManyRequests (or ErrInvalidRequest for a
+// missing required key or an oversized body). It does not look at proof the
+// request carries. A store failure is returned as an error matching
+// ErrStoreUnavailable.
+func (gd *Guard) Check(r *http.Request) error {
+	var ev eval
+	if err := gd.extract(r, &ev); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	g := gd.g
+	var required bool
+	for i := range gd.keys {
+		if ev.present&(1<<i) == 0 {
+			continue
+		}
+		k := &gd.keys[i]
+		if k.Ceiling > 0 {
+			n, reset, err := g.store.Incr(ctx, storeKey('x', &ev.hashes[i]), 0, k.ceilWindow)
+			if err != nil {
+				return &Error{Code: CodeStoreUnavailable, Err: err}
+			}
+			if n >= int64(k.Ceiling) {
+				return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(reset.Sub(g.now()), time.Second)}
+			}
+		}
+		if k.maxFailures > 0 {
+			n, _, err := g.store.Incr(ctx, storeKey('f', &ev.hashes[i]), 0, k.window)
+			if err != nil {
+				return &Error{Code: CodeStoreUnavailable, Err: err}
+			}
+			required = required || n >= k.maxFailures
+		}
+		if k.interval > 0 {
+			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, false)
+			if err != nil {
+				return &Error{Code: CodeStoreUnavailable, Err: err}
+			}
+			required = required || !ok
+		}
+	}
+	if required {
+		return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required"}
+	}
+	return nil
+}
+
+// Outcome reporting.
+
+type stateKey struct{}
+
+const (
+	outcomeNone int32 = iota
+	outcomeFail
+	outcomeSuccess
+)
+
+// Fail records that the guarded request failed (a wrong password, say),
+// whatever status the handler writes. It is a no-op outside a guard that
+// counts failures.
+func Fail(r *http.Request) { setOutcome(r, outcomeFail) }
+
+// Succeed records that the guarded request succeeded, whatever status the
+// handler writes: per-account counters (Key.ResetOnSuccess) are reset. It is
+// a no-op outside a guard that counts failures.
+func Succeed(r *http.Request) { setOutcome(r, outcomeSuccess) }
+
+func setOutcome(r *http.Request, o int32) {
+	if gw, ok := r.Context().Value(stateKey{}).(*guardWriter); ok {
+		gw.outcome.Store(o)
+	}
+}
+
+// guardWriter records the status the handler writes. Unwrap lets
+// http.ResponseController reach Flush, Hijack and deadlines.
+type guardWriter struct {
+	http.ResponseWriter
+	status  int
+	outcome atomic.Int32
+}
+
+func (w *guardWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *guardWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *guardWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *guardWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

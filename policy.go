@@ -1,0 +1,190 @@
+package captchagate
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Policy says when requests to a guarded route need a captcha. It names the
+// keys the route is counted by; each key has its own thresholds. A request
+// needs a captcha when any key trips: its failures in the window reached
+// MaxFailures, or its send rate ran out. A hard Ceiling answers
+// too_many_requests even to requests that solved a captcha.
+type Policy struct {
+	// Name identifies the policy in store keys, captchas and tokens: a token
+	// minted for one policy is refused by every other. Required, unique per
+	// Gate, at most 64 bytes.
+	Name string
+
+	// Keys the route is counted by. At least one.
+	Keys []Key
+
+	// MaxFailures is the default of Key.MaxFailures.
+	MaxFailures int
+	// Window is the default of Key.Window.
+	Window time.Duration
+
+	// FailureStatuses are the statuses of the wrapped handler that count as a
+	// failure. Default 401 and 403. Statuses below 400 are successes; any other
+	// status is neither. A handler can decide itself with Fail and Succeed.
+	FailureStatuses []int
+}
+
+// Key is one thing a Policy counts by, with its thresholds.
+type Key struct {
+	// Source extracts the key's value from the request (ClientIP, Header,
+	// FormField, JSONField, Query, Combine). Required.
+	Source Source
+
+	// MaxFailures is the number of failures in Window after which the key
+	// needs a captcha: with 5, the sixth attempt needs one. 0 means the
+	// policy's MaxFailures; negative disables failure counting for the key.
+	MaxFailures int
+	// Window is the fixed window failures are counted in. 0 means the policy's
+	// Window, and 15 minutes if that is 0 too.
+	Window time.Duration
+
+	// Rate and Burst form a send-rate trigger (golang.org/x/time/rate
+	// semantics): past it, requests need a captcha instead of getting a 429.
+	// Rate 0 disables it; Burst defaults to 1.
+	Rate  rate.Limit
+	Burst int
+
+	// Ceiling is a hard limit of requests reaching the handler per
+	// CeilingWindow: past it, requests are answered too_many_requests with
+	// Retry-After even with a solved captcha. 0 disables it. CeilingWindow
+	// defaults to one hour.
+	Ceiling       int
+	CeilingWindow time.Duration
+
+	// ResetOnSuccess resets the key's failure counter when the handler
+	// succeeds. Set it for per-account keys (username, username+IP), never for
+	// IP-wide ones, or an attacker's own successful logins would clear the
+	// counter of the address it attacks from. Username, Email and Phone set it.
+	ResetOnSuccess bool
+
+	// Required answers invalid_request when the key is absent. Without it, an
+	// absent key is skipped and the policy's other keys still count.
+	Required bool
+}
+
+const (
+	maxPolicyName   = 64
+	maxKeyValue     = 256
+	defaultWindow   = 15 * time.Minute
+	defaultCeilWin  = time.Hour
+	maxKeysInPolicy = 16
+)
+
+// Username is a per-account key from src, case-folded, reset on success.
+func Username(src Source) Key { return Key{Source: src.Fold(), ResetOnSuccess: true} }
+
+// Email is like Username, for email addresses.
+func Email(src Source) Key { return Username(src) }
+
+// Phone is a per-number key from src with spaces, dashes, dots and
+// parentheses removed.
+func Phone(src Source) Key {
+	return Key{Source: src.Normalize(normalizePhone), ResetOnSuccess: true}
+}
+
+func normalizePhone(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '-', '.', '(', ')', '\u00a0':
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// compiled policy
+
+type guardKey struct {
+	Key
+	name        string
+	prefix      []byte // policy, key name: the HMAC input before the value
+	maxFailures int64
+	window      time.Duration
+	interval    time.Duration
+	burst       int
+	ceilWindow  time.Duration
+}
+
+func compilePolicy(p Policy) ([]guardKey, []int, error) {
+	if p.Name == "" {
+		return nil, nil, errors.New("captchagate: policy needs a Name")
+	}
+	if len(p.Name) > maxPolicyName {
+		return nil, nil, errors.New("captchagate: policy name longer than 64 bytes")
+	}
+	if len(p.Keys) == 0 {
+		return nil, nil, fmt.Errorf("captchagate: policy %q has no keys", p.Name)
+	}
+	if len(p.Keys) > maxKeysInPolicy {
+		return nil, nil, fmt.Errorf("captchagate: policy %q has more than %d keys", p.Name, maxKeysInPolicy)
+	}
+	keys := make([]guardKey, len(p.Keys))
+	seen := map[string]bool{}
+	for i, k := range p.Keys {
+		if k.Source.extract == nil {
+			return nil, nil, fmt.Errorf("captchagate: policy %q key %d has no Source", p.Name, i)
+		}
+		gk := guardKey{Key: k, name: k.Source.name}
+		if seen[gk.name] {
+			return nil, nil, fmt.Errorf("captchagate: policy %q counts %s twice", p.Name, gk.name)
+		}
+		seen[gk.name] = true
+		switch {
+		case k.MaxFailures > 0:
+			gk.maxFailures = int64(k.MaxFailures)
+		case k.MaxFailures == 0 && p.MaxFailures > 0:
+			gk.maxFailures = int64(p.MaxFailures)
+		}
+		gk.window = k.Window
+		if gk.window == 0 {
+			gk.window = p.Window
+		}
+		if gk.window == 0 {
+			gk.window = defaultWindow
+		}
+		if gk.window < 0 {
+			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has a negative Window", p.Name, gk.name)
+		}
+		if k.Rate < 0 || k.Burst < 0 || k.Ceiling < 0 || k.CeilingWindow < 0 {
+			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has a negative limit", p.Name, gk.name)
+		}
+		if k.Rate > 0 && k.Rate != rate.Inf {
+			gk.interval = time.Duration(float64(time.Second) / float64(k.Rate))
+			if gk.interval <= 0 {
+				gk.interval = 1
+			}
+			gk.burst = max(k.Burst, 1)
+		}
+		if k.Ceiling > 0 {
+			gk.ceilWindow = k.CeilingWindow
+			if gk.ceilWindow == 0 {
+				gk.ceilWindow = defaultCeilWin
+			}
+		}
+		if gk.maxFailures == 0 && gk.interval == 0 && k.Ceiling == 0 {
+			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has no MaxFailures, Rate or Ceiling", p.Name, gk.name)
+		}
+		keys[i] = gk
+	}
+	statuses := p.FailureStatuses
+	if len(statuses) == 0 {
+		statuses = []int{http.StatusUnauthorized, http.StatusForbidden}
+	}
+	for _, s := range statuses {
+		if s < 400 || s > 599 {
+			return nil, nil, fmt.Errorf("captchagate: policy %q: failure status %d is not an error status", p.Name, s)
+		}
+	}
+	return keys, append([]int(nil), statuses...), nil
+}

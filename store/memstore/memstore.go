@@ -1,0 +1,289 @@
+// Package memstore is the in-memory store of captchagate, and its default.
+//
+// It is safe for concurrent use, checks expiry on every read, and holds at most
+// Options.MaxEntries counters, buckets and items in all: when full, a write
+// that would add a new entry first drops expired ones and, if none can go,
+// fails with ErrFull (the gate then follows its failure policy, by default
+// asking for a captcha). It never evicts live entries, so a flood of unique
+// keys cannot erase the counter of a victim.
+//
+// State lives in one process: behind a load balancer each instance counts on
+// its own. Use a shared store (Redis) when running more than one instance.
+package memstore
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// ErrFull is returned when the store holds Options.MaxEntries live entries and
+// a write needs a new one.
+var ErrFull = errors.New("memstore: store is full")
+
+// Options configures a Store. The zero value is usable.
+type Options struct {
+	// MaxEntries bounds the number of entries (counters, buckets and items
+	// together). Default 1<<20.
+	MaxEntries int
+	// CleanupInterval is how often the janitor drops expired entries.
+	// Default one minute; a negative value disables the janitor.
+	CleanupInterval time.Duration
+	// Now returns the current time. Default time.Now. Tests inject a clock.
+	Now func() time.Time
+}
+
+const numShards = 64
+
+// Store is the in-memory store. Create it with New and stop its janitor with
+// Close.
+type Store struct {
+	shards   [numShards]shard
+	perShard int
+	now      func() time.Time
+	seed     maphash.Seed
+	stop     chan struct{}
+	done     chan struct{}
+	closeOne sync.Once
+}
+
+type counter struct {
+	n   int64
+	exp int64 // unix nanoseconds; the counter is absent when now >= exp
+}
+
+type item struct {
+	v   []byte
+	exp int64
+}
+
+type shard struct {
+	mu        sync.Mutex
+	counters  map[uint64]counter
+	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
+	items     map[string]item
+	lastSweep int64
+	_         [40]byte // keep shards on separate cache lines
+}
+
+// New returns a Store and starts its janitor.
+func New(o Options) *Store {
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 1 << 20
+	}
+	if o.CleanupInterval == 0 {
+		o.CleanupInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Store{
+		perShard: (o.MaxEntries + numShards - 1) / numShards,
+		now:      o.Now,
+		seed:     maphash.MakeSeed(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	for i := range s.shards {
+		s.shards[i].counters = make(map[uint64]counter)
+		s.shards[i].buckets = make(map[uint64]int64)
+		s.shards[i].items = make(map[string]item)
+	}
+	if o.CleanupInterval > 0 {
+		go s.janitor(o.CleanupInterval)
+	} else {
+		close(s.done)
+	}
+	return s
+}
+
+// Close stops the janitor. The store stays usable; Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOne.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+func (s *Store) janitor(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			now := s.now().UnixNano()
+			for i := range s.shards {
+				sh := &s.shards[i]
+				sh.mu.Lock()
+				sh.sweep(now)
+				sh.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Len returns the number of entries held, expired ones included until swept.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.len()
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (sh *shard) len() int { return len(sh.counters) + len(sh.buckets) + len(sh.items) }
+
+func (sh *shard) sweep(now int64) {
+	sh.lastSweep = now
+	for k, c := range sh.counters {
+		if now >= c.exp {
+			delete(sh.counters, k)
+		}
+	}
+	for k, tat := range sh.buckets {
+		if now >= tat {
+			delete(sh.buckets, k)
+		}
+	}
+	for k, it := range sh.items {
+		if now >= it.exp {
+			delete(sh.items, k)
+		}
+	}
+}
+
+// room makes room for one new entry: it sweeps expired entries at most once a
+// second per shard, so a flood cannot turn every insert into a full scan.
+func (sh *shard) room(now, max int64) bool {
+	if int64(sh.len()) < max {
+		return true
+	}
+	if now-sh.lastSweep >= int64(time.Second) {
+		sh.sweep(now)
+	}
+	return int64(sh.len()) < max
+}
+
+func (s *Store) hash(key string) uint64 { return maphash.String(s.seed, key) }
+
+func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
+
+// Incr implements captchagate.Store.
+func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
+	h := s.hash(key)
+	sh := s.shardOf(h)
+	now := s.now().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c, ok := sh.counters[h]
+	if ok && now >= c.exp {
+		delete(sh.counters, h)
+		ok = false
+	}
+	if !ok {
+		if delta <= 0 {
+			return 0, time.Time{}, nil
+		}
+		if !sh.room(now, int64(s.perShard)) {
+			return 0, time.Time{}, ErrFull
+		}
+		c = counter{exp: now + int64(window)}
+	}
+	c.n += delta
+	if c.n < 0 {
+		c.n = 0
+	}
+	if delta != 0 {
+		sh.counters[h] = c
+	}
+	return c.n, time.Unix(0, c.exp), nil
+}
+
+// Reset implements captchagate.Store.
+func (s *Store) Reset(_ context.Context, key string) error {
+	h := s.hash(key)
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	delete(sh.counters, h)
+	sh.mu.Unlock()
+	return nil
+}
+
+// Allow implements captchagate.Store with GCRA: the bucket is one timestamp.
+func (s *Store) Allow(_ context.Context, key string, interval time.Duration, burst int, take bool) (bool, time.Duration, error) {
+	if burst < 1 {
+		burst = 1
+	}
+	h := s.hash(key)
+	sh := s.shardOf(h)
+	now := s.now().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tat, ok := sh.buckets[h]
+	if !ok || tat < now {
+		tat = now
+	}
+	newTat := tat + int64(interval)
+	limit := int64(interval) * int64(burst)
+	if newTat-now > limit {
+		return false, time.Duration(newTat - now - limit), nil
+	}
+	if !take {
+		return true, 0, nil
+	}
+	if !ok && !sh.room(now, int64(s.perShard)) {
+		return false, 0, ErrFull
+	}
+	sh.buckets[h] = newTat
+	return true, 0, nil
+}
+
+// Put implements captchagate.Store. The value is copied.
+func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	sh := s.shardOf(s.hash(key))
+	now := s.now().UnixNano()
+	v := append([]byte(nil), value...)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.items[key]; !ok && !sh.room(now, int64(s.perShard)) {
+		return ErrFull
+	}
+	sh.items[key] = item{v: v, exp: now + int64(ttl)}
+	return nil
+}
+
+// Get implements captchagate.Store. The returned slice must not be modified.
+func (s *Store) Get(_ context.Context, key string) ([]byte, bool, error) {
+	return s.get(key, false)
+}
+
+// Take implements captchagate.Store.
+func (s *Store) Take(_ context.Context, key string) ([]byte, bool, error) {
+	return s.get(key, true)
+}
+
+func (s *Store) get(key string, del bool) ([]byte, bool, error) {
+	sh := s.shardOf(s.hash(key))
+	now := s.now().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	it, ok := sh.items[key]
+	if !ok {
+		return nil, false, nil
+	}
+	if now >= it.exp {
+		delete(sh.items, key)
+		return nil, false, nil
+	}
+	if del {
+		delete(sh.items, key)
+	}
+	return it.v, true, nil
+}
