@@ -1,0 +1,187 @@
+package captchagate_test
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+)
+
+// clock is an injectable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// knownDigits issues the digits of answer, so tests know every captcha's
+// answer; it renders like Digits.
+type knownDigits struct{ captchagate.Digits }
+
+const answer = "123456"
+
+func (knownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+// newGate returns a gate on an injected clock with known answers, a silent
+// logger and a generous creation limit; mutate adjusts the config.
+func newGate(t *testing.T, mutate func(*captchagate.Config)) (*captchagate.Gate, *clock) {
+	t.Helper()
+	clk := newClock()
+	cfg := captchagate.Config{
+		Secret:      testSecret,
+		Challenge:   knownDigits{},
+		Now:         clk.Now,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		CreateBurst: 1000,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	g, err := captchagate.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { g.Close() })
+	return g, clk
+}
+
+// loginPolicy: 5 failures per username in 15 minutes, 20 per IP in an hour.
+var loginPolicy = captchagate.Policy{
+	Name: "login",
+	Keys: []captchagate.Key{
+		captchagate.Username(captchagate.JSONField("username")),
+		{Source: captchagate.ClientIP(), MaxFailures: 20, Window: time.Hour},
+	},
+	MaxFailures: 5,
+	Window:      15 * time.Minute,
+}
+
+// loginApp mounts the gate's handlers and a guarded login whose only good
+// password is "right"; it counts the handler's calls.
+type loginApp struct {
+	gate  *captchagate.Gate
+	clock *clock
+	mux   *http.ServeMux
+	calls atomic.Int64
+}
+
+func newLoginApp(t *testing.T, mutate func(*captchagate.Config)) *loginApp {
+	g, clk := newGate(t, mutate)
+	a := &loginApp{gate: g, clock: clk, mux: http.NewServeMux()}
+	a.mux.Handle("/captcha/", g.Handler())
+	a.mux.Handle("POST /login", g.Guard(loginPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.calls.Add(1)
+		var req struct{ Username, Password string }
+		if json.NewDecoder(r.Body).Decode(&req) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if req.Password != "right" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})))
+	return a
+}
+
+func (a *loginApp) login(t *testing.T, user, pass string, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": user, "password": pass})
+	return serve(a.mux, "POST", "/login", string(body), append([]string{"Content-Type", "application/json"}, hdr...)...)
+}
+
+// serve runs one request from 192.0.2.1 (RemoteAddr) unless a
+// "RemoteAddr" pseudo-header is given.
+func serve(h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r := httptest.NewRequest(method, path, rd)
+	r.RemoteAddr = "192.0.2.1:1234"
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "RemoteAddr" {
+			r.RemoteAddr = hdr[i+1]
+			continue
+		}
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+type apiError struct {
+	Error       string               `json:"error"`
+	ErrorCode   int                  `json:"error_code"`
+	Description string               `json:"error_description"`
+	Param       string               `json:"param"`
+	Captcha     *captchagate.Captcha `json:"captcha"`
+}
+
+func decodeError(t *testing.T, w *httptest.ResponseRecorder) apiError {
+	t.Helper()
+	require.Equal(t, "application/json", w.Header().Get("Content-Type"), "body: %s", w.Body.String())
+	require.Equal(t, "no-store", w.Header().Get("Cache-Control"))
+	var e apiError
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &e), w.Body.String())
+	return e
+}
+
+// verify posts an answer and returns the response.
+func verify(h http.Handler, id, ans string) *httptest.ResponseRecorder {
+	body, _ := json.Marshal(map[string]string{"captcha_id": id, "captcha_answer": ans})
+	return serve(h, "POST", "/captcha/verify", string(body), "Content-Type", "application/json")
+}
+
+// solve verifies the right answer and returns the captcha_token.
+func solve(t *testing.T, h http.Handler, id string) string {
+	t.Helper()
+	w := verify(h, id, answer)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var tb struct {
+		Token     string `json:"captcha_token"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &tb))
+	require.NotEmpty(t, tb.Token)
+	return tb.Token
+}
+
+// tripLogin fails user's login until the gate asks for a captcha, and
+// returns that captcha.
+func (a *loginApp) trip(t *testing.T, user string) *captchagate.Captcha {
+	t.Helper()
+	for i := 0; i < 5; i++ {
+		require.Equal(t, http.StatusUnauthorized, a.login(t, user, "wrong").Code)
+	}
+	w := a.login(t, user, "wrong")
+	require.Equal(t, http.StatusPreconditionRequired, w.Code, w.Body.String())
+	e := decodeError(t, w)
+	require.NotNil(t, e.Captcha)
+	return e.Captcha
+}
