@@ -165,7 +165,7 @@ func (sh *shard) room(now, max int64) bool {
 	if int64(sh.len()) < max {
 		return true
 	}
-	if now-sh.lastSweep >= int64(time.Second) {
+	if now < sh.lastSweep || now-sh.lastSweep >= int64(time.Second) {
 		sh.sweep(now)
 	}
 	return int64(sh.len()) < max
