@@ -78,10 +78,11 @@ const (
 type eval struct {
 	in       input
 	bodyRead bool
-	present  uint16 // keys with a value
-	reserved uint16 // failure counters incremented for this request
-	ceiled   uint16 // ceiling counters incremented for this request
-	tripped  uint16 // keys that need a captcha
+	present  uint16                 // keys with a value
+	reserved uint16                 // failure counters incremented for this request
+	ceiled   uint16                 // ceiling counters incremented for this request
+	tripped  uint16                 // keys that need a captcha
+	counts   [maxKeysInPolicy]int64 // failure counts including this request
 	hashes   [maxKeysInPolicy][16]byte
 	fkeys    [maxKeysInPolicy]string
 	ckeys    [maxKeysInPolicy]string
@@ -209,11 +210,9 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval) error {
 				ev.tripped |= gd.storeFailed(r, err, bit)
 			} else {
 				ev.reserved |= bit
+				ev.counts[i] = n
 				if n > k.maxFailures {
 					ev.tripped |= bit
-					if n == k.maxFailures+1 {
-						g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
-					}
 				}
 			}
 		}
@@ -294,6 +293,13 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 	}
 	switch outcome {
 	case outcomeFail:
+		// The failure that reaches a threshold trips it: the next request
+		// needs a captcha.
+		for i := range gd.keys {
+			if ev.reserved&(1<<i) != 0 && ev.counts[i] == gd.keys[i].maxFailures {
+				gd.g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: gd.keys[i].name, Request: ev.in.r})
+			}
+		}
 		return
 	case outcomeSuccess:
 		ctx = context.WithoutCancel(ctx)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -482,8 +483,8 @@ func (failingStore) Allow(context.Context, string, time.Duration, int, bool) (bo
 	return false, 0, errDown
 }
 func (failingStore) Put(context.Context, string, []byte, time.Duration) error { return errDown }
-func (failingStore) Get(context.Context, string) ([]byte, bool, error)     { return nil, false, errDown }
-func (failingStore) Take(context.Context, string) ([]byte, bool, error)    { return nil, false, errDown }
+func (failingStore) Get(context.Context, string) ([]byte, bool, error)        { return nil, false, errDown }
+func (failingStore) Take(context.Context, string) ([]byte, bool, error)       { return nil, false, errDown }
 
 func TestStoreFailure(t *testing.T) {
 	t.Parallel()
@@ -579,5 +580,39 @@ func TestInvalidConfig(t *testing.T) {
 	} {
 		_, err := captchagate.New(c)
 		assert.Error(t, err, name)
+	}
+}
+
+func TestEventsAndLogsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	var mu sync.Mutex
+	var kinds []string
+	a := newLoginApp(t, func(c *captchagate.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.OnEvent = func(e captchagate.Event) {
+			mu.Lock()
+			kinds = append(kinds, e.Kind.String())
+			mu.Unlock()
+		}
+	})
+	c := a.trip(t, "alice.secret-user")
+	verify(a.mux, c.ID, "000000")
+	c2 := decodeError(t, verify(a.mux, c.ID, "000000")).Captcha // unknown now
+	assert.Nil(t, c2)
+	w := a.login(t, "alice.secret-user", "right")
+	tok := solve(t, a.mux, decodeError(t, w).Captcha.ID)
+	a.login(t, "alice.secret-user", "right", "X-Captcha-Token", tok)
+	a.login(t, "alice.secret-user", "right", "X-Captcha-Token", tok)
+
+	mu.Lock()
+	assert.Equal(t, []string{"tripped", "captcha_issued", "captcha_rejected", "captcha_issued", "captcha_rejected",
+		"captcha_issued", "captcha_verified", "token_accepted"}, kinds)
+	mu.Unlock()
+	out := logs.String()
+	assert.Contains(t, out, "event=tripped")
+	assert.Contains(t, out, "reason=\"wrong answer\"")
+	for _, secret := range []string{"alice", "secret-user", answer, "000000", tok, c.ID, "192.0.2.1", string(testSecret)} {
+		assert.NotContains(t, out, secret)
 	}
 }
