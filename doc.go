@@ -1,0 +1,88 @@
+// Package captchagate adds captcha gating to net/http applications: it counts
+// failed attempts and send rates per key, and once a threshold trips, asks the
+// client to solve a captcha before the request reaches the handler.
+//
+// # The flow
+//
+// A Gate owns the store, the secret and the kind of challenge:
+//
+//	gate, err := captchagate.New(captchagate.Config{Secret: key}) // in-memory store by default
+//	defer gate.Close()
+//	mux.Handle("/captcha/", gate.Handler()) // image, audio, refresh, verify, new
+//
+// A Policy names the keys a route is counted by, each with its thresholds, and
+// Guard turns it into middleware:
+//
+//	login := captchagate.Policy{
+//		Name: "login",
+//		Keys: []captchagate.Key{
+//			captchagate.Username(captchagate.JSONField("username")),            // 5 per username per 15 min
+//			{Source: captchagate.ClientIP(), MaxFailures: 20, Window: time.Hour}, // 20 per address per hour
+//		},
+//		MaxFailures: 5,
+//		Window:      15 * time.Minute,
+//	}
+//	mux.Handle("POST /login", gate.Guard(login)(loginHandler))
+//
+//  1. Below every threshold the request goes to the handler. Its response
+//     status says whether it failed (401 and 403 by default; or the handler
+//     calls Fail or Succeed). A failure stays counted; a success resets the
+//     per-account keys (Key.ResetOnSuccess), never the address-wide ones.
+//  2. Once a key has MaxFailures failures in its Window, or has used up its
+//     send Rate, the next request without proof is answered 428 with
+//     {"error":"captcha_required","error_code":4001,"captcha":{...}}: the
+//     captcha's id and its image, audio, refresh and verify URLs.
+//  3. The client shows the image (or plays the audio), POSTs the answer to
+//     the verify URL and gets a captcha_token: short-lived, single-use, and
+//     bound to the policy and the key values that tripped (a token solved for
+//     alice does not open bob's login).
+//  4. The client retries the original request with the token in the
+//     X-Captcha-Token header (or a captcha_token form or JSON field). HTML
+//     forms can instead send captcha_id and captcha_answer with the request
+//     itself.
+//  5. A wrong answer burns the captcha (one answer per captcha) and the
+//     response, captcha_invalid (4002), carries a fresh one.
+//
+// A Key's Ceiling is a hard limit that a captcha does not lift, for endpoints
+// that cost money such as SMS codes: past it, too_many_requests (429) with
+// Retry-After.
+//
+// # Counting is atomic
+//
+// A failure counter is incremented before the handler runs and given back
+// afterwards unless the request failed, so concurrent requests cannot all see a
+// count below the threshold: with MaxFailures 5, 200 concurrent wrong
+// passwords let at most 5 reach the handler. Captchas and tokens are consumed
+// with the store's atomic Take: of 50 concurrent requests carrying one token,
+// one gets through.
+//
+// # Keys
+//
+// ClientIP uses RemoteAddr unless Config.TrustedProxies names the proxies
+// whose X-Forwarded-For to believe, and groups IPv6 addresses by /64. Header,
+// Query, FormField and JSONField read request values (JSONField matches
+// member names as encoding/json does, so what is counted is what the
+// application decodes), Combine joins them, and Fold and Normalize make the
+// identities the application treats as one count as one. Values are trimmed,
+// cut to 256 bytes, and stored only as an HMAC under Config.Secret.
+//
+// # Errors
+//
+// Every error is JSON (docs/protocol.md) unless Config.ErrorHandler renders
+// it otherwise; it receives an *Error carrying the wire Code, the fresh
+// Captcha and RetryAfter, and matches the sentinels (ErrCaptchaRequired, ...)
+// with errors.Is. Store failures are logged, never shown to clients.
+//
+// # Stores
+//
+// The Store interface has one method per atomic operation. store/memstore is
+// the default, bounded and in-process; store/storetest is the conformance
+// suite for other backends. If the store fails, captcha verification and token
+// consumption fail closed; the counting step follows Config.StoreFailure.
+//
+// # Challenges
+//
+// Digits (images and audio of github.com/dchest/captcha) is the default
+// Challenge. The interface (Issue, Render, Check) lets other kinds plug into the
+// same verify-and-token flow.
+package captchagate
