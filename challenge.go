@@ -38,7 +38,7 @@ type Challenge interface {
 // digits as a WAV file, drawn with github.com/dchest/captcha's pure functions
 // (never its global store). The zero value uses 6 digits on a 240x80 image.
 type Digits struct {
-	Length int // number of digits, default 6
+	Length int // number of digits, default 6, at most 32
 	Width  int // image width in pixels, default 240
 	Height int // image height in pixels, default 80
 }
@@ -51,6 +51,7 @@ func (d Digits) withDefaults() Digits {
 	if d.Length <= 0 {
 		d.Length = 6
 	}
+	d.Length = min(d.Length, 32)
 	if d.Width <= 0 {
 		d.Width = 240
 	}
@@ -107,7 +108,7 @@ func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang strin
 // Check implements Challenge. Spaces and dashes in the answer are ignored, as
 // are fullwidth digits' width; anything else that is not a digit fails.
 func (d Digits) Check(secret []byte, answer string) bool {
-	var buf [32]byte
+	var buf [33]byte
 	got := buf[:0]
 	for _, r := range answer {
 		switch {
@@ -119,7 +120,7 @@ func (d Digits) Check(secret []byte, answer string) bool {
 		default:
 			return false
 		}
-		if len(got) > len(buf)-1 {
+		if len(got) > len(secret) {
 			return false
 		}
 	}

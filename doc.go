@@ -24,6 +24,8 @@
 //	}
 //	mux.Handle("POST /login", gate.Guard(login)(loginHandler))
 //
+// Then:
+//
 //  1. Below every threshold the request goes to the handler. Its response
 //     status says whether it failed (401 and 403 by default; or the handler
 //     calls Fail or Succeed). A failure stays counted; a success resets the

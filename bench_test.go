@@ -1,0 +1,100 @@
+package captchagate_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/captchagate/captchagate"
+)
+
+// nopWriter is a ResponseWriter that discards everything, so benchmarks
+// measure the guard, not the recorder.
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+func benchGate(b *testing.B) *captchagate.Gate {
+	g, err := captchagate.New(captchagate.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	return g
+}
+
+var okHandler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+
+// BenchmarkGuardAllowedIP: an allowed request counted by client IP.
+func BenchmarkGuardAllowedIP(b *testing.B) {
+	g := benchGate(b)
+	h := g.Guard(captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1 << 30, Window: time.Hour}}})(okHandler)
+	r := httptest.NewRequest("GET", "/", nil)
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
+}
+
+// BenchmarkGuardAllowedIPAndJSONUser adds a username from a small JSON body.
+func BenchmarkGuardAllowedIPAndJSONUser(b *testing.B) {
+	g := benchGate(b)
+	h := g.Guard(captchagate.Policy{Name: "login", MaxFailures: 1 << 30, Keys: []captchagate.Key{
+		captchagate.Username(captchagate.JSONField("username")),
+		{Source: captchagate.ClientIP()},
+	}})(okHandler)
+	body := `{"username":"alice","password":"wonderland"}`
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
+		h.ServeHTTP(w, r)
+	}
+}
+
+// BenchmarkNewRequest is the baseline of the benchmark above: building the
+// request alone.
+func BenchmarkNewRequest(b *testing.B) {
+	body := `{"username":"alice","password":"wonderland"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		httptest.NewRequest("POST", "/", strings.NewReader(body))
+	}
+}
+
+// BenchmarkGuardAllowedParallel: the IP guard from many goroutines and addresses.
+func BenchmarkGuardAllowedParallel(b *testing.B) {
+	g := benchGate(b)
+	h := g.Guard(captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1 << 30, Window: time.Hour}}})(okHandler)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest("GET", "/", nil)
+		w := &nopWriter{h: http.Header{}}
+		for pb.Next() {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+func BenchmarkImage(b *testing.B) {
+	g := benchGate(b)
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	g.NewGuard(captchagate.Policy{Name: "p", MaxFailures: 1, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
+	w := serve(mux, "POST", "/captcha/new?policy=p", "")
+	id := w.Body.String()[strings.Index(w.Body.String(), `"id":"`)+6:][:22]
+	r := httptest.NewRequest("GET", "/captcha/"+id+".png", nil)
+	nw := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(nw.h)
+		mux.ServeHTTP(nw, r)
+	}
+}
