@@ -150,8 +150,7 @@ func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
 	}
 	ok, wait, err := g.store.Allow(ctx, g.clientKey(r), g.createInterval, g.createBurst, true)
 	if err != nil {
-		g.storeError(r, "", err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return g.unavailable(r, "", err)
 	}
 	if !ok {
 		return &Error{Code: CodeTooManyRequests, Description: "too many captchas requested; retry later", RetryAfter: max(wait, time.Second)}
@@ -172,17 +171,16 @@ func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes 
 func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
 	secret, err := g.challenge.Issue()
 	if err != nil {
-		return nil, &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+		return nil, unavailableError(err)
 	}
 	id, err := randomString(idBytes)
 	if err != nil {
-		return nil, &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+		return nil, unavailableError(err)
 	}
 	rec := record{policy: b.policy, mask: b.mask, bind: b.bind, refreshes: refreshes,
 		expires: g.now().Add(g.captchaTTL).UnixNano(), secret: secret}
 	if err := g.store.Put(ctx, captchaKey(id), rec.encode(), g.captchaTTL+graceTTL); err != nil {
-		g.storeError(r, b.policy, err)
-		return nil, &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return nil, g.unavailable(r, b.policy, err)
 	}
 	g.emit(Event{Kind: EventCaptchaIssued, Policy: b.policy, CaptchaID: id, Request: r})
 	return g.describe(id, int(refreshes)), nil

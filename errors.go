@@ -21,10 +21,10 @@ var (
 	ErrTooManyRequests = errors.New("captchagate: too many requests")
 	// ErrInvalidRequest: a parameter is missing or malformed (wire codes 41xx).
 	ErrInvalidRequest = errors.New("captchagate: invalid request")
-	// ErrNotFound: no such captcha or route (wire code 4040).
+	// ErrNotFound: no such captcha or route (wire code 4004).
 	ErrNotFound = errors.New("captchagate: not found")
 	// ErrStoreUnavailable: the store failed and the gate failed closed (wire
-	// code 5030). The store's own error is wrapped but never sent to clients.
+	// code 5003). The store's own error is wrapped but never sent to clients.
 	ErrStoreUnavailable = errors.New("captchagate: store unavailable")
 )
 
@@ -39,10 +39,10 @@ const (
 	CodeCaptchaRequired  Code = 4001 // captcha_required, HTTP 428
 	CodeCaptchaInvalid   Code = 4002 // captcha_invalid, HTTP 403
 	CodeTooManyRequests  Code = 4029 // too_many_requests, HTTP 429 with Retry-After
-	CodeNotFound         Code = 4040 // not_found, HTTP 404
-	CodeMethodNotAllowed Code = 4050 // method_not_allowed, HTTP 405 with Allow
-	CodeRequestTooLarge  Code = 4130 // request_too_large, HTTP 413
-	CodeStoreUnavailable Code = 5030 // service_unavailable, HTTP 503
+	CodeNotFound         Code = 4004 // not_found, HTTP 404
+	CodeMethodNotAllowed Code = 4005 // method_not_allowed, HTTP 405 with Allow
+	CodeRequestTooLarge  Code = 4013 // request_too_large, HTTP 413
+	CodeStoreUnavailable Code = 5003 // service_unavailable, HTTP 503
 
 	CodeMalformedBody      Code = 4100 // invalid_request: body is not valid JSON or form data
 	CodeMissingCaptchaID   Code = 4101 // invalid_request: captcha_id is empty
@@ -57,69 +57,39 @@ const (
 	CodeUnsupportedMedia   Code = 4110 // invalid_request: Content-Type is neither JSON nor a form
 )
 
-// Name returns the wire name of the code's family, the "error" member.
-func (c Code) Name() string {
-	switch {
-	case c == CodeCaptchaRequired:
-		return "captcha_required"
-	case c == CodeCaptchaInvalid:
-		return "captcha_invalid"
-	case c == CodeTooManyRequests:
-		return "too_many_requests"
-	case c == CodeNotFound:
-		return "not_found"
-	case c == CodeMethodNotAllowed:
-		return "method_not_allowed"
-	case c == CodeRequestTooLarge:
-		return "request_too_large"
-	case c == CodeStoreUnavailable:
-		return "service_unavailable"
-	case c >= 4100 && c < 4200:
-		return "invalid_request"
-	}
-	return "error"
+type codeInfo struct {
+	name     string
+	status   int
+	sentinel error
 }
+
+var codeInfos = map[Code]codeInfo{
+	CodeCaptchaRequired:  {"captcha_required", http.StatusPreconditionRequired, ErrCaptchaRequired},
+	CodeCaptchaInvalid:   {"captcha_invalid", http.StatusForbidden, ErrCaptchaInvalid},
+	CodeTooManyRequests:  {"too_many_requests", http.StatusTooManyRequests, ErrTooManyRequests},
+	CodeNotFound:         {"not_found", http.StatusNotFound, ErrNotFound},
+	CodeMethodNotAllowed: {"method_not_allowed", http.StatusMethodNotAllowed, ErrInvalidRequest},
+	CodeRequestTooLarge:  {"request_too_large", http.StatusRequestEntityTooLarge, ErrInvalidRequest},
+	CodeStoreUnavailable: {"service_unavailable", http.StatusServiceUnavailable, ErrStoreUnavailable},
+}
+
+var invalidRequest = codeInfo{"invalid_request", http.StatusBadRequest, ErrInvalidRequest}
+
+func (c Code) info() codeInfo {
+	if i, ok := codeInfos[c]; ok {
+		return i
+	}
+	if c >= 4100 && c < 4200 {
+		return invalidRequest
+	}
+	return codeInfo{"error", http.StatusInternalServerError, nil}
+}
+
+// Name returns the wire name of the code's family, the "error" member.
+func (c Code) Name() string { return c.info().name }
 
 // Status returns the HTTP status the default renderer uses for the code.
-func (c Code) Status() int {
-	switch {
-	case c == CodeCaptchaRequired:
-		return http.StatusPreconditionRequired
-	case c == CodeCaptchaInvalid:
-		return http.StatusForbidden
-	case c == CodeTooManyRequests:
-		return http.StatusTooManyRequests
-	case c == CodeNotFound:
-		return http.StatusNotFound
-	case c == CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case c == CodeRequestTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case c == CodeStoreUnavailable:
-		return http.StatusServiceUnavailable
-	case c >= 4100 && c < 4200:
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
-}
-
-func (c Code) sentinel() error {
-	switch {
-	case c == CodeCaptchaRequired:
-		return ErrCaptchaRequired
-	case c == CodeCaptchaInvalid:
-		return ErrCaptchaInvalid
-	case c == CodeTooManyRequests:
-		return ErrTooManyRequests
-	case c == CodeNotFound:
-		return ErrNotFound
-	case c == CodeStoreUnavailable:
-		return ErrStoreUnavailable
-	case c >= 4100 && c < 4200, c == CodeRequestTooLarge, c == CodeMethodNotAllowed:
-		return ErrInvalidRequest
-	}
-	return nil
-}
+func (c Code) Status() int { return c.info().status }
 
 // Error is the error the gate hands to the ErrorHandler. It carries what a
 // renderer needs: the wire code, a description safe to show to clients, the
@@ -144,7 +114,7 @@ func (e *Error) Error() string {
 }
 
 // Is reports whether target is the sentinel of e's code family.
-func (e *Error) Is(target error) bool { return target != nil && target == e.Code.sentinel() }
+func (e *Error) Is(target error) bool { return target != nil && target == e.Code.info().sentinel }
 
 // Unwrap returns the underlying cause, if any.
 func (e *Error) Unwrap() error { return e.Err }
@@ -182,7 +152,7 @@ type errorBody struct {
 func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second}
+		e = unavailableError(nil)
 	}
 	h := w.Header()
 	if e.RetryAfter > 0 {
@@ -221,6 +191,12 @@ var (
 	noStore         = []string{"no-store"}
 	nosniff         = []string{"nosniff"}
 )
+
+// unavailableError is the client's view of a failure it cannot fix; err is
+// kept for logs.
+func unavailableError(err error) *Error {
+	return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+}
 
 func invalid(code Code, param, desc string) *Error {
 	return &Error{Code: code, Param: param, Description: desc}

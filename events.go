@@ -82,3 +82,9 @@ func (g *Gate) emit(e Event) {
 func (g *Gate) storeError(r *http.Request, policy string, err error) {
 	g.emit(Event{Kind: EventStoreError, Policy: policy, Err: err, Request: r})
 }
+
+// unavailable reports a store failure and returns the error to answer with.
+func (g *Gate) unavailable(r *http.Request, policy string, err error) *Error {
+	g.storeError(r, policy, err)
+	return unavailableError(err)
+}

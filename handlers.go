@@ -89,24 +89,21 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format str
 	}
 	v, found, err := g.store.Get(r.Context(), captchaKey(id))
 	if err != nil {
-		g.storeError(r, "", err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return g.unavailable(r, "", err)
 	}
 	if !found {
 		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
 	}
 	rec, err := decodeRecord(v)
 	if err != nil {
-		g.storeError(r, "", err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+		return g.unavailable(r, "", err)
 	}
 	if g.now().UnixNano() >= rec.expires {
 		return &Error{Code: CodeNotFound, Description: "captcha expired"}
 	}
 	b, ct, err := renderBytes(g.challenge, id, rec.secret, format, lang)
 	if err != nil {
-		g.storeError(r, rec.policy, err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", Err: err}
+		return g.unavailable(r, rec.policy, err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", ct)
@@ -207,8 +204,7 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	rec, found, reason, err := g.solve(ctx, p.CaptchaID, p.Answer)
 	if err != nil {
-		g.storeError(r, "", err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return g.unavailable(r, "", err)
 	}
 	if reason != "" {
 		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: p.CaptchaID, Reason: reason, Request: r})
@@ -230,8 +226,7 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	}
 	tok, err := g.mintToken(ctx, rec)
 	if err != nil {
-		g.storeError(r, rec.policy, err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return g.unavailable(r, rec.policy, err)
 	}
 	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: p.CaptchaID, Request: r})
 	writeJSON(w, http.StatusOK, tokenBody{Token: tok, ExpiresIn: int(g.tokenTTL / time.Second)})
@@ -253,8 +248,7 @@ func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 		rec, err = decodeRecord(v)
 	}
 	if err != nil {
-		g.storeError(r, "", err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return g.unavailable(r, "", err)
 	}
 	if !found {
 		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
@@ -267,8 +261,7 @@ func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Take, not Get: of concurrent refreshes of one captcha, one wins.
 	if _, found, err = g.store.Take(ctx, captchaKey(p.CaptchaID)); err != nil {
-		g.storeError(r, rec.policy, err)
-		return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+		return g.unavailable(r, rec.policy, err)
 	}
 	if !found {
 		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}

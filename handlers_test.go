@@ -76,13 +76,13 @@ func TestMediaErrors(t *testing.T) {
 		status int
 		code   int
 	}{
-		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.png", "GET", 404, 4040},
+		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.png", "GET", 404, 4004},
 		{"/captcha/short.png", "GET", 400, 4102},
 		{"/captcha/" + strings.Repeat("A", 5000) + ".png", "GET", 400, 4102},
-		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.exe", "GET", 404, 4040},
-		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.png", "POST", 405, 4050},
-		{"/captcha/verify", "GET", 405, 4050},
-		{"/captcha/nothing", "GET", 404, 4040},
+		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.exe", "GET", 404, 4004},
+		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.png", "POST", 405, 4005},
+		{"/captcha/verify", "GET", 405, 4005},
+		{"/captcha/nothing", "GET", 404, 4004},
 		{"/captcha/%00.png", "GET", 400, 4102},
 	} {
 		w := serve(a.mux, tc.method, tc.path, "")
@@ -112,7 +112,7 @@ func TestVerifyParameters(t *testing.T) {
 		{"wrong type", `{"captcha_id":12,"captcha_answer":"1"}`, j, 400, 4100, "captcha_id"},
 		{"not json", `{"captcha_id":`, j, 400, 4100, ""},
 		{"invalid utf8", "{\"captcha_id\":\"\xff\xfe\",\"captcha_answer\":\"1\"}", j, 400, 4100, ""},
-		{"deep", strings.Repeat("[", 100000), j, 413, 4130, ""},
+		{"deep", strings.Repeat("[", 100000), j, 413, 4013, ""},
 		{"huge number", `{"captcha_id":1e999999}`, j, 400, 4100, "captcha_id"},
 		{"xml", `<a/>`, "text/xml", 400, 4110, ""},
 		{"form no answer", "captcha_id=" + c.ID, "application/x-www-form-urlencoded", 400, 4103, "captcha_answer"},

@@ -15,26 +15,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/store/storetest"
 )
 
-// clock is an injectable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = storetest.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// together runs f in n goroutines released at once by a barrier, and waits.
+func together(n int, f func()) {
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start.Wait()
+			f()
+		}()
+	}
+	start.Done()
+	wg.Wait()
 }
 
 // knownDigits issues the digits of answer, so tests know every captcha's
@@ -51,7 +50,7 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 // logger and a generous creation limit; mutate adjusts the config.
 func newGate(t *testing.T, mutate func(*captchagate.Config)) (*captchagate.Gate, *clock) {
 	t.Helper()
-	clk := newClock()
+	clk := storetest.NewClock()
 	cfg := captchagate.Config{
 		Secret:      testSecret,
 		Challenge:   knownDigits{},

@@ -230,7 +230,7 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval) error {
 			n, reset, err := g.store.Incr(ctx, ev.ckeys[i], 1, k.ceilWindow)
 			if err != nil {
 				if gd.storeFailed(r, err, bit) != 0 {
-					return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+					return unavailableError(err)
 				}
 				continue
 			}
@@ -338,8 +338,7 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	case tok != "":
 		rec, why, err := g.redeem(ctx, tok)
 		if err != nil {
-			g.storeError(r, gd.name, err)
-			return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+			return g.unavailable(r, gd.name, err)
 		}
 		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes) {
 			why = reasonMismatch
@@ -355,8 +354,7 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		if validID(id) {
 			rec, _, w, err := g.solve(ctx, id, answer)
 			if err != nil {
-				g.storeError(r, gd.name, err)
-				return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+				return g.unavailable(r, gd.name, err)
 			}
 			why = w
 			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes) {
@@ -418,7 +416,7 @@ func (gd *Guard) Check(r *http.Request) error {
 		if k.Ceiling > 0 {
 			n, reset, err := g.store.Incr(ctx, storeKey('x', &ev.hashes[i]), 0, k.ceilWindow)
 			if err != nil {
-				return &Error{Code: CodeStoreUnavailable, Err: err}
+				return unavailableError(err)
 			}
 			if n >= int64(k.Ceiling) {
 				return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(reset.Sub(g.now()), time.Second)}
@@ -427,14 +425,14 @@ func (gd *Guard) Check(r *http.Request) error {
 		if k.maxFailures > 0 {
 			n, _, err := g.store.Incr(ctx, storeKey('f', &ev.hashes[i]), 0, k.window)
 			if err != nil {
-				return &Error{Code: CodeStoreUnavailable, Err: err}
+				return unavailableError(err)
 			}
 			required = required || n >= k.maxFailures
 		}
 		if k.interval > 0 {
 			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, false)
 			if err != nil {
-				return &Error{Code: CodeStoreUnavailable, Err: err}
+				return unavailableError(err)
 			}
 			required = required || !ok
 		}

@@ -266,19 +266,9 @@ func TestConcurrentBadLoginsAreCountedAtomically(t *testing.T) {
 	t.Parallel()
 	for round := 0; round < 5; round++ {
 		a := newLoginApp(t, nil)
-		var start sync.WaitGroup
-		start.Add(1)
-		var wg sync.WaitGroup
-		for i := 0; i < 200; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				start.Wait()
-				a.login(t, "alice", "wrong")
-			}()
-		}
-		start.Done()
-		wg.Wait()
+		together(200, func() {
+			a.login(t, "alice", "wrong")
+		})
 		assert.LessOrEqual(t, a.calls.Load(), int64(5), "round %d: at most 5 bad logins reach the handler", round)
 		assert.GreaterOrEqual(t, a.calls.Load(), int64(1))
 	}
@@ -291,22 +281,12 @@ func TestConcurrentTokenUse(t *testing.T) {
 		c := a.trip(t, "alice")
 		tok := solve(t, a.mux, c.ID)
 		before := a.calls.Load()
-		var start sync.WaitGroup
-		start.Add(1)
-		var wg sync.WaitGroup
 		var ok atomic.Int64
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				start.Wait()
-				if a.login(t, "alice", "wrong", "X-Captcha-Token", tok).Code == http.StatusUnauthorized {
-					ok.Add(1)
-				}
-			}()
-		}
-		start.Done()
-		wg.Wait()
+		together(50, func() {
+			if a.login(t, "alice", "wrong", "X-Captcha-Token", tok).Code == http.StatusUnauthorized {
+				ok.Add(1)
+			}
+		})
 		assert.Equal(t, int64(1), a.calls.Load()-before, "round %d: exactly one request passes", round)
 		assert.Equal(t, int64(1), ok.Load())
 	}
@@ -316,21 +296,12 @@ func TestConcurrentVerifyOfOneCaptcha(t *testing.T) {
 	t.Parallel()
 	a := newLoginApp(t, nil)
 	c := a.trip(t, "alice")
-	var start, wg sync.WaitGroup
-	start.Add(1)
 	var wins atomic.Int64
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start.Wait()
-			if verify(a.mux, c.ID, answer).Code == http.StatusOK {
-				wins.Add(1)
-			}
-		}()
-	}
-	start.Done()
-	wg.Wait()
+	together(50, func() {
+		if verify(a.mux, c.ID, answer).Code == http.StatusOK {
+			wins.Add(1)
+		}
+	})
 	assert.Equal(t, int64(1), wins.Load())
 }
 
@@ -391,18 +362,9 @@ func TestConcurrentSendsRespectRate(t *testing.T) {
 	h := g.Guard(captchagate.Policy{Name: "sms", Keys: []captchagate.Key{
 		{Source: captchagate.JSONField("phone"), Rate: rate.Every(time.Hour), Burst: 3},
 	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { sent.Add(1) }))
-	var start, wg sync.WaitGroup
-	start.Add(1)
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start.Wait()
-			serve(h, "POST", "/sms", `{"phone":"+15550100"}`)
-		}()
-	}
-	start.Done()
-	wg.Wait()
+	together(100, func() {
+		serve(h, "POST", "/sms", `{"phone":"+15550100"}`)
+	})
 	assert.Equal(t, int64(3), sent.Load())
 }
 
