@@ -105,6 +105,8 @@ type Error struct {
 	Err         error         // the underlying cause; logged, never rendered
 }
 
+// Error returns "captchagate: <name>: <description>"; it never includes the
+// underlying cause.
 func (e *Error) Error() string {
 	s := "captchagate: " + e.Code.Name()
 	if e.Description != "" {
