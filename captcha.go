@@ -120,7 +120,7 @@ func validB64(s string, n int) bool {
 	return true
 }
 
-// ValidID reports whether s has the form of a captcha id.
+// validID reports whether s has the form of a captcha id.
 func validID(s string) bool { return validB64(s, idLen) }
 
 func captchaKey(id string) string { return "c:" + id }
