@@ -1,6 +1,7 @@
 package captchagate_test
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -88,9 +89,11 @@ func BenchmarkImage(b *testing.B) {
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
 	g.NewGuard(captchagate.Policy{Name: "p", MaxFailures: 1, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
-	w := serve(mux, "POST", "/captcha/new?policy=p", "")
-	id := w.Body.String()[strings.Index(w.Body.String(), `"id":"`)+6:][:22]
-	r := httptest.NewRequest("GET", "/captcha/"+id+".png", nil)
+	var nb struct{ Captcha captchagate.Captcha }
+	if err := json.Unmarshal(serve(mux, "POST", "/captcha/new?policy=p", "").Body.Bytes(), &nb); err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", nb.Captcha.ImageURL, nil)
 	nw := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -249,7 +249,3 @@ func (g *Gate) mac(out *[32]byte, parts ...[]byte) {
 	h.Sum(out[:0])
 	g.macs.Put(h)
 }
-
-func (g *Gate) errorResponse(w http.ResponseWriter, r *http.Request, err error) {
-	g.errorHandler(w, r, err)
-}

@@ -63,7 +63,7 @@ func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		err = g.serveMedia(w, r, id, format)
 	}
 	if err != nil {
-		g.errorResponse(w, r, err)
+		g.errorHandler(w, r, err)
 	}
 }
 
@@ -129,11 +129,14 @@ func readParams(r *http.Request) (params, error) {
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
 		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		switch {
-		case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-			if !utf8.Valid(body) {
-				return p, invalid(CodeMalformedBody, "", "body is not valid UTF-8")
-			}
+		isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+		if !isJSON && mt != "application/x-www-form-urlencoded" {
+			return p, invalid(CodeUnsupportedMedia, "", "Content-Type must be application/json or application/x-www-form-urlencoded")
+		}
+		if !utf8.Valid(body) {
+			return p, invalid(CodeMalformedBody, "", "body is not valid UTF-8")
+		}
+		if isJSON {
 			if err := json.Unmarshal(body, &p); err != nil {
 				var te *json.UnmarshalTypeError
 				if errors.As(err, &te) && te.Field != "" {
@@ -141,17 +144,12 @@ func readParams(r *http.Request) (params, error) {
 				}
 				return p, invalid(CodeMalformedBody, "", "body is not a valid JSON object")
 			}
-		case mt == "application/x-www-form-urlencoded":
-			if !utf8.Valid(body) {
-				return p, invalid(CodeMalformedBody, "", "body is not valid UTF-8")
-			}
+		} else {
 			q, err := url.ParseQuery(string(body))
 			if err != nil {
 				return p, invalid(CodeMalformedBody, "", "body is not a valid form")
 			}
 			p.CaptchaID, p.Answer, p.Policy = q.Get(IDField), q.Get(AnswerField), q.Get("policy")
-		default:
-			return p, invalid(CodeUnsupportedMedia, "", "Content-Type must be application/json or application/x-www-form-urlencoded")
 		}
 	}
 	if p.CaptchaID == "" || p.Policy == "" {

@@ -140,7 +140,7 @@ func TestFormQueryHeaderCombine(t *testing.T) {
 	assert.False(t, sameKey(t, user, nil, req{body: "user=bob", ctype: form}, req{body: "user=bob", ctype: "text/plain"}))
 
 	q := captchagate.Query("phone")
-	assert.True(t, sameKey(t, q, nil, req{query: "phone=%2B1555"}, req{query: "phone=+1555&phone=x"}) == false, "+ is a space in queries")
+	assert.False(t, sameKey(t, q, nil, req{query: "phone=%2B1555"}, req{query: "phone=+1555&phone=x"}), "+ is a space in queries")
 	assert.True(t, sameKey(t, q, nil, req{query: "phone=%2B1555"}, req{query: "phone=%2b1555"}))
 
 	dev := captchagate.Header("x-device-fingerprint")

@@ -91,19 +91,19 @@ type eval struct {
 func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	var ev eval
 	if err := gd.extract(r, &ev); err != nil {
-		gd.g.errorResponse(w, r, err)
+		gd.g.errorHandler(w, r, err)
 		return
 	}
 	ctx := r.Context()
-	if err := gd.count(ctx, r, &ev); err != nil {
+	if err := gd.count(ctx, r, &ev, false); err != nil {
 		gd.refund(ctx, &ev)
-		gd.g.errorResponse(w, r, err)
+		gd.g.errorHandler(w, r, err)
 		return
 	}
 	if ev.tripped != 0 {
 		if err := gd.prove(ctx, r, &ev); err != nil {
 			gd.refund(ctx, &ev)
-			gd.g.errorResponse(w, r, err)
+			gd.g.errorHandler(w, r, err)
 			return
 		}
 	}
@@ -193,8 +193,15 @@ func storeKey(kind byte, h *[16]byte) string {
 // the ceilings. A failure counter is incremented before the handler runs and
 // given back afterwards unless the request failed, so that concurrent requests
 // can never all see a count under the threshold.
-func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval) error {
+//
+// With peek (Check), count reads instead of writing, judges the counts as if
+// this request were added, reports no events and returns store failures.
+func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool) error {
 	g := gd.g
+	delta, this := int64(1), int64(0)
+	if peek {
+		delta, this = 0, 1
+	}
 	var retry time.Duration
 	blocked := false
 	for i := range gd.keys {
@@ -205,40 +212,54 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval) error {
 		k := &gd.keys[i]
 		if k.maxFailures > 0 {
 			ev.fkeys[i] = storeKey('f', &ev.hashes[i])
-			n, _, err := g.store.Incr(ctx, ev.fkeys[i], 1, k.window)
-			if err != nil {
+			n, _, err := g.store.Incr(ctx, ev.fkeys[i], delta, k.window)
+			switch {
+			case err != nil && peek:
+				return unavailableError(err)
+			case err != nil:
 				ev.tripped |= gd.storeFailed(r, err, bit)
-			} else {
-				ev.reserved |= bit
-				ev.counts[i] = n
-				if n > k.maxFailures {
+			default:
+				if !peek {
+					ev.reserved |= bit
+					ev.counts[i] = n
+				}
+				if n+this > k.maxFailures {
 					ev.tripped |= bit
 				}
 			}
 		}
 		if k.interval > 0 {
-			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, true)
-			if err != nil {
+			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, !peek)
+			switch {
+			case err != nil && peek:
+				return unavailableError(err)
+			case err != nil:
 				ev.tripped |= gd.storeFailed(r, err, bit)
-			} else if !ok {
+			case !ok:
 				ev.tripped |= bit
-				g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
+				if !peek {
+					g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
+				}
 			}
 		}
 		if k.Ceiling > 0 {
 			ev.ckeys[i] = storeKey('x', &ev.hashes[i])
-			n, reset, err := g.store.Incr(ctx, ev.ckeys[i], 1, k.ceilWindow)
+			n, reset, err := g.store.Incr(ctx, ev.ckeys[i], delta, k.ceilWindow)
 			if err != nil {
-				if gd.storeFailed(r, err, bit) != 0 {
+				if peek || gd.storeFailed(r, err, bit) != 0 {
 					return unavailableError(err)
 				}
 				continue
 			}
-			ev.ceiled |= bit
-			if n > int64(k.Ceiling) {
+			if !peek {
+				ev.ceiled |= bit
+			}
+			if n+this > int64(k.Ceiling) {
 				blocked = true
 				retry = max(retry, reset.Sub(g.now()))
-				g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+				if !peek {
+					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+				}
 			}
 		}
 	}
@@ -405,39 +426,10 @@ func (gd *Guard) Check(r *http.Request) error {
 	if err := gd.extract(r, &ev); err != nil {
 		return err
 	}
-	ctx := r.Context()
-	g := gd.g
-	var required bool
-	for i := range gd.keys {
-		if ev.present&(1<<i) == 0 {
-			continue
-		}
-		k := &gd.keys[i]
-		if k.Ceiling > 0 {
-			n, reset, err := g.store.Incr(ctx, storeKey('x', &ev.hashes[i]), 0, k.ceilWindow)
-			if err != nil {
-				return unavailableError(err)
-			}
-			if n >= int64(k.Ceiling) {
-				return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(reset.Sub(g.now()), time.Second)}
-			}
-		}
-		if k.maxFailures > 0 {
-			n, _, err := g.store.Incr(ctx, storeKey('f', &ev.hashes[i]), 0, k.window)
-			if err != nil {
-				return unavailableError(err)
-			}
-			required = required || n >= k.maxFailures
-		}
-		if k.interval > 0 {
-			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, false)
-			if err != nil {
-				return unavailableError(err)
-			}
-			required = required || !ok
-		}
+	if err := gd.count(r.Context(), r, &ev, true); err != nil {
+		return err
 	}
-	if required {
+	if ev.tripped != 0 {
 		return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required"}
 	}
 	return nil

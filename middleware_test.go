@@ -460,6 +460,7 @@ func TestStoreFailure(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, w.Code, "fail closed: no captcha can be issued, so 503")
 	e := decodeError(t, w)
 	assert.Equal(t, "service_unavailable", e.Error)
+	assert.Equal(t, "1", w.Header().Get("Retry-After"))
 	assert.NotContains(t, w.Body.String(), "secret-host")
 	assert.Equal(t, int64(0), a.calls.Load())
 

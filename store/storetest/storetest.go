@@ -69,6 +69,7 @@ func Run(t *testing.T, f Factory) {
 		n, reset, err = s.Incr(ctx, "k", -1, time.Minute)
 		require.NoError(t, err)
 		assert.Zero(t, n, "a negative delta never creates a counter")
+		assert.True(t, reset.IsZero())
 		n, reset, err = s.Incr(ctx, "k", 1, time.Minute)
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n)
@@ -128,7 +129,7 @@ func Run(t *testing.T, f Factory) {
 	})
 
 	t.Run("Items", func(t *testing.T) {
-		s, c := setup(t)
+		s, _ := setup(t)
 		_, found, err := s.Get(ctx, "i")
 		require.NoError(t, err)
 		assert.False(t, found)
@@ -150,7 +151,6 @@ func Run(t *testing.T, f Factory) {
 		require.NoError(t, s.Put(ctx, "i", []byte("b"), time.Minute))
 		got, _, _ = s.Get(ctx, "i")
 		assert.Equal(t, "b", string(got), "Put replaces")
-		_ = c
 	})
 
 	t.Run("ExpiryItems", func(t *testing.T) {
