@@ -1,6 +1,7 @@
 package captchagate
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -89,6 +90,14 @@ type Config struct {
 	// StoreFailure is the counting step's policy when the store fails.
 	// Default FailClosed.
 	StoreFailure StoreFailMode
+	// StoreTimeout bounds how long a request waits on a shared Store: all
+	// store calls of a guarded request before its handler share one budget,
+	// settling the counters after the handler gets another, and each captcha
+	// endpoint request gets one. A call cut short counts as a store failure.
+	// Store calls are detached from the client's cancellation, so a client
+	// that hangs up does not cancel a counting write. Default 250ms. The
+	// in-memory store never waits and is not timed.
+	StoreTimeout time.Duration
 
 	// ErrorHandler renders the gate's errors. Default WriteError (JSON).
 	ErrorHandler ErrorHandler
@@ -121,6 +130,7 @@ type Gate struct {
 	createBurst          int
 	maxBody              int64
 	failMode             StoreFailMode
+	storeTimeout         time.Duration // 0: the store never blocks
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -223,11 +233,32 @@ func New(c Config) (*Gate, error) {
 	if g.ips.header == "" {
 		g.ips.header = "X-Forwarded-For"
 	}
+	if c.StoreTimeout < 0 {
+		return nil, errors.New("captchagate: Config.StoreTimeout must not be negative")
+	}
+	g.storeTimeout = c.StoreTimeout
+	if g.storeTimeout == 0 {
+		g.storeTimeout = 250 * time.Millisecond
+	}
 	if g.store == nil {
 		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: g.now})
 		g.store = g.ownStore
 	}
+	if _, ok := g.store.(*memstore.Store); ok {
+		g.storeTimeout = 0
+	}
 	return g, nil
+}
+
+func noCancel() {}
+
+// storeContext returns the context for one budget of store calls made for r:
+// detached from the client's cancellation, and bounded by StoreTimeout.
+func (g *Gate) storeContext(r *http.Request) (context.Context, context.CancelFunc) {
+	if g.storeTimeout == 0 {
+		return r.Context(), noCancel
+	}
+	return context.WithTimeout(context.WithoutCancel(r.Context()), g.storeTimeout)
 }
 
 // Close releases what the Gate created: the default store's janitor. A Store

@@ -87,7 +87,9 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format str
 			return invalid(CodeUnsupportedLang, "lang", "lang must be one of en, ru, zh, ja, pt")
 		}
 	}
-	v, found, err := g.store.Get(r.Context(), captchaKey(id))
+	ctx, cancel := g.storeContext(r)
+	v, found, err := g.store.Get(ctx, captchaKey(id))
+	cancel()
 	if err != nil {
 		return g.unavailable(r, "", err)
 	}
@@ -199,7 +201,8 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	if len(p.Answer) > maxAnswerLen || !utf8.ValidString(p.Answer) {
 		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
 	}
-	ctx := r.Context()
+	ctx, cancel := g.storeContext(r)
+	defer cancel()
 	rec, found, reason, err := g.solve(ctx, p.CaptchaID, p.Answer)
 	if err != nil {
 		return g.unavailable(r, "", err)
@@ -239,7 +242,8 @@ func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(p.CaptchaID); err != nil {
 		return err
 	}
-	ctx := r.Context()
+	ctx, cancel := g.storeContext(r)
+	defer cancel()
 	v, found, err := g.store.Get(ctx, captchaKey(p.CaptchaID))
 	var rec record
 	if err == nil && found {
@@ -283,7 +287,9 @@ func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := g.policy(p.Policy); !ok {
 		return invalid(CodeUnknownPolicy, "policy", "policy names no guarded policy")
 	}
-	c, err := g.issue(r.Context(), r, g.bindingFor(p.Policy, 0, nil), 0)
+	ctx, cancel := g.storeContext(r)
+	defer cancel()
+	c, err := g.issue(ctx, r, g.bindingFor(p.Policy, 0, nil), 0)
 	if err != nil {
 		return err
 	}

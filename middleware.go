@@ -94,26 +94,27 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		gd.g.errorHandler(w, r, err)
 		return
 	}
-	ctx := r.Context()
-	if err := gd.count(ctx, r, &ev, false); err != nil {
+	ctx, cancel := gd.g.storeContext(r)
+	err := gd.count(ctx, r, &ev, false)
+	if err == nil && ev.tripped != 0 {
+		err = gd.prove(ctx, r, &ev)
+	}
+	if err != nil {
 		gd.refund(ctx, &ev)
+		cancel()
 		gd.g.errorHandler(w, r, err)
 		return
 	}
-	if ev.tripped != 0 {
-		if err := gd.prove(ctx, r, &ev); err != nil {
-			gd.refund(ctx, &ev)
-			gd.g.errorHandler(w, r, err)
-			return
-		}
-	}
+	cancel()
 	if ev.reserved == 0 {
 		next.ServeHTTP(w, r)
 		return
 	}
 	gw := &guardWriter{ResponseWriter: w}
-	next.ServeHTTP(gw, r.WithContext(context.WithValue(ctx, stateKey{}, gw)))
+	next.ServeHTTP(gw, r.WithContext(context.WithValue(r.Context(), stateKey{}, gw)))
+	ctx, cancel = gd.g.storeContext(r)
 	gd.settle(ctx, &ev, gw)
+	cancel()
 }
 
 // extract reads the keys' values (and the body, if a key needs it) and hashes
@@ -279,10 +280,9 @@ func (gd *Guard) storeFailed(r *http.Request, err error, bit uint16) uint16 {
 	return bit
 }
 
-// refund gives back the counters a request reserved but did not use. The
-// writes outlive a client that hung up.
+// refund gives back the counters a request reserved but did not use. ctx
+// comes from storeContext: the writes outlive a client that hung up.
 func (gd *Guard) refund(ctx context.Context, ev *eval) {
-	ctx = context.WithoutCancel(ctx)
 	for i := range gd.keys {
 		bit := uint16(1) << i
 		if ev.reserved&bit != 0 {
@@ -323,7 +323,6 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 		}
 		return
 	case outcomeSuccess:
-		ctx = context.WithoutCancel(ctx)
 		for i := range gd.keys {
 			if ev.reserved&(1<<i) != 0 && gd.keys[i].ResetOnSuccess {
 				if err := gd.g.store.Reset(ctx, ev.fkeys[i]); err != nil {
@@ -426,7 +425,9 @@ func (gd *Guard) Check(r *http.Request) error {
 	if err := gd.extract(r, &ev); err != nil {
 		return err
 	}
-	if err := gd.count(r.Context(), r, &ev, true); err != nil {
+	ctx, cancel := gd.g.storeContext(r)
+	defer cancel()
+	if err := gd.count(ctx, r, &ev, true); err != nil {
 		return err
 	}
 	if ev.tripped != 0 {

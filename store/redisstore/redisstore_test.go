@@ -1,0 +1,139 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/redistest"
+	"github.com/captchagate/captchagate/store/redisstore"
+	"github.com/captchagate/captchagate/store/storetest"
+)
+
+// client returns a client of srv that honours context deadlines.
+func client(t testing.TB, srv *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+var prefixes atomic.Int64
+
+// newStore returns a store with a prefix of its own on srv.
+func newStore(t testing.TB, c redis.UniversalClient, now func() time.Time) *redisstore.Store {
+	s, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1)), Now: now})
+	require.NoError(t, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) captchagate.Store {
+		return newStore(t, c, now)
+	})
+}
+
+func TestNew(t *testing.T) {
+	_, err := redisstore.New(nil, redisstore.Options{})
+	assert.ErrorContains(t, err, "nil client")
+
+	plain := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer plain.Close()
+	_, err = redisstore.New(plain, redisstore.Options{})
+	assert.ErrorContains(t, err, "ContextTimeoutEnabled", "a client that ignores deadlines is refused")
+
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer cluster.Close()
+	_, err = redisstore.New(cluster, redisstore.Options{})
+	assert.ErrorContains(t, err, "ContextTimeoutEnabled")
+
+	ok := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}, ContextTimeoutEnabled: true})
+	defer ok.Close()
+	s, err := redisstore.New(ok, redisstore.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, "captchagate:c:x", s.Key("c:x"), "default prefix")
+
+	_, err = redisstore.New(ok, redisstore.Options{Prefix: "{app}:"})
+	assert.ErrorContains(t, err, "must not contain")
+}
+
+// Every key the store writes carries a TTL, whatever the operation.
+func TestEveryKeyHasTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	clk := storetest.NewClock()
+	s := newStore(t, c, clk.Now)
+	_, _, err := s.Incr(ctx, "f:a", 1, time.Minute)
+	require.NoError(t, err)
+	_, _, err = s.Incr(ctx, "f:a", -1, time.Minute)
+	require.NoError(t, err)
+	_, _, err = s.Incr(ctx, "f:a", 1, time.Minute)
+	require.NoError(t, err)
+	_, _, err = s.Allow(ctx, "r:a", time.Second, 3, true)
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, "c:a", []byte("v"), time.Minute))
+	require.NoError(t, s.Put(ctx, "c:b", []byte("v"), time.Nanosecond))
+	// A counter that expired by the store's clock but not yet in Redis starts
+	// a new window with a new TTL.
+	clk.Advance(2 * time.Minute)
+	_, _, err = s.Incr(ctx, "f:a", 1, time.Hour)
+	require.NoError(t, err)
+
+	keys, err := c.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	for _, k := range keys {
+		ttl, err := c.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		assert.Greater(t, ttl, time.Duration(0), "key %s has no TTL", k)
+	}
+	ttl, _ := c.PTTL(ctx, s.Key("f:a")).Result()
+	assert.Greater(t, ttl, 59*time.Minute, "the new window's TTL")
+}
+
+// After a restart (or SCRIPT FLUSH) Redis has forgotten the scripts; the
+// store reloads them without failing a call.
+func TestScriptsReloadAfterFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	s := newStore(t, c, time.Now)
+	_, _, err := s.Incr(ctx, "f:a", 1, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	n, _, err := s.Incr(ctx, "f:a", 1, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n)
+	require.NoError(t, c.ScriptFlush(ctx).Err())
+	ok, _, err := s.Allow(ctx, "r:a", time.Second, 1, true)
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
+
+// A store call never outlives its context's deadline, even when Redis does
+// not answer at all.
+func TestDeadlineWhilePaused(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	s := newStore(t, c, time.Now)
+	_, _, err := s.Incr(context.Background(), "f:a", 1, time.Minute) // connect first
+	require.NoError(t, err)
+	srv.Pause()
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, _, err = s.Incr(ctx, "f:a", 1, time.Minute)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	_, _, err = s.Take(ctx, "c:a")
+	require.Error(t, err)
+}
