@@ -190,10 +190,12 @@ func storeKey(kind byte, h *[16]byte) string {
 	return string(b[:])
 }
 
-// count reserves the failure counters, takes the send-rate tokens and counts
-// the ceilings. A failure counter is incremented before the handler runs and
-// given back afterwards unless the request failed, so that concurrent requests
-// can never all see a count under the threshold.
+// count counts the ceilings, then reserves the failure counters and takes
+// the send-rate tokens. A failure counter is incremented before the handler
+// runs and given back afterwards unless the request failed, so that
+// concurrent requests can never all see a count under the threshold.
+// Ceilings come first so that a request refused by a ceiling takes no
+// send-rate token.
 //
 // With peek (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
@@ -205,6 +207,34 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool
 	}
 	var retry time.Duration
 	blocked := false
+	for i := range gd.keys {
+		bit := uint16(1) << i
+		k := &gd.keys[i]
+		if ev.present&bit == 0 || k.Ceiling == 0 {
+			continue
+		}
+		ev.ckeys[i] = storeKey('x', &ev.hashes[i])
+		n, reset, err := g.store.Incr(ctx, ev.ckeys[i], delta, k.ceilWindow)
+		if err != nil {
+			if peek || gd.storeFailed(r, err, bit) != 0 {
+				return unavailableError(err)
+			}
+			continue
+		}
+		if !peek {
+			ev.ceiled |= bit
+		}
+		if n+this > int64(k.Ceiling) {
+			blocked = true
+			retry = max(retry, reset.Sub(g.now()))
+			if !peek {
+				g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+			}
+		}
+	}
+	if blocked {
+		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
+	}
 	for i := range gd.keys {
 		bit := uint16(1) << i
 		if ev.present&bit == 0 {
@@ -243,29 +273,6 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool
 				}
 			}
 		}
-		if k.Ceiling > 0 {
-			ev.ckeys[i] = storeKey('x', &ev.hashes[i])
-			n, reset, err := g.store.Incr(ctx, ev.ckeys[i], delta, k.ceilWindow)
-			if err != nil {
-				if peek || gd.storeFailed(r, err, bit) != 0 {
-					return unavailableError(err)
-				}
-				continue
-			}
-			if !peek {
-				ev.ceiled |= bit
-			}
-			if n+this > int64(k.Ceiling) {
-				blocked = true
-				retry = max(retry, reset.Sub(g.now()))
-				if !peek {
-					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
-				}
-			}
-		}
-	}
-	if blocked {
-		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
 	}
 	return nil
 }

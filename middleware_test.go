@@ -355,6 +355,22 @@ func TestSendRateAndCeiling(t *testing.T) {
 	assert.Equal(t, 200, send("+15550100").Code)
 }
 
+// A request refused by a ceiling takes no send-rate token.
+func TestCeilingRefusalTakesNoRateToken(t *testing.T) {
+	t.Parallel()
+	g, clk := newGate(t, nil)
+	h := g.Guard(captchagate.Policy{Name: "sms", Keys: []captchagate.Key{
+		{Source: captchagate.JSONField("phone"), Rate: rate.Every(24 * time.Hour), Burst: 2, Ceiling: 1, CeilingWindow: time.Hour},
+	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	send := func() int { return serve(h, "POST", "/sms", `{"phone":"+15550100"}`).Code }
+	require.Equal(t, http.StatusOK, send())
+	for range 3 {
+		require.Equal(t, http.StatusTooManyRequests, send())
+	}
+	clk.Advance(time.Hour) // a new ceiling window; the rate has not refilled
+	assert.Equal(t, http.StatusOK, send(), "the second token of the burst is still there")
+}
+
 func TestConcurrentSendsRespectRate(t *testing.T) {
 	t.Parallel()
 	g, _ := newGate(t, nil)

@@ -1,0 +1,394 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/redistest"
+	"github.com/captchagate/captchagate/store/storetest"
+)
+
+// knownDigits issues the digits of answer, so tests know every captcha's
+// answer; it renders like Digits.
+type knownDigits struct{ captchagate.Digits }
+
+const answer = "123456"
+
+func (knownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+var loginPolicy = captchagate.Policy{
+	Name: "login",
+	Keys: []captchagate.Key{
+		captchagate.Username(captchagate.JSONField("username")),
+		{Source: captchagate.ClientIP(), MaxFailures: 100, Window: time.Hour},
+	},
+	MaxFailures: 5,
+	Window:      15 * time.Minute,
+}
+
+var sendPolicy = captchagate.Policy{
+	Name: "sms",
+	Keys: []captchagate.Key{
+		{Source: captchagate.Phone(captchagate.JSONField("phone")).Source, Rate: 1.0 / 60, Burst: 2, Ceiling: 10, CeilingWindow: 24 * time.Hour},
+	},
+}
+
+// instance is one app instance: its own client, store and gate, on its own
+// httptest server, sharing Redis with the others.
+type instance struct {
+	srv     *httptest.Server
+	gate    *captchagate.Gate
+	client  *redis.Client
+	reached atomic.Int64 // requests that reached the login handler
+}
+
+func newInstance(t *testing.T, addr, prefix string, clk *storetest.Clock, mutate func(*captchagate.Config)) *instance {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	store, err := newStoreWithPrefix(c, prefix, clk.Now)
+	require.NoError(t, err)
+	cfg := captchagate.Config{
+		Secret: secret, Store: store, Challenge: knownDigits{}, Now: clk.Now, CreateBurst: 1000,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	g, err := captchagate.New(cfg)
+	require.NoError(t, err)
+	in := &instance{gate: g, client: c}
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	mux.Handle("POST /login", g.Guard(loginPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in.reached.Add(1)
+		var req struct{ Username, Password string }
+		json.NewDecoder(r.Body).Decode(&req)
+		if req.Password != "right" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte(`{"ok":true}`))
+	})))
+	mux.Handle("POST /sms", g.Guard(sendPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"sent":true}`))
+	})))
+	in.srv = httptest.NewServer(mux)
+	t.Cleanup(func() {
+		in.srv.Close()
+		g.Close()
+		c.Close()
+	})
+	return in
+}
+
+type reply struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+func (in *instance) post(t *testing.T, path, body string, header ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest("POST", in.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := in.srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	rp := reply{status: resp.StatusCode, raw: string(b)}
+	json.Unmarshal(b, &rp.body)
+	return rp
+}
+
+func (rp reply) captchaID(t *testing.T) string {
+	t.Helper()
+	c, ok := rp.body["captcha"].(map[string]any)
+	require.True(t, ok, "no captcha in %s", rp.raw)
+	return c["id"].(string)
+}
+
+func login(user, pass string) string {
+	b, _ := json.Marshal(map[string]string{"username": user, "password": pass})
+	return string(b)
+}
+
+func together(n int, f func()) {
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start.Wait()
+			f()
+		}()
+	}
+	start.Done()
+	wg.Wait()
+}
+
+// Two instances behind a load balancer act as one gate.
+func TestTwoInstancesShareOneGate(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := storetest.NewClock()
+	a := newInstance(t, srv.Addr, "two:", clk, nil)
+	b := newInstance(t, srv.Addr, "two:", clk, nil)
+
+	// Failures on A and B add up: 3 + 2 reach the threshold of 5.
+	for range 3 {
+		assert.Equal(t, http.StatusUnauthorized, a.post(t, "/login", login("alice", "wrong")).status)
+	}
+	for range 2 {
+		assert.Equal(t, http.StatusUnauthorized, b.post(t, "/login", login("alice", "wrong")).status)
+	}
+	rp := a.post(t, "/login", login("alice", "right"))
+	require.Equal(t, http.StatusPreconditionRequired, rp.status, rp.raw)
+	assert.Equal(t, "captcha_required", rp.body["error"])
+	id := rp.captchaID(t)
+	rpB := b.post(t, "/login", login("alice", "right"))
+	require.Equal(t, http.StatusPreconditionRequired, rpB.status, "B sees A's count too")
+
+	// A's captcha renders on B and verifies there.
+	resp, err := b.srv.Client().Get(b.srv.URL + "/captcha/" + id + ".png")
+	require.NoError(t, err)
+	png, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "image/png", resp.Header.Get("Content-Type"))
+	assert.True(t, strings.HasPrefix(string(png), "\x89PNG"))
+	v := b.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`)
+	require.Equal(t, http.StatusOK, v.status, v.raw)
+	tok := v.body["captcha_token"].(string)
+	// The captcha is used up on A as well.
+	again := a.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`)
+	assert.Equal(t, http.StatusForbidden, again.status)
+
+	// The token, minted on B, is consumed once across both instances: of 40
+	// concurrent retries (wrong password, so alice stays tripped), one
+	// reaches the handler.
+	before := a.reached.Load() + b.reached.Load()
+	var passed atomic.Int64
+	var i atomic.Int64
+	together(40, func() {
+		in := a
+		if i.Add(1)%2 == 0 {
+			in = b
+		}
+		if in.post(t, "/login", login("alice", "wrong"), captchagate.TokenHeader, tok).status == http.StatusUnauthorized {
+			passed.Add(1)
+		}
+	})
+	assert.Equal(t, int64(1), passed.Load(), "one retry per token across instances")
+	assert.Equal(t, int64(1), a.reached.Load()+b.reached.Load()-before)
+
+	// A captcha from B, solved on A, lets alice in on B; the success resets
+	// her counter for both.
+	id = b.post(t, "/login", login("alice", "right")).captchaID(t)
+	v = a.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`)
+	require.Equal(t, http.StatusOK, v.status, v.raw)
+	assert.Equal(t, http.StatusOK, b.post(t, "/login", login("alice", "right"), captchagate.TokenHeader, v.body["captcha_token"].(string)).status)
+	assert.Equal(t, http.StatusOK, a.post(t, "/login", login("alice", "right")).status)
+}
+
+// Concurrent bad logins spread over two instances never let more than the
+// threshold reach the handler.
+func TestThresholdAcrossInstancesUnderConcurrency(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := storetest.NewClock()
+	a := newInstance(t, srv.Addr, "conc:", clk, nil)
+	b := newInstance(t, srv.Addr, "conc:", clk, nil)
+	for round := 0; round < 5; round++ {
+		user := "victim" + string(rune('a'+round))
+		var i atomic.Int64
+		before := a.reached.Load() + b.reached.Load()
+		together(60, func() {
+			in := a
+			if i.Add(1)%2 == 0 {
+				in = b
+			}
+			in.post(t, "/login", login(user, "wrong"))
+		})
+		assert.LessOrEqual(t, a.reached.Load()+b.reached.Load()-before, int64(5), "round %d", round)
+	}
+	// Send rate: burst 2 across both instances.
+	var sent atomic.Int64
+	var i atomic.Int64
+	together(40, func() {
+		in := a
+		if i.Add(1)%2 == 0 {
+			in = b
+		}
+		if in.post(t, "/sms", `{"phone":"+1 555 0100"}`).status == http.StatusOK {
+			sent.Add(1)
+		}
+	})
+	assert.Equal(t, int64(2), sent.Load())
+}
+
+// Usernames, phones, emails and addresses reach Redis only as keyed hashes.
+func TestNoPersonalDataInRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := storetest.NewClock()
+	a := newInstance(t, srv.Addr, "pii:", clk, nil)
+	user := "alice.liddell@example.com"
+	for range 6 {
+		a.post(t, "/login", login(user, "wrong"))
+	}
+	for range 4 {
+		a.post(t, "/sms", `{"phone":"+1 555 0199"}`)
+	}
+	ctx := context.Background()
+	keys, err := a.client.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	var dump strings.Builder
+	for _, k := range keys {
+		dump.WriteString(k + "\n")
+		switch typ := a.client.Type(ctx, k).Val(); typ {
+		case "string":
+			dump.WriteString(a.client.Get(ctx, k).Val() + "\n")
+		case "hash":
+			for f, v := range a.client.HGetAll(ctx, k).Val() {
+				dump.WriteString(f + "=" + v + "\n")
+			}
+		default:
+			t.Fatalf("unexpected %s key %s", typ, k)
+		}
+		ttl, err := a.client.Do(ctx, "PTTL", k).Int64()
+		require.NoError(t, err)
+		assert.Greater(t, ttl, int64(0), "key %s has no TTL", k)
+	}
+	for _, raw := range []string{"alice", "liddell", "example.com", "555", "0199", "127.0.0.1", "\x7f\x00\x00\x01"} {
+		assert.NotContains(t, strings.ToLower(dump.String()), raw)
+	}
+}
+
+// A client that hangs up does not cancel the counting of its failure.
+func TestCountingOutlivesHangUp(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := storetest.NewClock()
+	a := newInstance(t, srv.Addr, "hang:", clk, nil)
+	h := a.srv.Config.Handler
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		req := httptest.NewRequest("POST", "/login", strings.NewReader(login("bob", "wrong"))).WithContext(ctx)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		cancel() // the client is gone before the gate counts
+		h.ServeHTTP(w, req)
+		assert.Equal(t, http.StatusUnauthorized, w.Code)
+	}
+	assert.Equal(t, http.StatusPreconditionRequired, a.post(t, "/login", login("bob", "right")).status,
+		"all five failures were counted")
+}
+
+// faultGate is an instance with a short store budget.
+func faultInstance(t *testing.T, srv *redistest.Server, prefix string, mode captchagate.StoreFailMode) *instance {
+	return newInstance(t, srv.Addr, prefix, storetest.NewClock(), func(c *captchagate.Config) {
+		c.StoreTimeout = 100 * time.Millisecond
+		c.StoreFailure = mode
+	})
+}
+
+// With Redis stopped, paused or restarted, the gate follows its failure
+// policy, answers JSON within its budget, and recovers by itself.
+func TestRedisFaults(t *testing.T) {
+	srv := redistest.Start(t)
+	closed := faultInstance(t, srv, "fault:", captchagate.FailClosed)
+	open := faultInstance(t, srv, "fault:", captchagate.FailOpen)
+
+	// A token and a pending captcha minted while Redis is up.
+	for range 5 {
+		closed.post(t, "/login", login("carol", "wrong"))
+	}
+	id := closed.post(t, "/login", login("carol", "right")).captchaID(t)
+	id2 := closed.post(t, "/login", login("carol", "right")).captchaID(t)
+	tok := closed.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`).body["captcha_token"].(string)
+
+	baseline := runtime.NumGoroutine()
+	check := func(t *testing.T, state string) {
+		// Fail closed: no login passes uncounted, no verification, no token.
+		start := time.Now()
+		rp := closed.post(t, "/login", login("dave", "right"))
+		assert.Equal(t, http.StatusServiceUnavailable, rp.status, "%s: %s", state, rp.raw)
+		assert.Equal(t, "service_unavailable", rp.body["error"], state)
+		assert.NotContains(t, rp.raw, "redis", "%s: no store error text reaches the client", state)
+		assert.NotContains(t, rp.raw, "dial", state)
+		rp = closed.post(t, "/login", login("carol", "right"), captchagate.TokenHeader, tok)
+		assert.Equal(t, http.StatusServiceUnavailable, rp.status, "%s: a token is never accepted without the store", state)
+		rp = closed.post(t, "/captcha/verify", `{"captcha_id":"`+id2+`","captcha_answer":"`+answer+`"}`)
+		assert.Equal(t, http.StatusServiceUnavailable, rp.status, "%s: no verification without the store", state)
+		resp, err := closed.srv.Client().Get(closed.srv.URL + "/captcha/" + id2 + ".png")
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, state)
+		// Fail open: the login passes, uncounted; verification still fails.
+		assert.Equal(t, http.StatusOK, open.post(t, "/login", login("dave", "right")).status, state)
+		rp = open.post(t, "/captcha/verify", `{"captcha_id":"`+id2+`","captcha_answer":"`+answer+`"}`)
+		assert.Equal(t, http.StatusServiceUnavailable, rp.status, state)
+		// Each request waited at most its budget (a few store calls of 100ms
+		// at most, never the client's 5s read timeout); the bound is loose on
+		// purpose, it only catches a hang.
+		assert.Less(t, time.Since(start), 4*time.Second, state)
+	}
+
+	t.Run("stopped", func(t *testing.T) {
+		srv.Stop()
+		check(t, "stopped")
+	})
+	t.Run("restarted", func(t *testing.T) {
+		srv.Restart()
+		// Back by itself: no new client, no new gate. The restart lost the
+		// data (no persistence) and the script cache.
+		assert.Equal(t, http.StatusOK, closed.post(t, "/login", login("carol", "right")).status)
+		assert.Equal(t, http.StatusUnauthorized, closed.post(t, "/login", login("erin", "wrong")).status)
+	})
+	t.Run("paused", func(t *testing.T) {
+		srv.Pause()
+		// A burst of requests while Redis hangs: each one answers within its
+		// budget and none waits on another.
+		var slow atomic.Int64
+		together(20, func() {
+			start := time.Now()
+			rp := closed.post(t, "/login", login("frank", "right"))
+			if rp.status != http.StatusServiceUnavailable || time.Since(start) > 4*time.Second {
+				slow.Add(1)
+			}
+		})
+		assert.Zero(t, slow.Load())
+		check(t, "paused")
+		srv.Resume()
+		require.Eventually(t, func() bool {
+			return closed.post(t, "/login", login("frank", "right")).status == http.StatusOK
+		}, 10*time.Second, 50*time.Millisecond, "recovers after the pause")
+	})
+	t.Run("no goroutine leak", func(t *testing.T) {
+		// Requests in flight during the faults are all finished; what is left
+		// are the clients' pools and the servers' idle connections.
+		closed.srv.CloseClientConnections()
+		open.srv.CloseClientConnections()
+		assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= baseline+4 }, 10*time.Second, 50*time.Millisecond,
+			"goroutines: %d, baseline %d", runtime.NumGoroutine(), baseline)
+	})
+}
