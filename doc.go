@@ -78,9 +78,13 @@
 // # Stores
 //
 // The Store interface has one method per atomic operation. store/memstore is
-// the default, bounded and in-process; store/storetest is the conformance
-// suite for other backends. If the store fails, captcha verification and token
-// consumption fail closed; the counting step follows Config.StoreFailure.
+// the default, bounded and in-process; store/redisstore shares one gate
+// between instances through Redis; store/storetest is the conformance suite
+// both pass, for other backends to run too. If the store fails, captcha
+// verification and token consumption fail closed; the counting step follows
+// Config.StoreFailure. A request waits on a shared store at most
+// Config.StoreTimeout, and a client that hangs up cannot cancel the counting
+// of its request.
 //
 // # Challenges
 //

@@ -1,8 +1,13 @@
-// Command login is a runnable demo of captchagate protecting a JSON login API
-// on the in-memory store.
+// Command login is a runnable demo of captchagate protecting a JSON login API,
+// on the in-memory store or, with -redis, on Redis shared by several
+// instances.
 //
-//	go run ./examples/login            # listens on :8080
+//	go run ./examples/login            # listens on :8080, in-memory store
 //	curl -i -d '{"username":"alice","password":"nope"}' localhost:8080/api/login
+//
+//	export CAPTCHAGATE_SECRET=$(head -c 32 /dev/urandom | base64)   # the same on every instance
+//	go run ./examples/login -addr :8081 -redis redis://127.0.0.1:6379/0
+//	go run ./examples/login -addr :8082 -redis redis://127.0.0.1:6379/0
 //
 // The demo account is alice / wonderland. After 5 wrong passwords for one
 // username in 15 minutes (or 20 from one address in an hour) the API answers
@@ -21,15 +26,41 @@ import (
 	"os"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/store/redisstore"
 )
 
 func main() {
 	addr := flag.String("addr", ":8080", "listen address")
+	redisURL := flag.String("redis", os.Getenv("REDIS_URL"), "Redis URL (redis://host:port/db) to share state between instances; default $REDIS_URL, or in memory")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	gate, err := captchagate.New(captchagate.Config{Logger: logger})
+	cfg := captchagate.Config{Logger: logger}
+	if *redisURL != "" {
+		opt, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			log.Fatalf("-redis: %v", err)
+		}
+		opt.ContextTimeoutEnabled = true // lets the gate bound each request's wait (Config.StoreTimeout)
+		rdb := redis.NewClient(opt)
+		defer rdb.Close()
+		cfg.Store, err = redisstore.New(rdb, redisstore.Options{Prefix: "captchagate-demo:"})
+		if err != nil {
+			log.Fatal(err)
+		}
+		// Instances sharing a store must share the secret that names its keys
+		// and binds its tokens.
+		cfg.Secret = []byte(os.Getenv("CAPTCHAGATE_SECRET"))
+		if len(cfg.Secret) < 32 {
+			log.Fatal("with -redis, set CAPTCHAGATE_SECRET to at least 32 bytes, the same on every instance: " +
+				"export CAPTCHAGATE_SECRET=$(head -c 32 /dev/urandom | base64)")
+		}
+		logger.Info("store", "redis", opt.Addr, "db", opt.DB)
+	}
+	gate, err := captchagate.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

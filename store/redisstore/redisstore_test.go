@@ -153,3 +153,5 @@ func TestMain(m *testing.M) {
 	redis.SetLogger(quiet{})
 	os.Exit(m.Run())
 }
+
+func getenv(k string) string { return os.Getenv(k) }
