@@ -392,3 +392,86 @@ func TestRedisFaults(t *testing.T) {
 			"goroutines: %d, baseline %d", runtime.NumGoroutine(), baseline)
 	})
 }
+
+// Requests keep flowing while Redis stops, comes back empty, and hangs: every
+// answer is one the protocol defines (never a 500), no request hangs, a token
+// is never accepted without the store, and the gate recovers by itself.
+func TestRedisFaultsUnderLoad(t *testing.T) {
+	srv := redistest.Start(t)
+	var tokenAccepted atomic.Int64
+	in := newInstance(t, srv.Addr, "load:", storetest.NewClock(), func(c *captchagate.Config) {
+		c.StoreTimeout = 100 * time.Millisecond
+		c.OnEvent = func(e captchagate.Event) {
+			if e.Kind == captchagate.EventTokenAccepted {
+				tokenAccepted.Add(1)
+			}
+		}
+	})
+	for range 5 {
+		in.post(t, "/login", login("grace", "wrong"))
+	}
+	id := in.post(t, "/login", login("grace", "right")).captchaID(t)
+	tok := in.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`).body["captcha_token"].(string)
+	require.Equal(t, http.StatusUnauthorized, in.post(t, "/login", login("grace", "wrong"), captchagate.TokenHeader, tok).status,
+		"the token's one use")
+	require.Equal(t, int64(1), tokenAccepted.Load())
+
+	var done atomic.Bool
+	var answered, bad atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !done.Load(); i++ {
+				start := time.Now()
+				var rp reply
+				switch w {
+				case 0: // a spent token must never be accepted, whatever Redis does
+					rp = in.post(t, "/login", login("grace", "wrong"), captchagate.TokenHeader, tok)
+				case 1:
+					rp = in.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`)
+				default:
+					rp = in.post(t, "/login", login("user"+string(rune('a'+i%20)), "wrong"))
+				}
+				switch rp.status {
+				case http.StatusUnauthorized, http.StatusPreconditionRequired, http.StatusForbidden, http.StatusServiceUnavailable:
+				default:
+					bad.Add(1)
+					t.Logf("unexpected %d %s", rp.status, rp.raw)
+				}
+				if rp.status != http.StatusUnauthorized && rp.body["error"] == nil {
+					bad.Add(1)
+					t.Logf("not a JSON error: %d %s", rp.status, rp.raw)
+				}
+				if time.Since(start) > 4*time.Second {
+					bad.Add(1)
+					t.Logf("request took %v", time.Since(start))
+				}
+				answered.Add(1)
+			}
+		}()
+	}
+	// Let n more requests complete before each step (counted, not timed).
+	flow := func(n int64) {
+		target := answered.Load() + n
+		require.Eventually(t, func() bool { return answered.Load() >= target }, 30*time.Second, time.Millisecond)
+	}
+	// The token was spent above, before the load: it is refused throughout.
+	flow(40)
+	srv.Stop()
+	flow(40)
+	srv.Restart()
+	flow(40)
+	srv.Pause()
+	flow(8)
+	srv.Resume()
+	flow(40)
+	done.Store(true)
+	wg.Wait()
+	assert.Zero(t, bad.Load())
+	assert.Equal(t, int64(1), tokenAccepted.Load(), "a spent token is never accepted again")
+	require.Eventually(t, func() bool {
+		return in.post(t, "/login", login("henry", "wrong")).status == http.StatusUnauthorized
+	}, 10*time.Second, 10*time.Millisecond, "recovered without a restart of the gate")
+}
