@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,36 +14,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/store/storetest"
 )
 
 type clock = storetest.Clock
 
-// together runs f in n goroutines released at once by a barrier, and waits.
-func together(n int, f func()) {
-	var start, wg sync.WaitGroup
-	start.Add(1)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start.Wait()
-			f()
-		}()
-	}
-	start.Done()
-	wg.Wait()
-}
+func together(n int, f func()) { gatetest.Together(n, f) }
 
-// knownDigits issues the digits of answer, so tests know every captcha's
-// answer; it renders like Digits.
-type knownDigits struct{ captchagate.Digits }
+type knownDigits = gatetest.KnownDigits
 
-const answer = "123456"
+const answer = gatetest.Answer
 
-func (knownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
-
-var testSecret = []byte("0123456789abcdef0123456789abcdef")
+var testSecret = gatetest.Secret
 
 // newGate returns a gate on an injected clock with known answers, a silent
 // logger and a generous creation limit; mutate adjusts the config.

@@ -19,19 +19,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/internal/redistest"
 	"github.com/captchagate/captchagate/store/storetest"
 )
 
-// knownDigits issues the digits of answer, so tests know every captcha's
-// answer; it renders like Digits.
-type knownDigits struct{ captchagate.Digits }
+const answer = gatetest.Answer
 
-const answer = "123456"
-
-func (knownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
-
-var secret = []byte("0123456789abcdef0123456789abcdef")
+var secret = gatetest.Secret
 
 var loginPolicy = captchagate.Policy{
 	Name: "login",
@@ -65,7 +60,7 @@ func newInstance(t *testing.T, addr, prefix string, clk *storetest.Clock, mutate
 	store, err := newStoreWithPrefix(c, prefix, clk.Now)
 	require.NoError(t, err)
 	cfg := captchagate.Config{
-		Secret: secret, Store: store, Challenge: knownDigits{}, Now: clk.Now, CreateBurst: 1000,
+		Secret: secret, Store: store, Challenge: gatetest.KnownDigits{}, Now: clk.Now, CreateBurst: 1000,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if mutate != nil {
@@ -133,19 +128,17 @@ func login(user, pass string) string {
 	return string(b)
 }
 
-func together(n int, f func()) {
-	var start, wg sync.WaitGroup
-	start.Add(1)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start.Wait()
-			f()
-		}()
+var together = gatetest.Together
+
+// alternate returns a picker that hands out a and b in turn.
+func alternate(a, b *instance) func() *instance {
+	var i atomic.Int64
+	return func() *instance {
+		if i.Add(1)%2 == 0 {
+			return b
+		}
+		return a
 	}
-	start.Done()
-	wg.Wait()
 }
 
 // Two instances behind a load balancer act as one gate.
@@ -189,13 +182,9 @@ func TestTwoInstancesShareOneGate(t *testing.T) {
 	// reaches the handler.
 	before := a.reached.Load() + b.reached.Load()
 	var passed atomic.Int64
-	var i atomic.Int64
+	next := alternate(a, b)
 	together(40, func() {
-		in := a
-		if i.Add(1)%2 == 0 {
-			in = b
-		}
-		if in.post(t, "/login", login("alice", "wrong"), captchagate.TokenHeader, tok).status == http.StatusUnauthorized {
+		if next().post(t, "/login", login("alice", "wrong"), captchagate.TokenHeader, tok).status == http.StatusUnauthorized {
 			passed.Add(1)
 		}
 	})
@@ -218,28 +207,19 @@ func TestThresholdAcrossInstancesUnderConcurrency(t *testing.T) {
 	clk := storetest.NewClock()
 	a := newInstance(t, srv.Addr, "conc:", clk, nil)
 	b := newInstance(t, srv.Addr, "conc:", clk, nil)
+	next := alternate(a, b)
 	for round := 0; round < 5; round++ {
 		user := "victim" + string(rune('a'+round))
-		var i atomic.Int64
 		before := a.reached.Load() + b.reached.Load()
 		together(60, func() {
-			in := a
-			if i.Add(1)%2 == 0 {
-				in = b
-			}
-			in.post(t, "/login", login(user, "wrong"))
+			next().post(t, "/login", login(user, "wrong"))
 		})
 		assert.LessOrEqual(t, a.reached.Load()+b.reached.Load()-before, int64(5), "round %d", round)
 	}
 	// Send rate: burst 2 across both instances.
 	var sent atomic.Int64
-	var i atomic.Int64
 	together(40, func() {
-		in := a
-		if i.Add(1)%2 == 0 {
-			in = b
-		}
-		if in.post(t, "/sms", `{"phone":"+1 555 0100"}`).status == http.StatusOK {
+		if next().post(t, "/sms", `{"phone":"+1 555 0100"}`).status == http.StatusOK {
 			sent.Add(1)
 		}
 	})

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
 // Clock is the suite's injectable time.
@@ -172,42 +173,24 @@ func Run(t *testing.T, f Factory) {
 			key := fmt.Sprint("t", round)
 			require.NoError(t, s.Put(ctx, key, []byte("v"), time.Minute))
 			var wins atomic.Int64
-			var start, wg sync.WaitGroup
-			start.Add(1)
-			for i := 0; i < 50; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					start.Wait()
-					if _, found, err := s.Take(ctx, key); err == nil && found {
-						wins.Add(1)
-					}
-				}()
-			}
-			start.Done()
-			wg.Wait()
+			gatetest.Together(50, func() {
+				if _, found, err := s.Take(ctx, key); err == nil && found {
+					wins.Add(1)
+				}
+			})
 			assert.Equal(t, int64(1), wins.Load(), "round %d", round)
 		}
 	})
 
 	t.Run("ConcurrentIncr", func(t *testing.T) {
 		s, _ := setup(t)
-		var start, wg sync.WaitGroup
-		start.Add(1)
 		seen := make([]atomic.Bool, 201)
-		for i := 0; i < 200; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				start.Wait()
-				n, _, err := s.Incr(ctx, "c", 1, time.Minute)
-				if err == nil && n >= 1 && n <= 200 {
-					seen[n].Store(true)
-				}
-			}()
-		}
-		start.Done()
-		wg.Wait()
+		gatetest.Together(200, func() {
+			n, _, err := s.Incr(ctx, "c", 1, time.Minute)
+			if err == nil && n >= 1 && n <= 200 {
+				seen[n].Store(true)
+			}
+		})
 		n, _, _ := s.Incr(ctx, "c", 0, time.Minute)
 		assert.Equal(t, int64(200), n, "no lost update")
 		for i := 1; i <= 200; i++ {
@@ -217,21 +200,12 @@ func Run(t *testing.T, f Factory) {
 
 	t.Run("ConcurrentAllow", func(t *testing.T) {
 		s, _ := setup(t)
-		var start, wg sync.WaitGroup
-		start.Add(1)
 		var ok atomic.Int64
-		for i := 0; i < 100; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				start.Wait()
-				if allowed, _, err := s.Allow(ctx, "a", time.Hour, 5, true); err == nil && allowed {
-					ok.Add(1)
-				}
-			}()
-		}
-		start.Done()
-		wg.Wait()
+		gatetest.Together(100, func() {
+			if allowed, _, err := s.Allow(ctx, "a", time.Hour, 5, true); err == nil && allowed {
+				ok.Add(1)
+			}
+		})
 		assert.Equal(t, int64(5), ok.Load())
 	})
 }

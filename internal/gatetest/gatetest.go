@@ -1,0 +1,39 @@
+// Package gatetest holds what the module's tests share: a barrier that
+// releases goroutines together, and a challenge whose answer tests know.
+package gatetest
+
+import (
+	"sync"
+
+	"github.com/captchagate/captchagate"
+)
+
+// Together runs f in n goroutines released at once by a barrier, and waits
+// for all of them.
+func Together(n int, f func()) {
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start.Wait()
+			f()
+		}()
+	}
+	start.Done()
+	wg.Wait()
+}
+
+// Answer solves every captcha KnownDigits issues.
+const Answer = "123456"
+
+// KnownDigits issues the digits of Answer, so tests know every captcha's
+// answer; it renders like Digits.
+type KnownDigits struct{ captchagate.Digits }
+
+// Issue implements captchagate.Challenge.
+func (KnownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
+
+// Secret is a 32-byte gate secret for tests.
+var Secret = []byte("0123456789abcdef0123456789abcdef")
