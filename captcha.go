@@ -16,17 +16,21 @@ import (
 type record struct {
 	policy    string
 	mask      uint16   // which keys of the policy the binding covers
-	bind      [16]byte // HMAC over the policy, mask and those keys' hashes
+	flags     uint8    // flagSession: the binding covers a Session too
+	bind      [16]byte // HMAC over the policy, mask, flags, those keys' hashes and the session's
 	refreshes uint8
 	expires   int64 // unix nanoseconds
 	secret    []byte
 }
 
-const recordVersion = 1
+const (
+	recordVersion = 2
+	flagSession   = 1 << 0
+)
 
 func (rec *record) encode() []byte {
-	b := make([]byte, 0, 29+len(rec.policy)+len(rec.secret))
-	b = append(b, recordVersion, rec.refreshes)
+	b := make([]byte, 0, 30+len(rec.policy)+len(rec.secret))
+	b = append(b, recordVersion, rec.flags, rec.refreshes)
 	b = binary.BigEndian.AppendUint16(b, rec.mask)
 	b = binary.BigEndian.AppendUint64(b, uint64(rec.expires))
 	b = append(b, rec.bind[:]...)
@@ -39,19 +43,20 @@ var errBadRecord = errors.New("captchagate: malformed record in store")
 
 func decodeRecord(b []byte) (record, error) {
 	var rec record
-	if len(b) < 29 || b[0] != recordVersion {
+	if len(b) < 30 || b[0] != recordVersion {
 		return rec, errBadRecord
 	}
-	rec.refreshes = b[1]
-	rec.mask = binary.BigEndian.Uint16(b[2:])
-	rec.expires = int64(binary.BigEndian.Uint64(b[4:]))
-	copy(rec.bind[:], b[12:28])
-	n := int(b[28])
-	if len(b) < 29+n {
+	rec.flags, rec.refreshes = b[1], b[2]
+	b = b[3:]
+	rec.mask = binary.BigEndian.Uint16(b)
+	rec.expires = int64(binary.BigEndian.Uint64(b[2:]))
+	copy(rec.bind[:], b[10:26])
+	n := int(b[26])
+	if len(b) < 27+n {
 		return rec, errBadRecord
 	}
-	rec.policy = string(b[29 : 29+n])
-	rec.secret = append([]byte(nil), b[29+n:]...)
+	rec.policy = string(b[27 : 27+n])
+	rec.secret = append([]byte(nil), b[27+n:]...)
 	return rec, nil
 }
 
@@ -59,33 +64,49 @@ func decodeRecord(b []byte) (record, error) {
 type binding struct {
 	policy string
 	mask   uint16
+	flags  uint8
 	bind   [16]byte
 }
 
+func bindingOf(rec *record) binding {
+	return binding{policy: rec.policy, mask: rec.mask, flags: rec.flags, bind: rec.bind}
+}
+
 // bindingFor computes the binding of policy to the keys in mask, whose hashes
-// are in hashes.
-func (g *Gate) bindingFor(policy string, mask uint16, hashes *[maxKeysInPolicy][16]byte) binding {
+// are in hashes, and to the session whose hash is sess (nil: none).
+func (g *Gate) bindingFor(policy string, mask uint16, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte) binding {
 	b := binding{policy: policy, mask: mask}
-	var buf [2 + maxKeysInPolicy*16]byte
+	var buf [3 + (maxKeysInPolicy+1)*16]byte
 	m := binary.BigEndian.AppendUint16(buf[:0], mask)
 	for i := range maxKeysInPolicy {
 		if mask&(1<<i) != 0 {
 			m = append(m, hashes[i][:]...)
 		}
 	}
+	if sess != nil {
+		b.flags |= flagSession
+		m = append(m, sess[:]...)
+	}
+	m = append(m, b.flags)
 	var sum [32]byte
 	g.mac(&sum, []byte("bind\x00"), []byte(policy), []byte{0}, m)
 	copy(b.bind[:], sum[:16])
 	return b
 }
 
-// matches reports whether rec is bound to b's policy and, for every key rec
-// covers, to the same key values.
-func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxKeysInPolicy][16]byte) bool {
+// matches reports whether rec is bound to policy and, for every key rec
+// covers, to the same key values, and, if rec is bound to a session, to the
+// session whose hash is sess.
+func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte) bool {
 	if rec.policy != policy || rec.mask&present != rec.mask {
 		return false
 	}
-	want := g.bindingFor(policy, rec.mask, hashes)
+	if rec.flags&flagSession == 0 {
+		sess = nil
+	} else if sess == nil {
+		return false
+	}
+	want := g.bindingFor(policy, rec.mask, hashes, sess)
 	return subtle.ConstantTimeCompare(want.bind[:], rec.bind[:]) == 1
 }
 
@@ -177,7 +198,7 @@ func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, r
 	if err != nil {
 		return nil, unavailableError(err)
 	}
-	rec := record{policy: b.policy, mask: b.mask, bind: b.bind, refreshes: refreshes,
+	rec := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, refreshes: refreshes,
 		expires: g.now().Add(g.captchaTTL).UnixNano(), secret: secret}
 	if err := g.store.Put(ctx, captchaKey(id), rec.encode(), g.captchaTTL+graceTTL); err != nil {
 		return nil, g.unavailable(r, b.policy, err)
@@ -244,7 +265,7 @@ func (g *Gate) mintToken(ctx context.Context, rec record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t := record{policy: rec.policy, mask: rec.mask, bind: rec.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
+	t := record{policy: rec.policy, mask: rec.mask, flags: rec.flags, bind: rec.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
 	if err := g.store.Put(ctx, g.tokenKey(tok), t.encode(), g.tokenTTL+graceTTL); err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package captchagate
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,7 @@ func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		err = g.serveMedia(w, r, id, format)
 	}
 	if err != nil {
-		g.errorHandler(w, r, err)
+		g.fail(w, r, err)
 	}
 }
 
@@ -88,20 +89,10 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format str
 		}
 	}
 	ctx, cancel := g.storeContext(r)
-	v, found, err := g.store.Get(ctx, captchaKey(id))
+	rec, err := g.pending(ctx, r, id)
 	cancel()
 	if err != nil {
-		return g.unavailable(r, "", err)
-	}
-	if !found {
-		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
-	}
-	rec, err := decodeRecord(v)
-	if err != nil {
-		return g.unavailable(r, "", err)
-	}
-	if g.now().UnixNano() >= rec.expires {
-		return &Error{Code: CodeNotFound, Description: "captcha expired"}
+		return err
 	}
 	b, ct, err := renderBytes(g.challenge, id, rec.secret, format, lang)
 	if err != nil {
@@ -211,7 +202,7 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: p.CaptchaID, Reason: reason, Request: r})
 		e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
 		if found { // a fresh captcha for the same flow
-			c, err := g.issue(ctx, r, binding{policy: rec.policy, mask: rec.mask, bind: rec.bind}, 0)
+			c, err := g.issue(ctx, r, bindingOf(&rec), 0)
 			var ce *Error
 			if errors.As(err, &ce) {
 				e.RetryAfter = ce.RetryAfter
@@ -239,41 +230,76 @@ func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := checkID(p.CaptchaID); err != nil {
-		return err
-	}
-	ctx, cancel := g.storeContext(r)
-	defer cancel()
-	v, found, err := g.store.Get(ctx, captchaKey(p.CaptchaID))
-	var rec record
-	if err == nil && found {
-		rec, err = decodeRecord(v)
-	}
-	if err != nil {
-		return g.unavailable(r, "", err)
-	}
-	if !found {
-		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
-	}
-	if int(rec.refreshes) >= g.maxRefreshes {
-		return &Error{Code: CodeTooManyRequests, Description: "refresh limit reached; answer this captcha"}
-	}
-	if err := g.allowCreate(ctx, r); err != nil {
-		return err
-	}
-	// Take, not Get: of concurrent refreshes of one captcha, one wins.
-	if _, found, err = g.store.Take(ctx, captchaKey(p.CaptchaID)); err != nil {
-		return g.unavailable(r, rec.policy, err)
-	}
-	if !found {
-		return &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
-	}
-	c, err := g.issueUncharged(ctx, r, binding{policy: rec.policy, mask: rec.mask, bind: rec.bind}, rec.refreshes+1)
+	c, err := g.Refresh(r, p.CaptchaID)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, captchaBody{Captcha: c})
 	return nil
+}
+
+// Refresh replaces captcha id with a new one for the same flow (same policy,
+// keys and session), as POST {prefix}refresh does, and returns it. The old
+// id stops working. It fails with an *Error: invalid_request for a malformed
+// id, not_found for an unknown, used or expired one, too_many_requests past
+// Config.MaxRefreshes or the client's creation limit, service_unavailable
+// when the store fails.
+func (g *Gate) Refresh(r *http.Request, id string) (*Captcha, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	ctx, cancel := g.storeContext(r)
+	defer cancel()
+	rec, err := g.pending(ctx, r, id)
+	if err != nil {
+		return nil, err
+	}
+	if int(rec.refreshes) >= g.maxRefreshes {
+		return nil, &Error{Code: CodeTooManyRequests, Description: "refresh limit reached; answer this captcha"}
+	}
+	if err := g.allowCreate(ctx, r); err != nil {
+		return nil, err
+	}
+	// Take, not Get: of concurrent refreshes of one captcha, one wins.
+	_, found, err := g.store.Take(ctx, captchaKey(id))
+	if err != nil {
+		return nil, g.unavailable(r, rec.policy, err)
+	}
+	if !found {
+		return nil, &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
+	}
+	return g.issueUncharged(ctx, r, bindingOf(&rec), rec.refreshes+1)
+}
+
+// Lookup describes captcha id if it can still be answered, for a page that
+// shows it again (package htmlform's widget does). It fails like Refresh.
+func (g *Gate) Lookup(r *http.Request, id string) (*Captcha, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	ctx, cancel := g.storeContext(r)
+	defer cancel()
+	rec, err := g.pending(ctx, r, id)
+	if err != nil {
+		return nil, err
+	}
+	return g.describe(id, int(rec.refreshes)), nil
+}
+
+// pending reads captcha id without consuming it.
+func (g *Gate) pending(ctx context.Context, r *http.Request, id string) (record, error) {
+	v, found, err := g.store.Get(ctx, captchaKey(id))
+	var rec record
+	if err == nil && found {
+		rec, err = decodeRecord(v)
+	}
+	if err != nil {
+		return rec, g.unavailable(r, "", err)
+	}
+	if !found || g.now().UnixNano() >= rec.expires {
+		return rec, &Error{Code: CodeNotFound, Description: "unknown, used or expired captcha"}
+	}
+	return rec, nil
 }
 
 func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request) error {
@@ -289,7 +315,7 @@ func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := g.storeContext(r)
 	defer cancel()
-	c, err := g.issue(ctx, r, g.bindingFor(p.Policy, 0, nil), 0)
+	c, err := g.issue(ctx, r, g.bindingFor(p.Policy, 0, nil, g.sessionHash(r)), 0)
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ type eval struct {
 func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	var ev eval
 	if err := gd.extract(r, &ev); err != nil {
-		gd.g.errorHandler(w, r, err)
+		gd.g.fail(w, r, err)
 		return
 	}
 	ctx, cancel := gd.g.storeContext(r)
@@ -102,7 +102,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	if err != nil {
 		gd.refund(ctx, &ev)
 		cancel()
-		gd.g.errorHandler(w, r, err)
+		gd.g.fail(w, r, err)
 		return
 	}
 	cancel()
@@ -360,6 +360,12 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 			answer = bodyField(r, ev.in.body, AnswerField)
 		}
 	}
+	if tok == "" && id == "" && answer != "" {
+		if s := SessionFrom(r); s != nil {
+			id = s.Pending
+		}
+	}
+	sess := g.sessionHash(r)
 	var reason string
 	switch {
 	case tok != "":
@@ -367,7 +373,7 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		if err != nil {
 			return g.unavailable(r, gd.name, err)
 		}
-		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes) {
+		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess) {
 			why = reasonMismatch
 		}
 		if why == "" {
@@ -384,7 +390,7 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 				return g.unavailable(r, gd.name, err)
 			}
 			why = w
-			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes) {
+			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess) {
 				why = reasonMismatch
 			}
 		}
@@ -395,7 +401,7 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Request: r})
 		reason = "captcha " + why
 	}
-	c, err := g.issue(ctx, r, g.bindingFor(gd.name, ev.tripped, &ev.hashes), 0)
+	c, err := g.issue(ctx, r, g.bindingFor(gd.name, ev.tripped, &ev.hashes, sess), 0)
 	if err != nil {
 		return err
 	}
