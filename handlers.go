@@ -1,8 +1,8 @@
 package captchagate
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"mime"
