@@ -250,6 +250,10 @@ func New(c Config) (*Gate, error) {
 	return g, nil
 }
 
+// URL returns the address of name under the captcha endpoints:
+// Config.BaseURL, Config.Prefix, then name ("/captcha/refresh").
+func (g *Gate) URL(name string) string { return g.urlBase + name }
+
 func noCancel() {}
 
 // storeContext returns the context for one budget of store calls made for r:

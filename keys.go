@@ -11,7 +11,7 @@ import (
 )
 
 // Source extracts one key value from a request. Build one with ClientIP,
-// Header, FormField, JSONField, Query or Combine; refine it with Fold and
+// Header, FormField, JSONField, Field, Query or Combine; refine it with Fold and
 // Normalize. Every value is trimmed of surrounding white space and cut to 256
 // bytes after normalisation; an empty value means the key is absent.
 //
@@ -125,6 +125,20 @@ func FormField(name string) Source {
 // application decodes. A non-string or missing member is absent.
 func JSONField(name string) Source {
 	return Source{name: "json:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return jsonField(dst, in.body, name)
+	}}
+}
+
+// Field is the named field of the body whatever its encoding: as FormField
+// for an application/x-www-form-urlencoded body (without the query
+// fallback), as JSONField otherwise. A policy counting Field keys can guard
+// an HTML form and a JSON API for the same accounts, so that both count
+// against the same thresholds.
+func Field(name string) Source {
+	return Source{name: "field:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		if isForm(in.r) {
+			return formValue(dst, string(in.body), name)
+		}
 		return jsonField(dst, in.body, name)
 	}}
 }

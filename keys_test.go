@@ -165,6 +165,17 @@ func TestFormQueryHeaderCombine(t *testing.T) {
 	assert.True(t, sameKey(t, norm, nil, req{body: `{"email":"A.B@x.org"}`}, req{body: `{"email":"ab@X.ORG"}`}))
 }
 
+func TestFieldReadsFormsAndJSON(t *testing.T) {
+	t.Parallel()
+	form := "application/x-www-form-urlencoded"
+	f := captchagate.Field("username")
+	assert.Equal(t, "field:username", f.Name())
+	assert.True(t, sameKey(t, f, nil, req{body: "username=bob", ctype: form}, req{body: `{"username":"bob"}`, ctype: "application/json"}),
+		"an HTML form and a JSON API count one account together")
+	assert.False(t, sameKey(t, f, nil, req{body: "username=bob", ctype: form}, req{body: `{"username":"eve"}`}))
+	assert.False(t, sameKey(t, f, nil, req{body: "username=bob", ctype: form}, req{query: "username=bob"}), "no query fallback")
+}
+
 func TestLongKeysAreBounded(t *testing.T) {
 	t.Parallel()
 	user := captchagate.JSONField("username")
