@@ -61,7 +61,7 @@ type widgetData struct {
 }
 
 var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="stylesheet" href="{{.StyleURL}}">
-<fieldset class="captchagate" data-captchagate data-cg-refresh="{{.RefreshURL}}" data-cg-lang="{{.Lang}}">
+<fieldset class="captchagate" data-captchagate data-cg-refresh-url="{{.RefreshURL}}" data-cg-lang="{{.Lang}}">
 <legend>Security check</legend>
 {{- if .Message}}
 <p class="captchagate-message" id="captchagate-message"{{if .Alert}} role="alert"{{end}} data-cg-message>{{.Message}}</p>

@@ -80,7 +80,7 @@
     }
   }
 
-  function sessionRefresh(root) { return { url: root.getAttribute("data-cg-refresh"), body: null }; }
+  function sessionRefresh(root) { return { url: root.getAttribute("data-cg-refresh-url"), body: null }; }
   function idRefresh(root) { return { url: root._cgRefreshURL, body: { captcha_id: root.getAttribute("data-cg-id") } }; }
 
   function el(tag, attrs, text) {
@@ -156,7 +156,7 @@
   }
 
   function init() {
-    var roots = document.querySelectorAll("[data-captchagate][data-cg-refresh]");
+    var roots = document.querySelectorAll("[data-captchagate][data-cg-refresh-url]");
     for (var i = 0; i < roots.length; i++) {
       if (!roots[i]._cgWired && $(roots[i], "[data-cg-image]")) {
         roots[i]._cgWired = true;

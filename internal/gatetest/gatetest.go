@@ -3,6 +3,7 @@
 package gatetest
 
 import (
+	"io"
 	"sync"
 
 	"github.com/captchagate/captchagate"
@@ -37,3 +38,35 @@ func (KnownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, ni
 
 // Secret is a 32-byte gate secret for tests.
 var Secret = []byte("0123456789abcdef0123456789abcdef")
+
+// Spy is the Digits challenge that remembers the answer of every captcha it
+// renders, so a browser test can learn the answer of the image the browser
+// loaded, in-process. Use a pointer.
+type Spy struct {
+	captchagate.Digits
+	mu      sync.Mutex
+	answers map[string]string
+}
+
+// Render implements captchagate.Challenge and records the answer of id.
+func (s *Spy) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+	a := make([]byte, len(secret))
+	for i, d := range secret {
+		a[i] = '0' + d
+	}
+	s.mu.Lock()
+	if s.answers == nil {
+		s.answers = map[string]string{}
+	}
+	s.answers[id] = string(a)
+	s.mu.Unlock()
+	return s.Digits.Render(w, id, secret, format, lang)
+}
+
+// Answer returns the answer of the captcha id once it has been rendered.
+func (s *Spy) Answer(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.answers[id]
+	return a, ok
+}

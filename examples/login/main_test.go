@@ -1,0 +1,109 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gorilla/sessions"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/browsertest"
+	"github.com/captchagate/captchagate/internal/gatetest"
+)
+
+func newServer(t *testing.T) (*httptest.Server, *gatetest.Spy) {
+	spy := &gatetest.Spy{}
+	gate, err := captchagate.New(captchagate.Config{Challenge: spy, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { gate.Close() })
+	store := sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef"))
+	store.Options = &sessions.Options{Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	h, err := NewApp(gate, store)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, spy
+}
+
+// The HTML login in a real browser: fail past the threshold, see the
+// captcha, refresh it, load its audio, answer wrong, answer right, sign in.
+func TestLoginPageInBrowser(t *testing.T) {
+	srv, spy := newServer(t)
+	ctx := browsertest.New(t, 90*time.Second)
+	shots := browsertest.NewShots(t, ctx, "login")
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	text := func(sel string) string {
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		require.NoError(t, err, sel)
+		return s
+	}
+	imageID := func() string {
+		src := browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-image]").getAttribute("src")`)
+		return strings.TrimSuffix(strings.TrimPrefix(src, "/captcha/"), ".png")
+	}
+	signIn := func(user, pass, answer string) {
+		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
+		if answer != "" {
+			b(chromedp.SendKeys("#captchagate-answer", answer))
+		}
+		browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
+	}
+
+	b(chromedp.Navigate(srv.URL + "/"))
+	shots.Take("page")
+	for i := 0; i < 5; i++ {
+		signIn("alice", "nope", "")
+		assert.Equal(t, "Wrong username or password.", text("#login-error"))
+	}
+	assert.Zero(t, browsertest.Eval[int](t, ctx, `document.querySelectorAll("[data-cg-image]").length`), "no captcha below the threshold")
+
+	// The sixth attempt: the gate shows the captcha instead of checking.
+	signIn("alice", "nope", "")
+	browsertest.Wait(t, ctx, "the captcha image", browsertest.ImageLoaded(""))
+	assert.Contains(t, text("[data-cg-message]"), "type the digits in the picture")
+	alt := browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-image]").alt`)
+	assert.Contains(t, alt, "Play audio", "the image says how to get the audio")
+	label := browsertest.Eval[string](t, ctx, `document.querySelector("label[for=captchagate-answer]").textContent`)
+	assert.Equal(t, "Type the digits you see or hear", label)
+	shots.Take("captcha")
+	first := imageID()
+
+	// Refresh swaps image (and audio) without reloading the page.
+	browsertest.Eval[bool](t, ctx, `window.__samePage = true`)
+	b(chromedp.Click("[data-cg-refresh]"))
+	browsertest.Wait(t, ctx, "a new image", browsertest.ImageLoaded("/captcha/"+first+".png"))
+	assert.True(t, browsertest.Eval[bool](t, ctx, `window.__samePage === true`), "no page load")
+	second := imageID()
+	assert.NotEqual(t, first, second)
+	assert.Equal(t, "/captcha/"+second+".wav?lang=en", browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-audio]").getAttribute("src")`))
+	assert.Equal(t, "New picture loaded.", text("[data-cg-status]"))
+	assert.Equal(t, "captchagate-answer", browsertest.Eval[string](t, ctx, `document.activeElement.id`), "focus goes back to the answer")
+	shots.Take("refreshed")
+
+	// The audio is a WAV the browser can play.
+	d := browsertest.Eval[float64](t, ctx, browsertest.PlayableAudio)
+	assert.Greater(t, d, 1.0, "audio duration in seconds")
+
+	// A wrong answer: the error in words and a new captcha.
+	signIn("alice", "wonderland", "000000")
+	browsertest.Wait(t, ctx, "the new captcha", browsertest.ImageLoaded(""))
+	assert.Contains(t, text("[role=alert][data-cg-message]"), "not right")
+	third := imageID()
+	assert.NotEqual(t, second, third)
+	shots.Take("wrong")
+
+	// The right answer signs alice in.
+	answer, ok := spy.Answer(third)
+	require.True(t, ok, "the browser loaded the image of %s", third)
+	signIn("alice", "wonderland", answer)
+	assert.Equal(t, "Welcome, alice. You are signed in.", text("#welcome"))
+	shots.Take("welcome")
+}
