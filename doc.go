@@ -75,6 +75,14 @@
 // Captcha and RetryAfter, and matches the sentinels (ErrCaptchaRequired, ...)
 // with errors.Is. Store failures are logged, never shown to clients.
 //
+// # Sessions and HTML forms
+//
+// A session layer attaches a Session to each request (WithSession): the gate
+// then binds what it issues to the session, takes an inline answer's captcha
+// from the session, and may answer with the session's own ErrorHandler.
+// Package htmlform does this with gorilla/sessions and renders an accessible
+// widget into an HTML form; its script also serves fetch() clients.
+//
 // # Stores
 //
 // The Store interface has one method per atomic operation. store/memstore is

@@ -100,9 +100,9 @@
     if (!c) { return Promise.reject(new Error("captchagate: the response carries no captcha")); }
     var n = ++seq, msgId = "captchagate-msg-" + n, inputId = "captchagate-in-" + n;
     container.textContent = "";
-    var form = el("form", { "class": "captchagate", "data-captchagate": "", "data-cg-lang": opts.lang || "en", novalidate: "" });
+    var form = el("form", { "class": "captchagate-form", "data-captchagate": "", "data-cg-lang": opts.lang || "en", novalidate: "" });
     form._cgRefreshURL = c.refresh_url.split("?")[0];
-    var fs = el("fieldset", {});
+    var fs = el("fieldset", { "class": "captchagate" });
     fs.appendChild(el("legend", {}, "Security check"));
     var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
       messages[body.error] || messages.captcha_required);
@@ -145,6 +145,7 @@
           }
           msg.textContent = messages[r.data.error] || r.data.error_description || messages.network;
           msg.setAttribute("role", "alert");
+          say(form, "");
           if (r.data.captcha) { show(form, r.data.captcha); }
           input.focus();
         }, function () {
