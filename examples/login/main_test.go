@@ -91,6 +91,10 @@ func TestLoginPageInBrowser(t *testing.T) {
 	// The audio is a WAV the browser can play.
 	d := browsertest.Eval[float64](t, ctx, browsertest.PlayableAudio)
 	assert.Greater(t, d, 1.0, "audio duration in seconds")
+	// The Play audio button plays it.
+	b(chromedp.Click("[data-cg-play]"))
+	browsertest.Wait(t, ctx, "the audio playing", `(function(){ const a = document.querySelector("[data-cg-audio]"); return a.currentTime > 0 || a.ended; })()`)
+	assert.Equal(t, "Playing the digits.", text("[data-cg-status]"))
 
 	// A wrong answer: the error in words and a new captcha.
 	signIn("alice", "wonderland", "000000")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/gorilla/sessions"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -70,8 +71,17 @@ func TestSendCodePageInBrowser(t *testing.T) {
 	assert.Equal(t, int64(2), sent.Load(), "nothing sent without the captcha")
 	shots.Take("captcha")
 
+	assert.Equal(t, "INPUT", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the answer field")
+	// Keyboard only: Shift+Tab from the answer reaches New picture, again
+	// Play audio; Tab goes back, Enter presses it.
 	first := imageID()
-	b(chromedp.Click("[data-cg-refresh]"))
+	b(chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift)))
+	assert.Equal(t, "New picture", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
+	b(chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift)))
+	assert.Equal(t, "Play audio", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
+	b(chromedp.KeyEvent(kb.Tab))
+	assert.Equal(t, "New picture", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
+	b(chromedp.KeyEvent(kb.Enter))
 	browsertest.Wait(t, ctx, "a new image", browsertest.ImageLoaded("/captcha/"+first+".png"))
 	second := imageID()
 	assert.NotEqual(t, first, second)
