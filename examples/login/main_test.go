@@ -1,31 +1,20 @@
 package main
 
 import (
-	"io"
-	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/gorilla/sessions"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
 func newServer(t *testing.T) (*httptest.Server, *gatetest.Spy) {
-	spy := &gatetest.Spy{}
-	gate, err := captchagate.New(captchagate.Config{Challenge: spy, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	t.Cleanup(func() { gate.Close() })
-	store := sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef"))
-	store.Options = &sessions.Options{Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	gate, spy, store := gatetest.SpyGate(t)
 	h, err := NewApp(gate, store)
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
@@ -45,10 +34,7 @@ func TestLoginPageInBrowser(t *testing.T) {
 		require.NoError(t, err, sel)
 		return s
 	}
-	imageID := func() string {
-		src := browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-image]").getAttribute("src")`)
-		return strings.TrimSuffix(strings.TrimPrefix(src, "/captcha/"), ".png")
-	}
+	imageID := func() string { return browsertest.ImageID(t, ctx) }
 	signIn := func(user, pass, answer string) {
 		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
 		if answer != "" {

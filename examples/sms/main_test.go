@@ -1,22 +1,16 @@
 package main
 
 import (
-	"io"
-	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"github.com/gorilla/sessions"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
@@ -24,12 +18,7 @@ import (
 // The send-code page in a real browser: two codes, then the captcha (refresh,
 // audio, a wrong answer, the right one) for the third, then the ceiling.
 func TestSendCodePageInBrowser(t *testing.T) {
-	spy := &gatetest.Spy{}
-	gate, err := captchagate.New(captchagate.Config{Challenge: spy, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	t.Cleanup(func() { gate.Close() })
-	store := sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef"))
-	store.Options = &sessions.Options{Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	gate, spy, store := gatetest.SpyGate(t)
 	var sent atomic.Int64
 	h, err := NewApp(gate, store, func(phone, code string) {
 		assert.Equal(t, "+1 555 0100", phone)
@@ -48,10 +37,7 @@ func TestSendCodePageInBrowser(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	}
-	imageID := func() string {
-		src := browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-image]").getAttribute("src")`)
-		return strings.TrimSuffix(strings.TrimPrefix(src, "/captcha/"), ".png")
-	}
+	imageID := func() string { return browsertest.ImageID(t, ctx) }
 	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
 
 	b(chromedp.Navigate(srv.URL+"/"), chromedp.SendKeys("#phone", "+1 555 0100"))

@@ -8,8 +8,10 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,6 +149,13 @@ func Submit(t *testing.T, ctx context.Context, sel string) {
 	Eval[bool](t, ctx, `window.__before = true`)
 	Do(t, ctx, chromedp.Click(sel))
 	Wait(t, ctx, "the next page", `!window.__before && document.readyState === "complete"`)
+}
+
+// ImageID returns the id of the captcha whose image the page shows.
+func ImageID(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	src := Eval[string](t, ctx, `document.querySelector("[data-cg-image]").getAttribute("src")`)
+	return strings.TrimSuffix(path.Base(src), ".png")
 }
 
 // ImageLoaded is a JavaScript predicate: the captcha image has loaded and is
