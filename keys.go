@@ -122,7 +122,7 @@ func FormField(name string) Source {
 // JSONField is the named string member of a JSON object body, matched as
 // encoding/json matches struct fields: case-insensitively, the last duplicate
 // winning, invalid UTF-8 replaced. So the value counted is the value the
-// application decodes. A non-string or missing member is absent.
+// application decodes. A member that is never a string is absent.
 func JSONField(name string) Source {
 	return Source{name: "json:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
 		return jsonField(dst, in.body, name)
@@ -241,7 +241,8 @@ func formValue(dst []byte, q, name string) ([]byte, bool) {
 }
 
 // jsonField scans a top-level JSON object for the last member whose name
-// equals name case-insensitively and whose value is a string.
+// equals name case-insensitively and whose value is a string (FuzzJSONField
+// holds it to encoding/json).
 func jsonField(dst, b []byte, name string) ([]byte, bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -271,10 +272,12 @@ func jsonField(dst, b []byte, name string) ([]byte, bool) {
 		if i, ok = skipValue(b, i, 0); !ok {
 			return dst, false
 		}
+		// A later null or non-string member leaves the value as it is, as it
+		// does for encoding/json decoding into a string (null is a no-op, a
+		// type error is reported but the field keeps its value): so
+		// {"username":"alice","username":null} still counts alice.
 		if b[vStart] == '"' && keyMatches(key, name) {
 			found = b[vStart:i]
-		} else if keyMatches(key, name) {
-			found = nil
 		}
 		i = skipWS(b, i)
 		if i < len(b) && b[i] == ',' {

@@ -1,0 +1,171 @@
+package captchagate
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// The guard reads keys and proof with its own scanners (no allocation on the
+// hot path); these fuzz targets hold them to the standard library's
+// semantics, so that what is counted is what the application decodes. Run
+// one with: go test -run '^$' -fuzz '^FuzzJSONField$' -fuzztime 30s .
+
+func FuzzJSONField(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice"}`, `{"USERNAME":"a","username":"b"}`, `{"username":"a","username":null}`,
+		`{"username":"a","username":1}`, `{"username":"\u0061\n"}`, `{"user\u006eame":"x"}`, "{\"username\":\"\xff\"}",
+		`{"a":{"username":"nested"},"username":"top"}`, `[{"username":"x"}]`, `{"username":"a"`, `{"\u212Aey":"k"}`,
+		`{"username":"a" , "b" : [1, {"c": "d"}] }`, `{"username":""}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := jsonField(nil, body, "username")
+		var v struct {
+			Username string `json:"username"`
+		}
+		if !json.Valid(body) {
+			return // the application's decoder refuses it too
+		}
+		err := json.Unmarshal(body, &v)
+		var syntax *json.SyntaxError
+		if err != nil && (bytes.IndexByte(bytes.TrimSpace(body), '{') != 0 || errorsAs(err, &syntax)) {
+			return
+		}
+		// The value the application sees (type errors ignored, as careless
+		// handlers do) is the value the guard counts.
+		if !ok {
+			got = nil
+		}
+		if string(got) != v.Username {
+			t.Fatalf("jsonField = %q (%v), encoding/json = %q, body %q", got, ok, v.Username, body)
+		}
+	})
+}
+
+func errorsAs(err error, target **json.SyntaxError) bool {
+	se, ok := err.(*json.SyntaxError)
+	if ok {
+		*target = se
+	}
+	return ok
+}
+
+func FuzzFormValue(f *testing.F) {
+	for _, s := range []string{"user=bob", "u%73er=bob&user=eve", "user=a;b&user=c", "user=%zz&user=ok", "user", "user=", "x=1&&user=+a+",
+		"user=%E2%82%AC", "%75ser=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		got, ok := formValue(nil, q, "user")
+		vals, _ := url.ParseQuery(q) // keeps the good pairs, as FormValue does
+		want, wantOK := "", false
+		if vs := vals["user"]; len(vs) > 0 {
+			want, wantOK = vs[0], true
+		}
+		if ok != wantOK || string(got) != want {
+			t.Fatalf("formValue(%q) = %q, %v; url.ParseQuery = %q, %v", q, got, ok, want, wantOK)
+		}
+	})
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	rec := record{policy: "login", mask: 3, flags: flagSession, refreshes: 2, expires: 1 << 40, secret: []byte{1, 2, 3}}
+	f.Add(rec.encode())
+	f.Add([]byte{})
+	f.Add([]byte{recordVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(rec.encode(), b) {
+			t.Fatalf("decode(%x) does not encode back: %x", b, rec.encode())
+		}
+	})
+}
+
+func FuzzClientIP(f *testing.F) {
+	f.Add("192.0.2.1:1", "203.0.113.9, 10.0.0.1", true)
+	f.Add("[2001:db8::1]:443", "::ffff:1.2.3.4", false)
+	f.Add("10.0.0.1:1", "garbage, 198.51.100.7", true)
+	f.Add("10.0.0.1", ",,,", true)
+	f.Fuzz(func(t *testing.T, remote, xff string, trusted bool) {
+		var p ipResolver
+		p.header = "X-Forwarded-For"
+		if trusted {
+			p.trusted = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", xff)
+		a, ok := p.clientAddr(r)
+		peer, peerOK := parseRemoteAddr(remote)
+		if ok != peerOK {
+			t.Fatalf("ok %v, peer ok %v", ok, peerOK)
+		}
+		if !ok {
+			return
+		}
+		if !p.isTrusted(peer) && a != peer {
+			t.Fatalf("an untrusted peer %v sent %q and was taken for %v", peer, xff, a)
+		}
+		if p.isTrusted(peer) && a != peer && !strings.Contains(xff, a.String()) && !strings.Contains(strings.ToLower(xff), strings.TrimPrefix(a.String(), "::ffff:")) {
+			// The address must come from the header (possibly unmapped).
+			if m, err := netip.ParseAddr(a.String()); err != nil || !strings.Contains(xff, m.String()) {
+				t.Fatalf("client %v is neither the peer %v nor in %q", a, peer, xff)
+			}
+		}
+	})
+}
+
+// FuzzEndpoints sends arbitrary bodies to the captcha endpoints and a guarded
+// route: never a 500 or a panic, always a JSON answer or the handler's.
+func FuzzEndpoints(f *testing.F) {
+	f.Add("verify", "application/json", `{"captcha_id":"AAAAAAAAAAAAAAAAAAAAAA","captcha_answer":"1"}`)
+	f.Add("refresh", "application/x-www-form-urlencoded", "captcha_id=%zz")
+	f.Add("new", "application/json", `{"policy":1e999}`)
+	f.Add("login", "application/json", `{"username":"a","captcha_token":"x","captcha_id":"y","captcha_answer":"z"}`)
+	f.Add("login", "application/x-www-form-urlencoded", "username=a&captcha_token="+strings.Repeat("A", 32))
+	f.Add("verify", "text/plain", "\x00\xff")
+	g, err := New(Config{Secret: bytes.Repeat([]byte{7}, 32), CreateBurst: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer g.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	mux.Handle("/login", g.Guard(Policy{Name: "login", MaxFailures: 1, Keys: []Key{
+		{Source: Field("username")}, {Source: ClientIP(), MaxFailures: 1 << 30},
+	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })))
+	f.Fuzz(func(t *testing.T, endpoint, ctype, body string) {
+		path := "/captcha/" + endpoint
+		if endpoint == "login" {
+			path = "/login"
+		}
+		r := httptest.NewRequest("POST", path, strings.NewReader(body))
+		r.Header.Set("Content-Type", ctype)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		if w.Code >= 500 {
+			t.Fatalf("%s %q: %d %s", path, body, w.Code, w.Body)
+		}
+		if w.Code != http.StatusUnauthorized && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("%s %q: %d with Content-Type %q", path, body, w.Code, ct)
+			}
+			if !json.Valid(w.Body.Bytes()) || !utf8.Valid(w.Body.Bytes()) {
+				t.Fatalf("%s: invalid JSON %q", path, w.Body)
+			}
+		}
+	})
+}
