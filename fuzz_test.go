@@ -142,20 +142,19 @@ func FuzzEndpoints(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer g.Close()
-	mux := http.NewServeMux()
-	mux.Handle("/captcha/", g.Handler())
-	mux.Handle("/login", g.Guard(Policy{Name: "login", MaxFailures: 1, Keys: []Key{
+	captchas := g.Handler()
+	login := g.Guard(Policy{Name: "login", MaxFailures: 1, Keys: []Key{
 		{Source: Field("username")}, {Source: ClientIP(), MaxFailures: 1 << 30},
-	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })))
+	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
 	f.Fuzz(func(t *testing.T, endpoint, ctype, body string) {
-		path := "/captcha/" + endpoint
+		path, h := "/captcha/"+url.PathEscape(endpoint), captchas
 		if endpoint == "login" {
-			path = "/login"
+			path, h = "/login", login
 		}
 		r := httptest.NewRequest("POST", path, strings.NewReader(body))
 		r.Header.Set("Content-Type", ctype)
 		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 		if w.Code >= 500 {
 			t.Fatalf("%s %q: %d %s", path, body, w.Code, w.Body)
 		}
