@@ -26,7 +26,7 @@ var ErrFull = errors.New("memstore: store is full")
 // Options configures a Store. The zero value is usable.
 type Options struct {
 	// MaxEntries bounds the number of entries (counters, buckets and items
-	// together). Default 1<<20.
+	// together), exactly. Default 1<<20; at least 64 (one per shard).
 	MaxEntries int
 	// CleanupInterval is how often the janitor drops expired entries.
 	// Default one minute; a negative value disables the janitor.
@@ -41,7 +41,6 @@ const numShards = 64
 // Close.
 type Store struct {
 	shards   [numShards]shard
-	perShard int
 	now      func() time.Time
 	seed     maphash.Seed
 	stop     chan struct{}
@@ -65,7 +64,8 @@ type shard struct {
 	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
 	items     map[string]item
 	lastSweep int64
-	_         [40]byte // keep shards on separate cache lines
+	limit     int64    // this shard's part of MaxEntries
+	_         [32]byte // keep shards on separate cache lines
 }
 
 // New returns a Store and starts its janitor.
@@ -73,6 +73,7 @@ func New(o Options) *Store {
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = 1 << 20
 	}
+	o.MaxEntries = max(o.MaxEntries, numShards)
 	if o.CleanupInterval == 0 {
 		o.CleanupInterval = time.Minute
 	}
@@ -80,13 +81,18 @@ func New(o Options) *Store {
 		o.Now = time.Now
 	}
 	s := &Store{
-		perShard: (o.MaxEntries + numShards - 1) / numShards,
-		now:      o.Now,
-		seed:     maphash.MakeSeed(),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		now:  o.Now,
+		seed: maphash.MakeSeed(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	for i := range s.shards {
+		// MaxEntries split exactly: the first MaxEntries%64 shards hold one
+		// more.
+		s.shards[i].limit = int64(o.MaxEntries / numShards)
+		if i < o.MaxEntries%numShards {
+			s.shards[i].limit++
+		}
 		s.shards[i].counters = make(map[uint64]counter)
 		s.shards[i].buckets = make(map[uint64]int64)
 		s.shards[i].items = make(map[string]item)
@@ -161,14 +167,14 @@ func (sh *shard) sweep(now int64) {
 
 // room makes room for one new entry: it sweeps expired entries at most once a
 // second per shard, so a flood cannot turn every insert into a full scan.
-func (sh *shard) room(now, max int64) bool {
-	if int64(sh.len()) < max {
+func (sh *shard) room(now int64) bool {
+	if int64(sh.len()) < sh.limit {
 		return true
 	}
 	if now < sh.lastSweep || now-sh.lastSweep >= int64(time.Second) {
 		sh.sweep(now)
 	}
-	return int64(sh.len()) < max
+	return int64(sh.len()) < sh.limit
 }
 
 func (s *Store) hash(key string) uint64 { return maphash.String(s.seed, key) }
@@ -191,7 +197,7 @@ func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Dur
 		if delta <= 0 {
 			return 0, time.Time{}, nil
 		}
-		if !sh.room(now, int64(s.perShard)) {
+		if !sh.room(now) {
 			return 0, time.Time{}, ErrFull
 		}
 		c = counter{exp: now + int64(window)}
@@ -238,7 +244,7 @@ func (s *Store) Allow(_ context.Context, key string, interval time.Duration, bur
 	if !take {
 		return true, 0, nil
 	}
-	if !ok && !sh.room(now, int64(s.perShard)) {
+	if !ok && !sh.room(now) {
 		return false, 0, ErrFull
 	}
 	sh.buckets[h] = newTat
@@ -252,7 +258,7 @@ func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Durati
 	v := append([]byte(nil), value...)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.items[key]; !ok && !sh.room(now, int64(s.perShard)) {
+	if _, ok := sh.items[key]; !ok && !sh.room(now) {
 		return ErrFull
 	}
 	sh.items[key] = item{v: v, exp: now + int64(ttl)}
