@@ -131,6 +131,7 @@ type Gate struct {
 	maxBody              int64
 	failMode             StoreFailMode
 	storeTimeout         time.Duration // 0: the store never blocks
+	keysBorrowed         bool          // the store keeps no counter key beyond a call
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -246,6 +247,7 @@ func New(c Config) (*Gate, error) {
 	}
 	if _, ok := g.store.(*memstore.Store); ok {
 		g.storeTimeout = 0
+		g.keysBorrowed = true
 	}
 	return g, nil
 }

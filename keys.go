@@ -179,7 +179,11 @@ func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 		return dst, len(dst) > start
 	}
 	v := bytes.TrimSpace(dst[start:])
-	if s.fold || s.normalize != nil {
+	if s.fold && s.normalize == nil && asciiLower(v) {
+		// Folded in place: strings.ToLower gives the same for ASCII.
+		n := copy(dst[start:], v)
+		dst = dst[:start+n]
+	} else if s.fold || s.normalize != nil {
 		str := string(v)
 		if s.fold {
 			str = strings.ToLower(str)
@@ -199,6 +203,22 @@ func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 		dst = dst[:start+maxKeyValue]
 	}
 	return dst, true
+}
+
+// asciiLower lower-cases b in place if it is all ASCII, and reports whether
+// it was.
+func asciiLower(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return true
 }
 
 func isForm(r *http.Request) bool {

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Guard is the middleware of one Policy. Create it with Gate.NewGuard (or
@@ -74,7 +76,8 @@ const (
 	AnswerField = "captcha_answer"  // form or JSON field of an inline answer
 )
 
-// eval is the per-request evaluation of a policy, kept on the stack.
+// eval is the per-request evaluation of a policy. It is pooled: nothing
+// handed to the application points into it.
 type eval struct {
 	in       input
 	bodyRead bool
@@ -86,21 +89,53 @@ type eval struct {
 	hashes   [maxKeysInPolicy][16]byte
 	fkeys    [maxKeysInPolicy]string
 	ckeys    [maxKeysInPolicy]string
+	keyBytes [3 * maxKeysInPolicy][storeKeyLen]byte // backing of store keys when the store keeps none
+	buf      [2*maxKeyValue + 64]byte               // key values
+	sum      [32]byte
+}
+
+var evalPool = sync.Pool{New: func() any { return new(eval) }}
+
+func getEval() *eval { return evalPool.Get().(*eval) }
+
+// putEval returns ev to the pool, dropping what it refers to.
+func putEval(ev *eval) {
+	ev.in = input{}
+	ev.bodyRead = false
+	ev.present, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0
+	ev.fkeys, ev.ckeys = [maxKeysInPolicy]string{}, [maxKeysInPolicy]string{}
+	evalPool.Put(ev)
+}
+
+// outcome is the context of a request that reached a guarded handler: it
+// carries the writer that records the status and the outcome Fail and
+// Succeed set, in one allocation (it is its own context.Context).
+type outcome struct {
+	context.Context
+	gw guardWriter
+}
+
+func (o *outcome) Value(key any) any {
+	if key == (stateKey{}) {
+		return &o.gw
+	}
+	return o.Context.Value(key)
 }
 
 func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	var ev eval
-	if err := gd.extract(r, &ev); err != nil {
+	ev := getEval()
+	defer putEval(ev)
+	if err := gd.extract(r, ev); err != nil {
 		gd.g.fail(w, r, err)
 		return
 	}
 	ctx, cancel := gd.g.storeContext(r)
-	err := gd.count(ctx, r, &ev, false)
+	err := gd.count(ctx, r, ev, false)
 	if err == nil && ev.tripped != 0 {
-		err = gd.prove(ctx, r, &ev)
+		err = gd.prove(ctx, r, ev)
 	}
 	if err != nil {
-		gd.refund(ctx, &ev)
+		gd.refund(ctx, ev)
 		cancel()
 		gd.g.fail(w, r, err)
 		return
@@ -110,10 +145,10 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		next.ServeHTTP(w, r)
 		return
 	}
-	gw := &guardWriter{ResponseWriter: w}
-	next.ServeHTTP(gw, r.WithContext(context.WithValue(r.Context(), stateKey{}, gw)))
+	o := &outcome{Context: r.Context(), gw: guardWriter{ResponseWriter: w}}
+	next.ServeHTTP(&o.gw, r.WithContext(o))
 	ctx, cancel = gd.g.storeContext(r)
-	gd.settle(ctx, &ev, gw)
+	gd.settle(ctx, ev, &o.gw)
 	cancel()
 }
 
@@ -126,10 +161,9 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 			return err
 		}
 	}
-	var buf [2*maxKeyValue + 64]byte
 	for i := range gd.keys {
 		k := &gd.keys[i]
-		v, ok := k.Source.value(&ev.in, buf[:0])
+		v, ok := k.Source.value(&ev.in, ev.buf[:0])
 		if !ok {
 			if k.Required {
 				return invalid(CodeMissingKey, k.name, "missing "+k.name)
@@ -137,9 +171,8 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 			continue
 		}
 		ev.present |= 1 << i
-		var sum [32]byte
-		gd.g.mac(&sum, k.prefix, v)
-		copy(ev.hashes[i][:], sum[:16])
+		gd.g.mac(&ev.sum, k.prefix, v)
+		copy(ev.hashes[i][:], ev.sum[:16])
 	}
 	return nil
 }
@@ -167,12 +200,28 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if size < 0 || size > 4096 {
 		size = 512
 	}
-	var buf bytes.Buffer
-	buf.Grow(int(size) + 1)
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	// One read into a buffer of the announced size (plus one byte to see an
+	// overlong body), growing only for bodies of unknown length.
+	b := make([]byte, 0, size+1)
+	var err error
+	for int64(len(b)) <= limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		var n int
+		n, err = r.Body.Read(b[len(b):min(cap(b), int(limit)+1)])
+		b = b[:len(b)+n]
+		if err != nil {
+			break
+		}
+	}
+	if err == io.EOF {
+		err = nil
+	}
 	r.Body.Close()
-	b := buf.Bytes()
-	r.Body = io.NopCloser(bytes.NewReader(b))
+	rb := new(replayBody)
+	rb.Reset(b)
+	r.Body = rb
 	if int64(len(b)) > limit {
 		return nil, &Error{Code: CodeRequestTooLarge, Description: fmt.Sprintf("body larger than %d bytes", limit)}
 	}
@@ -182,12 +231,41 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// replayBody hands the body the guard read to the next handler.
+type replayBody struct{ bytes.Reader }
+
+func (*replayBody) Close() error { return nil }
+
+const storeKeyLen = 24
+
 // storeKey names a counter: kind, ':' and the key hash in base64url.
 func storeKey(kind byte, h *[16]byte) string {
-	var b [24]byte
-	b[0], b[1] = kind, ':'
-	b64.Encode(b[2:], h[:])
-	return string(b[:])
+	var b [storeKeyLen]byte
+	return string(appendStoreKey(b[:0], kind, h))
+}
+
+func appendStoreKey(dst []byte, kind byte, h *[16]byte) []byte {
+	dst = append(dst, kind, ':')
+	return b64.AppendEncode(dst, h[:])
+}
+
+// key returns the store key of kind for key i. With the built-in memory
+// store, which keeps no counter key beyond a call (it hashes them), the key
+// is a view of ev's own bytes and costs no allocation; other stores get a
+// string of their own.
+func (ev *eval) key(g *Gate, kind byte, i int) string {
+	if !g.keysBorrowed {
+		return storeKey(kind, &ev.hashes[i])
+	}
+	slot := i
+	switch kind {
+	case 'r':
+		slot += maxKeysInPolicy
+	case 'x':
+		slot += 2 * maxKeysInPolicy
+	}
+	b := appendStoreKey(ev.keyBytes[slot][:0], kind, &ev.hashes[i])
+	return unsafe.String(&b[0], len(b))
 }
 
 // count counts the ceilings, then reserves the failure counters and takes
@@ -213,7 +291,7 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool
 		if ev.present&bit == 0 || k.Ceiling == 0 {
 			continue
 		}
-		ev.ckeys[i] = storeKey('x', &ev.hashes[i])
+		ev.ckeys[i] = ev.key(g, 'x', i)
 		n, reset, err := g.store.Incr(ctx, ev.ckeys[i], delta, k.ceilWindow)
 		if err != nil {
 			if peek || gd.storeFailed(r, err, bit) != 0 {
@@ -242,7 +320,7 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool
 		}
 		k := &gd.keys[i]
 		if k.maxFailures > 0 {
-			ev.fkeys[i] = storeKey('f', &ev.hashes[i])
+			ev.fkeys[i] = ev.key(g, 'f', i)
 			n, _, err := g.store.Incr(ctx, ev.fkeys[i], delta, k.window)
 			switch {
 			case err != nil && peek:
@@ -260,7 +338,7 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool
 			}
 		}
 		if k.interval > 0 {
-			ok, _, err := g.store.Allow(ctx, storeKey('r', &ev.hashes[i]), k.interval, k.burst, !peek)
+			ok, _, err := g.store.Allow(ctx, ev.key(g, 'r', i), k.interval, k.burst, !peek)
 			switch {
 			case err != nil && peek:
 				return unavailableError(err)
@@ -434,13 +512,14 @@ func bodyField(r *http.Request, body []byte, name string) string {
 // request carries. A store failure is returned as an error matching
 // ErrStoreUnavailable.
 func (gd *Guard) Check(r *http.Request) error {
-	var ev eval
-	if err := gd.extract(r, &ev); err != nil {
+	ev := getEval()
+	defer putEval(ev)
+	if err := gd.extract(r, ev); err != nil {
 		return err
 	}
 	ctx, cancel := gd.g.storeContext(r)
 	defer cancel()
-	if err := gd.count(ctx, r, &ev, true); err != nil {
+	if err := gd.count(ctx, r, ev, true); err != nil {
 		return err
 	}
 	if ev.tripped != 0 {

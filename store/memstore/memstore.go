@@ -181,7 +181,9 @@ func (s *Store) hash(key string) uint64 { return maphash.String(s.seed, key) }
 
 func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
 
-// Incr implements captchagate.Store.
+// Incr implements captchagate.Store. Incr, Allow and Reset keep no
+// reference to their key (they hash it), which lets the gate pass a key
+// backed by reusable memory.
 func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
 	h := s.hash(key)
 	sh := s.shardOf(h)
