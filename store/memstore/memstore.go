@@ -7,6 +7,12 @@
 // asking for a captcha). It never evicts live entries, so a flood of unique
 // keys cannot erase the counter of a victim.
 //
+// A failure counter takes 16 bytes of map slot (about 36 bytes of heap per
+// tracked key at a million keys, BenchmarkMemoryPerKey): its window's end is
+// kept to the millisecond and its count saturates at MaxCount. The entries
+// are spread over 64 shards that each hold MaxEntries/64, so with uneven keys
+// one shard can fill a little before the whole store does.
+//
 // State lives in one process: behind a load balancer each instance counts on
 // its own. Use a shared store (Redis) when running more than one instance.
 package memstore
@@ -41,6 +47,7 @@ const numShards = 64
 // Close.
 type Store struct {
 	shards   [numShards]shard
+	epoch    int64 // unix milliseconds; counter ends are relative to it
 	now      func() time.Time
 	seed     maphash.Seed
 	stop     chan struct{}
@@ -48,10 +55,21 @@ type Store struct {
 	closeOne sync.Once
 }
 
-type counter struct {
-	n   int64
-	exp int64 // unix nanoseconds; the counter is absent when now >= exp
-}
+// A counter is one word: the end of its window in milliseconds since the
+// store's epoch (the high 40 bits: 34 years) and its count (the low 24 bits,
+// saturating at MaxCount). The counter is absent once now >= its end. With
+// its uint64 key that is a 16-byte map slot.
+type counter uint64
+
+const countBits = 24
+
+// MaxCount is the largest count a counter holds; Incr saturates there.
+const MaxCount = 1<<countBits - 1
+
+func (c counter) n() int64   { return int64(c & MaxCount) }
+func (c counter) end() int64 { return int64(c >> countBits) }
+
+func packCounter(end, n int64) counter { return counter(uint64(end)<<countBits | uint64(min(n, MaxCount))) }
 
 type item struct {
 	v   []byte
@@ -81,7 +99,8 @@ func New(o Options) *Store {
 		o.Now = time.Now
 	}
 	s := &Store{
-		now:  o.Now,
+		epoch: o.Now().UnixMilli() - 1,
+		now:   o.Now,
 		seed: maphash.MakeSeed(),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -125,7 +144,7 @@ func (s *Store) janitor(every time.Duration) {
 			for i := range s.shards {
 				sh := &s.shards[i]
 				sh.mu.Lock()
-				sh.sweep(now)
+				s.sweep(sh, now)
 				sh.mu.Unlock()
 			}
 		}
@@ -146,10 +165,11 @@ func (s *Store) Len() int {
 
 func (sh *shard) len() int { return len(sh.counters) + len(sh.buckets) + len(sh.items) }
 
-func (sh *shard) sweep(now int64) {
+func (s *Store) sweep(sh *shard, now int64) {
 	sh.lastSweep = now
+	nowMs := s.ms(now)
 	for k, c := range sh.counters {
-		if now >= c.exp {
+		if nowMs >= c.end() {
 			delete(sh.counters, k)
 		}
 	}
@@ -167,12 +187,12 @@ func (sh *shard) sweep(now int64) {
 
 // room makes room for one new entry: it sweeps expired entries at most once a
 // second per shard, so a flood cannot turn every insert into a full scan.
-func (sh *shard) room(now int64) bool {
+func (s *Store) room(sh *shard, now int64) bool {
 	if int64(sh.len()) < sh.limit {
 		return true
 	}
 	if now < sh.lastSweep || now-sh.lastSweep >= int64(time.Second) {
-		sh.sweep(now)
+		s.sweep(sh, now)
 	}
 	return int64(sh.len()) < sh.limit
 }
@@ -190,8 +210,9 @@ func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Dur
 	now := s.now().UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	nowMs := s.ms(now)
 	c, ok := sh.counters[h]
-	if ok && now >= c.exp {
+	if ok && nowMs >= c.end() {
 		delete(sh.counters, h)
 		ok = false
 	}
@@ -199,20 +220,22 @@ func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Dur
 		if delta <= 0 {
 			return 0, time.Time{}, nil
 		}
-		if !sh.room(now) {
+		if !s.room(sh, now) {
 			return 0, time.Time{}, ErrFull
 		}
-		c = counter{exp: now + int64(window)}
+		c = packCounter(nowMs+max((window+time.Millisecond-1).Milliseconds(), 1), 0)
 	}
-	c.n += delta
-	if c.n < 0 {
-		c.n = 0
-	}
+	n := max(c.n()+delta, 0)
 	if delta != 0 {
+		c = packCounter(c.end(), n)
 		sh.counters[h] = c
 	}
-	return c.n, time.Unix(0, c.exp), nil
+	return c.n(), time.UnixMilli(s.epoch + c.end()), nil
 }
+
+// ms converts unix nanoseconds to milliseconds since the epoch (never
+// negative).
+func (s *Store) ms(now int64) int64 { return max(now/int64(time.Millisecond)-s.epoch, 0) }
 
 // Reset implements captchagate.Store.
 func (s *Store) Reset(_ context.Context, key string) error {
@@ -246,7 +269,7 @@ func (s *Store) Allow(_ context.Context, key string, interval time.Duration, bur
 	if !take {
 		return true, 0, nil
 	}
-	if !ok && !sh.room(now) {
+	if !ok && !s.room(sh, now) {
 		return false, 0, ErrFull
 	}
 	sh.buckets[h] = newTat
@@ -260,7 +283,7 @@ func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Durati
 	v := append([]byte(nil), value...)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.items[key]; !ok && !sh.room(now) {
+	if _, ok := sh.items[key]; !ok && !s.room(sh, now) {
 		return ErrFull
 	}
 	sh.items[key] = item{v: v, exp: now + int64(ttl)}
