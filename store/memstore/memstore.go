@@ -69,7 +69,9 @@ const MaxCount = 1<<countBits - 1
 func (c counter) n() int64   { return int64(c & MaxCount) }
 func (c counter) end() int64 { return int64(c >> countBits) }
 
-func packCounter(end, n int64) counter { return counter(uint64(end)<<countBits | uint64(min(n, MaxCount))) }
+func packCounter(end, n int64) counter {
+	return counter(uint64(end)<<countBits | uint64(min(n, MaxCount)))
+}
 
 type item struct {
 	v   []byte
@@ -101,9 +103,9 @@ func New(o Options) *Store {
 	s := &Store{
 		epoch: o.Now().UnixMilli() - 1,
 		now:   o.Now,
-		seed: maphash.MakeSeed(),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		seed:  maphash.MakeSeed(),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	for i := range s.shards {
 		// MaxEntries split exactly: the first MaxEntries%64 shards hold one
