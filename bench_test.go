@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dchest/captcha"
+
 	"github.com/captchagate/captchagate"
 )
 
@@ -99,5 +101,39 @@ func BenchmarkImage(b *testing.B) {
 	for b.Loop() {
 		clear(nw.h)
 		mux.ServeHTTP(nw, r)
+	}
+}
+
+// BenchmarkRenderPNG: a fresh captcha image with Digits (pooled PNG
+// encoder buffers, fastest compression), beside dchest/captcha's own
+// Image.WriteTo for the same image.
+func BenchmarkRenderPNG(b *testing.B) {
+	secret := []byte{1, 2, 3, 4, 5, 6}
+	b.Run("Digits", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := (captchagate.Digits{}).Render(io.Discard, "AAAAAAAAAAAAAAAAAAAAAA", secret, "png", ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DchestWriteTo", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := captcha.NewImage("AAAAAAAAAAAAAAAAAAAAAA", secret, 240, 80).WriteTo(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkRenderWAV: a fresh captcha sound (Digits uses dchest's audio
+// as is).
+func BenchmarkRenderWAV(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (captchagate.Digits{}).Render(io.Discard, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "wav", "en"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -152,8 +152,9 @@ func (g *Gate) tokenKey(tok string) string {
 	return "t:" + b64.EncodeToString(sum[:16])
 }
 
-// clientKey is the store key of the client's captcha creation bucket.
-func (g *Gate) clientKey(r *http.Request) string {
+// clientKey is the store key of one of the client's buckets: kind 'n' for
+// captcha creation, 'm' for media fetches.
+func (g *Gate) clientKey(r *http.Request, kind byte) string {
 	var buf [32]byte
 	var k []byte
 	if a, ok := g.ips.clientAddr(r); ok {
@@ -161,7 +162,7 @@ func (g *Gate) clientKey(r *http.Request) string {
 	}
 	var sum [32]byte
 	g.mac(&sum, []byte("client\x00"), k)
-	return "n:" + b64.EncodeToString(sum[:16])
+	return string(kind) + ":" + b64.EncodeToString(sum[:16])
 }
 
 // allowCreate takes one captcha creation from the client's budget.
@@ -169,7 +170,7 @@ func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
 	if g.createInterval == 0 {
 		return nil
 	}
-	ok, wait, err := g.store.Allow(ctx, g.clientKey(r), g.createInterval, g.createBurst, true)
+	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, 'n'), g.createInterval, g.createBurst, true)
 	if err != nil {
 		return g.unavailable(r, "", err)
 	}

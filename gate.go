@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,16 @@ type Config struct {
 	CreateRate  rate.Limit
 	CreateBurst int
 
+	// MediaRate and MediaBurst limit, per client address, how many captcha
+	// images and sounds are served. Default 5 a second with a burst of 30.
+	MediaRate  rate.Limit
+	MediaBurst int
+	// MediaCacheBytes bounds the cache of rendered images and sounds, so a
+	// repeated fetch costs no render. Default 16 MiB; negative disables it.
+	// Renders themselves run on at most half the CPUs (at least one) at a
+	// time, so media requests cannot starve guarded routes.
+	MediaCacheBytes int
+
 	// MaxBodyBytes bounds request bodies read to find keys and proof.
 	// Default 64 KiB; larger bodies are answered 413.
 	MaxBodyBytes int64
@@ -131,6 +142,10 @@ type Gate struct {
 	maxBody              int64
 	failMode             StoreFailMode
 	storeTimeout         time.Duration // 0: the store never blocks
+	mediaInterval        time.Duration
+	mediaBurst           int
+	media                *mediaCache
+	renderSlots          chan struct{}
 	keysBorrowed         bool          // the store keeps no counter key beyond a call
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
@@ -211,6 +226,27 @@ func New(c Config) (*Gate, error) {
 	if g.createBurst == 0 {
 		g.createBurst = 20
 	}
+	mr := c.MediaRate
+	if mr == 0 {
+		mr = 5
+	}
+	if mr < 0 || c.MediaBurst < 0 {
+		return nil, errors.New("captchagate: Config.MediaRate and MediaBurst must not be negative")
+	}
+	if mr != rate.Inf {
+		g.mediaInterval = max(time.Duration(float64(time.Second)/float64(mr)), 1)
+	}
+	g.mediaBurst = c.MediaBurst
+	if g.mediaBurst == 0 {
+		g.mediaBurst = 30
+	}
+	switch {
+	case c.MediaCacheBytes == 0:
+		g.media = newMediaCache(16 << 20)
+	case c.MediaCacheBytes > 0:
+		g.media = newMediaCache(c.MediaCacheBytes)
+	}
+	g.renderSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	if g.maxBody <= 0 {
 		g.maxBody = 64 << 10
 	}

@@ -89,20 +89,24 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format str
 		}
 	}
 	ctx, cancel := g.storeContext(r)
-	rec, err := g.pending(ctx, r, id)
+	err := g.allowMedia(ctx, r)
+	var rec record
+	if err == nil {
+		rec, err = g.pending(ctx, r, id)
+	}
 	cancel()
 	if err != nil {
 		return err
 	}
-	b, ct, err := renderBytes(g.challenge, id, rec.secret, format, lang)
+	m, err := g.render(r.Context(), r, id, &rec, format, lang)
 	if err != nil {
-		return g.unavailable(r, rec.policy, err)
+		return err
 	}
 	h := w.Header()
-	h.Set("Content-Type", ct)
+	h.Set("Content-Type", m.ct)
 	h["Cache-Control"] = noStore
 	h["X-Content-Type-Options"] = nosniff
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(m.b))
 	return nil
 }
 

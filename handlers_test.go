@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"image/png"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -204,4 +206,49 @@ func TestHandlerUnderStripPrefix(t *testing.T) {
 	mux.Handle("/captcha/", http.StripPrefix("/captcha", a.gate.Handler()))
 	c := newCaptcha(t, mux, "login")
 	assert.Equal(t, http.StatusOK, serve(mux, "GET", c.ImageURL, "").Code)
+}
+
+// countingDigits counts renders.
+type countingDigits struct {
+	knownDigits
+	renders *atomic.Int64
+}
+
+func (c countingDigits) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+	c.renders.Add(1)
+	return c.knownDigits.Render(w, id, secret, format, lang)
+}
+
+func TestMediaIsCachedAndLimitedPerClient(t *testing.T) {
+	t.Parallel()
+	var renders atomic.Int64
+	a := newLoginApp(t, func(c *captchagate.Config) {
+		c.Challenge = countingDigits{renders: &renders}
+		c.MediaBurst = 6
+	})
+	c := a.trip(t, "media")
+	first := serve(a.mux, "GET", c.ImageURL, "")
+	require.Equal(t, http.StatusOK, first.Code)
+	for range 3 {
+		w := serve(a.mux, "GET", c.ImageURL, "")
+		require.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, first.Body.Bytes(), w.Body.Bytes(), "the same bytes")
+	}
+	assert.Equal(t, int64(1), renders.Load(), "rendered once, served from the cache after")
+	require.Equal(t, http.StatusOK, serve(a.mux, "GET", c.AudioURL+"?lang=ru", "").Code)
+	assert.Equal(t, int64(2), renders.Load(), "each format and language renders once")
+
+	// The sixth fetch from this client used its burst; another client is
+	// served.
+	w := serve(a.mux, "GET", c.ImageURL, "")
+	assert.Equal(t, http.StatusOK, w.Code)
+	w = serve(a.mux, "GET", c.ImageURL, "")
+	assert.Equal(t, http.StatusTooManyRequests, w.Code)
+	assert.Equal(t, "too_many_requests", decodeError(t, w).Error)
+	assert.NotEmpty(t, w.Header().Get("Retry-After"))
+	assert.Equal(t, http.StatusOK, serve(a.mux, "GET", c.ImageURL, "", "RemoteAddr", "203.0.113.9:1").Code)
+
+	// A used captcha's media is gone, cache or not.
+	solve(t, a.mux, c.ID)
+	assert.Equal(t, http.StatusNotFound, serve(a.mux, "GET", c.ImageURL, "", "RemoteAddr", "203.0.113.9:1").Code)
 }
