@@ -146,7 +146,7 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	keysBorrowed         bool          // the store keeps no counter key beyond a call
+	keysBorrowed         bool // the store keeps no counter key beyond a call
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
