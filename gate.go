@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -146,7 +147,8 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	keysBorrowed         bool // the store keeps no counter key beyond a call
+	keysBorrowed         bool         // the store keeps no counter key beyond a call, and is in-process
+	seed                 maphash.Seed // counting hashes for the in-process store
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -278,12 +280,13 @@ func New(c Config) (*Gate, error) {
 		g.storeTimeout = 250 * time.Millisecond
 	}
 	if g.store == nil {
-		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: g.now})
+		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: c.Now}) // nil: its own cheaper clock
 		g.store = g.ownStore
 	}
 	if _, ok := g.store.(*memstore.Store); ok {
 		g.storeTimeout = 0
 		g.keysBorrowed = true
+		g.seed = maphash.MakeSeed()
 	}
 	return g, nil
 }

@@ -3,7 +3,9 @@ package captchagate
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net/http"
 	"slices"
@@ -81,6 +83,7 @@ const (
 type eval struct {
 	in       input
 	bodyRead bool
+	bound    bool                   // hashes are the binding HMACs (else counting hashes)
 	present  uint16                 // keys with a value
 	reserved uint16                 // failure counters incremented for this request
 	ceiled   uint16                 // ceiling counters incremented for this request
@@ -101,7 +104,7 @@ func getEval() *eval { return evalPool.Get().(*eval) }
 // putEval returns ev to the pool, dropping what it refers to.
 func putEval(ev *eval) {
 	ev.in = input{}
-	ev.bodyRead = false
+	ev.bodyRead, ev.bound = false, false
 	ev.present, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0
 	ev.fkeys, ev.ckeys = [maxKeysInPolicy]string{}, [maxKeysInPolicy]string{}
 	evalPool.Put(ev)
@@ -171,10 +174,40 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 			continue
 		}
 		ev.present |= 1 << i
+		if gd.g.keysBorrowed {
+			// The in-process store names a counter by a 64-bit hash anyway:
+			// a seeded maphash of the same input is enough to count by,
+			// and the HMACs that bind captchas wait until a key trips.
+			var mh maphash.Hash
+			mh.SetSeed(gd.g.seed)
+			mh.Write(k.prefix)
+			mh.Write(v)
+			binary.LittleEndian.PutUint64(ev.hashes[i][:], mh.Sum64())
+			continue
+		}
 		gd.g.mac(&ev.sum, k.prefix, v)
 		copy(ev.hashes[i][:], ev.sum[:16])
 	}
+	ev.bound = !gd.g.keysBorrowed
 	return nil
+}
+
+// bind makes sure ev.hashes are the keyed HMACs that bind captchas and
+// tokens (with the in-process store, extract computed only counting hashes).
+func (gd *Guard) bind(ev *eval) {
+	if ev.bound {
+		return
+	}
+	ev.bound = true
+	for i := range gd.keys {
+		if ev.present&(1<<i) == 0 {
+			continue
+		}
+		k := &gd.keys[i]
+		v, _ := k.Source.value(&ev.in, ev.buf[:0])
+		gd.g.mac(&ev.sum, k.prefix, v)
+		copy(ev.hashes[i][:], ev.sum[:16])
+	}
 }
 
 func (gd *Guard) loadBody(ev *eval) error {
@@ -264,7 +297,8 @@ func (ev *eval) key(g *Gate, kind byte, i int) string {
 	case 'x':
 		slot += 2 * maxKeysInPolicy
 	}
-	b := appendStoreKey(ev.keyBytes[slot][:0], kind, &ev.hashes[i])
+	b := append(ev.keyBytes[slot][:0], kind, ':')
+	b = append(b, ev.hashes[i][:8]...)
 	return unsafe.String(&b[0], len(b))
 }
 
@@ -426,6 +460,7 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 // otherwise the error to answer with, carrying a fresh captcha.
 func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	g := gd.g
+	gd.bind(ev)
 	tok := r.Header.Get(TokenHeader)
 	var id, answer string
 	if tok == "" && r.Body != nil && r.Body != http.NoBody {
