@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Side-by-side performance comparisons, in one run on this machine; prints
+# the ratios the performance goals are stated in (docs/performance.md).
+#
+#   bench/compare.sh              # benchmarks + wrk (wrk from Debian's packages)
+#   COUNT=5 WRK_TIME=10s bench/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${COUNT:-3}
+WRK_TIME=${WRK_TIME:-5s}
+out=$(mktemp -d)
+trap 'kill ${srv_pid:-} 2>/dev/null || true; rm -rf "$out"' EXIT
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# ns/op median of benchmark $1 in file $2
+ns() { grep -E "^$1-[0-9]+ " "$2" | awk '{for (i=1;i<=NF;i++) if ($i=="ns/op") print $(i-1)}' | median; }
+metric() { grep -E "^$1-[0-9]+ " "$2" | awk -v m="$3" '{for (i=1;i<=NF;i++) if ($i==m) print $(i-1)}' | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+
+echo "== guard overhead vs peers (bench/peers, -count $COUNT)"
+(cd bench/peers && go test -run '^$' -bench . -benchmem -count "$COUNT" .) | tee "$out/peers.txt" | grep -E '^Benchmark' || true
+cg=$(ns BenchmarkIP/Captchagate "$out/peers.txt"); hr=$(ns BenchmarkIP/Httprate "$out/peers.txt")
+bo=$(ns BenchmarkIPAndJSONUser/BuildOnly "$out/peers.txt")
+cgj=$(ns BenchmarkIPAndJSONUser/Captchagate "$out/peers.txt"); hrj=$(ns BenchmarkIPAndJSONUser/HttprateIPOnly "$out/peers.txt")
+echo "IP key: captchagate ${cg} ns, httprate ${hr} ns: ratio $(ratio "$cg" "$hr") (goal <= 0.25)"
+echo "IP + JSON username overhead: captchagate $(awk -v a="$cgj" -v b="$bo" 'BEGIN{print a-b}') ns vs httprate IP-only $(awk -v a="$hrj" -v b="$bo" 'BEGIN{print a-b}') ns (goal: below)"
+
+echo "== memory per tracked key and insertion (store/memstore)"
+go test -run '^$' -bench 'PerKey' -benchtime 3x -count 1 ./store/memstore | tee "$out/mem.txt" | grep -E '^Benchmark' || true
+echo "memstore $(metric BenchmarkMemoryPerKey "$out/mem.txt" B/key) B/key (goal <= 40), insertion $(metric BenchmarkMemoryPerKey "$out/mem.txt" ns/key) ns/key vs map+mutex $(metric BenchmarkMapMutexPerKey "$out/mem.txt" ns/key) ns/key (goal: below)"
+
+echo "== captcha media"
+go test -run '^$' -bench 'RenderPNG|RenderWAV|BenchmarkImage$' -benchmem -count "$COUNT" . | tee "$out/media.txt" | grep -E '^Benchmark' || true
+ours=$(metric BenchmarkRenderPNG/Digits "$out/media.txt" B/op); theirs=$(metric BenchmarkRenderPNG/DchestWriteTo "$out/media.txt" B/op)
+echo "fresh PNG allocates $(ratio "$ours" "$theirs") of dchest WriteTo (goal <= 0.10); cached fetch $(ns BenchmarkImage "$out/media.txt") ns vs render $(ns BenchmarkRenderPNG/Digits "$out/media.txt") ns"
+
+if ! command -v wrk >/dev/null; then echo "wrk not installed (apt-get install wrk): skipping the load runs"; exit 0; fi
+echo "== wrk, 2 threads, 64 connections, $WRK_TIME each, 127.0.0.1"
+(cd bench/peers && go build -o "$out/wrkserver" ./wrkserver)
+"$out/wrkserver" -addr 127.0.0.1:8099 > "$out/id.txt" &
+srv_pid=$!
+until curl -s -o /dev/null 127.0.0.1:8099/bare; do sleep 0.1; done
+id=$(head -1 "$out/id.txt")
+rps() { wrk -t2 -c64 -d"$WRK_TIME" --latency "$1" | tee -a "$out/wrk.txt" | awk '/Requests\/sec/ {print $2}'; }
+p99() { wrk -t2 -c16 -d"$WRK_TIME" --latency "$1" | awk '/ 99%/ {print $2}'; }
+bare=$(rps http://127.0.0.1:8099/bare); guarded=$(rps http://127.0.0.1:8099/guarded)
+echo "bare ${bare} req/s, guarded ${guarded} req/s: ratio $(ratio "$guarded" "$bare") (goal >= 0.95)"
+quiet=$(p99 http://127.0.0.1:8099/guarded)
+wrk -t1 -c64 -d"$WRK_TIME" "http://127.0.0.1:8099/captcha/$id.png" > "$out/media-load.txt" &
+sleep 0.5
+loaded=$(p99 http://127.0.0.1:8099/guarded)
+wait $!
+echo "guarded p99 ${quiet} alone, ${loaded} while wrk fetches the image (goal: within 2x); image load: $(awk '/Requests\/sec/ {print $2}' "$out/media-load.txt") req/s, $(awk '/Non-2xx/ {print $5}' "$out/media-load.txt") non-2xx (per-client media limit)"
