@@ -167,15 +167,21 @@ func (g *Gate) clientKey(r *http.Request, kind byte) string {
 
 // allowCreate takes one captcha creation from the client's budget.
 func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
-	if g.createInterval == 0 {
+	return g.allowClient(ctx, r, 'n', g.createInterval, g.createBurst, "too many captchas requested; retry later")
+}
+
+// allowClient takes one token from the client's bucket of kind; interval 0
+// means no limit.
+func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, interval time.Duration, burst int, desc string) error {
+	if interval == 0 {
 		return nil
 	}
-	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, 'n'), g.createInterval, g.createBurst, true)
+	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, kind), interval, burst, true)
 	if err != nil {
 		return g.unavailable(r, "", err)
 	}
 	if !ok {
-		return &Error{Code: CodeTooManyRequests, Description: "too many captchas requested; retry later", RetryAfter: max(wait, time.Second)}
+		return &Error{Code: CodeTooManyRequests, Description: desc, RetryAfter: max(wait, time.Second)}
 	}
 	return nil
 }

@@ -66,7 +66,8 @@
 // member names as encoding/json does, so what is counted is what the
 // application decodes), Combine joins them, and Fold and Normalize make the
 // identities the application treats as one count as one. Values are trimmed,
-// cut to 256 bytes, and stored only as an HMAC under Config.Secret.
+// cut to 256 bytes, and never stored: a shared store sees an HMAC under
+// Config.Secret, the in-process store a seeded 64-bit hash.
 //
 // # Errors
 //

@@ -214,33 +214,12 @@ func New(c Config) (*Gate, error) {
 	if g.maxRefreshes > 250 {
 		return nil, errors.New("captchagate: Config.MaxRefreshes must be at most 250")
 	}
-	cr := c.CreateRate
-	if cr == 0 {
-		cr = 0.5
+	var err error
+	if g.createInterval, g.createBurst, err = bucket(c.CreateRate, c.CreateBurst, 0.5, 20, "Create"); err != nil {
+		return nil, err
 	}
-	if cr < 0 || c.CreateBurst < 0 {
-		return nil, errors.New("captchagate: Config.CreateRate and CreateBurst must not be negative")
-	}
-	if cr != rate.Inf {
-		g.createInterval = max(time.Duration(float64(time.Second)/float64(cr)), 1)
-	}
-	g.createBurst = c.CreateBurst
-	if g.createBurst == 0 {
-		g.createBurst = 20
-	}
-	mr := c.MediaRate
-	if mr == 0 {
-		mr = 5
-	}
-	if mr < 0 || c.MediaBurst < 0 {
-		return nil, errors.New("captchagate: Config.MediaRate and MediaBurst must not be negative")
-	}
-	if mr != rate.Inf {
-		g.mediaInterval = max(time.Duration(float64(time.Second)/float64(mr)), 1)
-	}
-	g.mediaBurst = c.MediaBurst
-	if g.mediaBurst == 0 {
-		g.mediaBurst = 30
+	if g.mediaInterval, g.mediaBurst, err = bucket(c.MediaRate, c.MediaBurst, 5, 30, "Media"); err != nil {
+		return nil, err
 	}
 	switch {
 	case c.MediaCacheBytes == 0:
@@ -289,6 +268,24 @@ func New(c Config) (*Gate, error) {
 		g.seed = maphash.MakeSeed()
 	}
 	return g, nil
+}
+
+// bucket turns a configured rate and burst into a GCRA interval and burst,
+// applying the defaults; an infinite rate means no limit (interval 0).
+func bucket(r rate.Limit, burst int, defRate rate.Limit, defBurst int, name string) (time.Duration, int, error) {
+	if r == 0 {
+		r = defRate
+	}
+	if r < 0 || burst < 0 {
+		return 0, 0, fmt.Errorf("captchagate: Config.%sRate and %sBurst must not be negative", name, name)
+	}
+	if burst == 0 {
+		burst = defBurst
+	}
+	if r == rate.Inf {
+		return 0, burst, nil
+	}
+	return max(time.Duration(float64(time.Second)/float64(r)), 1), burst, nil
 }
 
 // URL returns the address of name under the captcha endpoints:

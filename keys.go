@@ -16,7 +16,8 @@ import (
 // bytes after normalisation; an empty value means the key is absent.
 //
 // Values are never stored: the gate keys its counters by an HMAC of the
-// policy, the key's name and the value under Config.Secret.
+// policy, the key's name and the value under Config.Secret (with the
+// in-process store, by a seeded 64-bit hash of the same).
 type Source struct {
 	name      string
 	body      bool

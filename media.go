@@ -95,15 +95,5 @@ func (g *Gate) render(ctx context.Context, r *http.Request, id string, rec *reco
 
 // allowMedia takes one media fetch from the client's budget.
 func (g *Gate) allowMedia(ctx context.Context, r *http.Request) error {
-	if g.mediaInterval == 0 {
-		return nil
-	}
-	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, 'm'), g.mediaInterval, g.mediaBurst, true)
-	if err != nil {
-		return g.unavailable(r, "", err)
-	}
-	if !ok {
-		return &Error{Code: CodeTooManyRequests, Description: "too many captcha images or sounds requested; retry later", RetryAfter: max(wait, time.Second)}
-	}
-	return nil
+	return g.allowClient(ctx, r, 'm', g.mediaInterval, g.mediaBurst, "too many captcha images or sounds requested; retry later")
 }
