@@ -36,14 +36,24 @@ var okHandler = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 
 // BenchmarkGuardAllowedIP: an allowed request counted by client IP.
 func BenchmarkGuardAllowedIP(b *testing.B) {
-	g := benchGate(b)
-	h := g.Guard(captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1 << 30, Window: time.Hour}}})(okHandler)
+	benchGuard(b, captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1 << 30, Window: time.Hour}}})
+}
+
+// benchGuard serves one body-less request under p, over and over.
+func benchGuard(b *testing.B, p captchagate.Policy) {
+	h := benchGate(b).Guard(p)(okHandler)
 	r := httptest.NewRequest("GET", "/", nil)
 	w := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
 		h.ServeHTTP(w, r)
 	}
+}
+
+// BenchmarkGuardAllowedRateOnly: an allowed request under a send rate
+// alone (no failure counter to settle, so no outcome context).
+func BenchmarkGuardAllowedRateOnly(b *testing.B) {
+	benchGuard(b, captchagate.Policy{Name: "sms", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), Rate: 1e9, Burst: 1 << 20}}})
 }
 
 // BenchmarkGuardAllowedIPAndJSONUser adds a username from a small JSON body.

@@ -147,6 +147,18 @@ type errorBody struct {
 	Captcha     *Captcha `json:"captcha,omitempty"`
 }
 
+// SetHeaders sets the headers e calls for: Retry-After (whole seconds,
+// rounded up) and Allow when e carries them. A custom ErrorHandler that
+// renders its own body calls it before writing.
+func (e *Error) SetHeaders(h http.Header) {
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	if e.Allow != "" {
+		h.Set("Allow", e.Allow)
+	}
+}
+
 // WriteError is the default ErrorHandler: it writes err as JSON with
 // Content-Type application/json and Cache-Control no-store, and the status of
 // its code. An error that is not an *Error is answered as a generic 503
@@ -156,14 +168,7 @@ func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	if !errors.As(err, &e) {
 		e = unavailableError(nil)
 	}
-	h := w.Header()
-	if e.RetryAfter > 0 {
-		secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
-		h.Set("Retry-After", strconv.FormatInt(secs, 10))
-	}
-	if e.Allow != "" {
-		h.Set("Allow", e.Allow)
-	}
+	e.SetHeaders(w.Header())
 	writeJSON(w, e.Code.Status(), errorBody{
 		Error:       e.Code.Name(),
 		ErrorCode:   e.Code,

@@ -58,10 +58,7 @@ func (c *mediaCache) put(k string, m media) {
 		c.size -= len(c.m[old].b)
 		delete(c.m, old)
 	}
-	if len(c.order) == cap(c.order) && len(c.order) > 0 {
-		c.order = append([]string(nil), c.order...) // drop the consumed prefix
-	}
-	c.order = append(c.order, k)
+	c.order = append(c.order, k) // reallocating drops the evicted prefix
 	c.m[k] = m
 	c.size += len(m.b)
 }

@@ -274,12 +274,7 @@ const storeKeyLen = 24
 // storeKey names a counter: kind, ':' and the key hash in base64url.
 func storeKey(kind byte, h *[16]byte) string {
 	var b [storeKeyLen]byte
-	return string(appendStoreKey(b[:0], kind, h))
-}
-
-func appendStoreKey(dst []byte, kind byte, h *[16]byte) []byte {
-	dst = append(dst, kind, ':')
-	return b64.AppendEncode(dst, h[:])
+	return string(b64.AppendEncode(append(b[:0], kind, ':'), h[:]))
 }
 
 // key returns the store key of kind for key i. With the built-in memory

@@ -30,7 +30,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/gorilla/sessions"
@@ -150,10 +149,9 @@ func (f *Flow) formError(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 	}
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	if ce != nil && ce.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int((ce.RetryAfter+999_999_999)/1_000_000_000)))
+	w.Header().Set("Cache-Control", "no-store")
+	if ce != nil {
+		ce.SetHeaders(w.Header())
 	}
 	f.render(w, r, err)
 }

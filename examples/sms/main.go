@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"math/big"
@@ -72,7 +73,7 @@ func NewApp(gate *captchagate.Gate, store sessions.Store, send func(phone, code 
 		Render: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.WriteHeader(htmlform.Status(err))
-			fmt.Fprintf(w, page, "")
+			io.WriteString(w, page)
 		}})
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func NewApp(gate *captchagate.Gate, store sessions.Store, send func(phone, code 
 	mux.Handle("GET /{$}", flow.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		fmt.Fprintf(w, page, "")
+		io.WriteString(w, page)
 	})))
 	return mux, nil
 }
@@ -109,7 +110,7 @@ label{display:block;margin:.6em 0 .2em}input{font:inherit;padding:.25em .4em;wid
 #state{padding:.5em .7em;border-radius:4px;margin:1em 0}#state:empty{display:none}
 #state.sent{background:#e6f4ea;color:#1e4620}#state.limit{background:#fdecea;color:#611a15}#state.info{background:#fff4e5;color:#663c00}
 button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
-</head><body>%s
+</head><body>
 <h1>Get a sign-in code</h1>
 <form id="send" method="post" action="/api/send-code">
 <label for="phone">Phone number</label>
