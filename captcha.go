@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -16,21 +17,26 @@ import (
 type record struct {
 	policy    string
 	mask      uint16   // which keys of the policy the binding covers
-	flags     uint8    // flagSession: the binding covers a Session too
+	flags     uint8    // flagSession, flagSender: what else the binding covers
 	bind      [16]byte // HMAC over the policy, mask, flags, those keys' hashes and the session's
 	refreshes uint8
+	level     uint8 // how far past its threshold the flow's key was, for challenges that scale
 	expires   int64 // unix nanoseconds
 	secret    []byte
 }
 
 const (
-	recordVersion = 2
+	recordVersion = 3
 	flagSession   = 1 << 0
+	// flagSender: a token verified for a sender (the slider's verify names
+	// one); bind is chained with the sender's hash, see bindSender.
+	flagSender = 1 << 1
+	recordMin  = 31
 )
 
 func (rec *record) encode() []byte {
-	b := make([]byte, 0, 30+len(rec.policy)+len(rec.secret))
-	b = append(b, recordVersion, rec.flags, rec.refreshes)
+	b := make([]byte, 0, recordMin+len(rec.policy)+len(rec.secret))
+	b = append(b, recordVersion, rec.flags, rec.refreshes, rec.level)
 	b = binary.BigEndian.AppendUint16(b, rec.mask)
 	b = binary.BigEndian.AppendUint64(b, uint64(rec.expires))
 	b = append(b, rec.bind[:]...)
@@ -43,11 +49,11 @@ var errBadRecord = errors.New("captchagate: malformed record in store")
 
 func decodeRecord(b []byte) (record, error) {
 	var rec record
-	if len(b) < 30 || b[0] != recordVersion {
+	if len(b) < recordMin || b[0] != recordVersion {
 		return rec, errBadRecord
 	}
-	rec.flags, rec.refreshes = b[1], b[2]
-	b = b[3:]
+	rec.flags, rec.refreshes, rec.level = b[1], b[2], b[3]
+	b = b[4:]
 	rec.mask = binary.BigEndian.Uint16(b)
 	rec.expires = int64(binary.BigEndian.Uint64(b[2:]))
 	copy(rec.bind[:], b[10:26])
@@ -61,15 +67,18 @@ func decodeRecord(b []byte) (record, error) {
 }
 
 // binding is what a captcha or token is bound to.
+// It also carries the flow's difficulty level, which follows it to fresh
+// captchas.
 type binding struct {
 	policy string
 	mask   uint16
 	flags  uint8
 	bind   [16]byte
+	level  uint8
 }
 
 func bindingOf(rec *record) binding {
-	return binding{policy: rec.policy, mask: rec.mask, flags: rec.flags, bind: rec.bind}
+	return binding{policy: rec.policy, mask: rec.mask, flags: rec.flags, bind: rec.bind, level: rec.level}
 }
 
 // bindingFor computes the binding of policy to the keys in mask, whose hashes
@@ -97,7 +106,10 @@ func (g *Gate) bindingFor(policy string, mask uint16, hashes *[maxKeysInPolicy][
 // matches reports whether rec is bound to policy and, for every key rec
 // covers, to the same key values, and, if rec is bound to a session, to the
 // session whose hash is sess.
-func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte) bool {
+//
+// A token verified for a sender (flagSender) also needs one of senders, the
+// sender hashes of the request's Sender keys, to be that sender.
+func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte, senders [][16]byte) bool {
 	if rec.policy != policy || rec.mask&present != rec.mask {
 		return false
 	}
@@ -107,7 +119,45 @@ func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxK
 		return false
 	}
 	want := g.bindingFor(policy, rec.mask, hashes, sess)
-	return subtle.ConstantTimeCompare(want.bind[:], rec.bind[:]) == 1
+	if rec.flags&flagSender == 0 {
+		return subtle.ConstantTimeCompare(want.bind[:], rec.bind[:]) == 1
+	}
+	ok := 0
+	for i := range senders {
+		w := want
+		g.bindSender(&w, &senders[i])
+		ok |= subtle.ConstantTimeCompare(w.bind[:], rec.bind[:])
+	}
+	return ok == 1
+}
+
+// bindSender chains b with the hash of a sender (senderHash), so a token
+// minted for it is usable only by a request whose Sender key has that value.
+func (g *Gate) bindSender(b *binding, sender *[16]byte) {
+	var sum [32]byte
+	g.mac(&sum, []byte("sender-bind\x00"), b.bind[:], sender[:])
+	copy(b.bind[:], sum[:16])
+	b.flags |= flagSender
+}
+
+// senderHash is the keyed hash of a sender (a phone number or an email
+// address) under policy, after senderNorm.
+func (g *Gate) senderHash(policy, sender string) [16]byte {
+	var sum [32]byte
+	g.mac(&sum, []byte("sender\x00"), []byte(policy), []byte{0}, []byte(senderNorm(sender)))
+	var h [16]byte
+	copy(h[:], sum[:16])
+	return h
+}
+
+// senderNorm makes the forms of one sender equal: trimmed, lower-cased and,
+// for a phone number (no '@'), without spaces, dashes, dots and parentheses.
+func senderNorm(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if !strings.Contains(s, "@") {
+		s = normalizePhone(s)
+	}
+	return s
 }
 
 const (
@@ -197,7 +247,15 @@ func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes 
 
 // issueUncharged is issue for a caller that has charged the budget already.
 func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
-	secret, err := g.challenge.Issue()
+	now := g.now()
+	exp := now.Add(g.captchaTTL)
+	var secret []byte
+	var err error
+	if is, ok := g.challenge.(Issuer); ok {
+		secret, err = is.IssueFor(IssueInfo{Now: now, Expires: exp, Level: int(b.level), Sign: g.signer()})
+	} else {
+		secret, err = g.challenge.Issue()
+	}
 	if err != nil {
 		return nil, unavailableError(err)
 	}
@@ -206,7 +264,7 @@ func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, r
 		return nil, unavailableError(err)
 	}
 	rec := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, refreshes: refreshes,
-		expires: g.now().Add(g.captchaTTL).UnixNano(), secret: secret}
+		level: b.level, expires: exp.UnixNano(), secret: secret}
 	if err := g.store.Put(ctx, captchaKey(id), rec.encode(), g.captchaTTL+graceTTL); err != nil {
 		return nil, g.unavailable(r, b.policy, err)
 	}
@@ -216,8 +274,8 @@ func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, r
 
 func (g *Gate) describe(id string, refreshes int) *Captcha {
 	c := &Captcha{
-		ID:            id,
 		Kind:          g.challenge.Kind(),
+		ID:            id,
 		RefreshURL:    g.urlBase + "refresh?captcha_id=" + id,
 		VerifyURL:     g.urlBase + "verify",
 		ExpiresIn:     int(g.captchaTTL / time.Second),
@@ -233,7 +291,14 @@ func (g *Gate) describe(id string, refreshes int) *Captcha {
 			if c.AudioURL == "" {
 				c.AudioURL = g.urlBase + id + "." + f
 			}
+		case "json":
+			c.ChallengeURL = g.urlBase + id + "." + f
+		case "piece.png":
+			c.PieceURL = g.urlBase + id + "." + f
 		}
+	}
+	if d, ok := g.challenge.(Describer); ok {
+		d.Describe(c)
 	}
 	return c
 }
@@ -244,12 +309,16 @@ const (
 	reasonExpired  = "expired"
 	reasonWrong    = "wrong answer"
 	reasonMismatch = "issued for another request"
+	reasonSender   = "verified for another sender"
 )
 
 // solve consumes captcha id atomically and checks answer against it. It
 // returns the consumed record (for a fresh captcha's binding) and, when the
 // answer does not solve it, the reason. err is a store failure.
-func (g *Gate) solve(ctx context.Context, id, answer string) (rec record, found bool, reason string, err error) {
+//
+// A Challenge that is a RemoteChecker is asked with a context of its own
+// deadline; its failure is returned as err (fail closed), the captcha spent.
+func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (rec record, found bool, reason string, err error) {
 	v, found, err := g.store.Take(ctx, captchaKey(id))
 	if err != nil || !found {
 		return rec, false, reasonUnknown, err
@@ -260,19 +329,38 @@ func (g *Gate) solve(ctx context.Context, id, answer string) (rec record, found 
 	if g.now().UnixNano() >= rec.expires {
 		return rec, true, reasonExpired, nil
 	}
+	if rc, ok := g.challenge.(RemoteChecker); ok {
+		ip := ""
+		if a, ok := g.ips.clientAddr(r); ok {
+			ip = a.String()
+		}
+		ok, err := rc.CheckRemote(context.WithoutCancel(r.Context()), CheckInfo{Secret: rec.secret, Answer: answer, ClientIP: ip, Request: r})
+		if err != nil {
+			return rec, true, "", err
+		}
+		if !ok {
+			return rec, true, reasonWrong, nil
+		}
+		return rec, true, "", nil
+	}
 	if !g.challenge.Check(rec.secret, answer) {
 		return rec, true, reasonWrong, nil
 	}
 	return rec, true, "", nil
 }
 
-// mintToken stores a single-use token bound like rec.
-func (g *Gate) mintToken(ctx context.Context, rec record) (string, error) {
+// mintToken stores a single-use token bound like rec and, if sender is not
+// nil, to that sender too.
+func (g *Gate) mintToken(ctx context.Context, rec record, sender *[16]byte) (string, error) {
 	tok, err := randomString(tokenBytes)
 	if err != nil {
 		return "", err
 	}
-	t := record{policy: rec.policy, mask: rec.mask, flags: rec.flags, bind: rec.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
+	b := bindingOf(&rec)
+	if sender != nil {
+		g.bindSender(&b, sender)
+	}
+	t := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
 	if err := g.store.Put(ctx, g.tokenKey(tok), t.encode(), g.tokenTTL+graceTTL); err != nil {
 		return "", err
 	}

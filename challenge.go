@@ -2,11 +2,14 @@ package captchagate
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"image/png"
 	"io"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/dchest/captcha"
 )
@@ -32,6 +35,59 @@ type Challenge interface {
 	// Check reports whether answer solves secret, in time independent of
 	// where they differ. An empty answer never solves anything.
 	Check(secret []byte, answer string) bool
+}
+
+// Optional interfaces a Challenge may implement, for kinds that need more
+// than a secret, media and a pure check.
+
+// IssueInfo is what the gate tells an Issuer about the captcha it issues.
+type IssueInfo struct {
+	Now     time.Time // the gate's clock
+	Expires time.Time // when the captcha stops being accepted
+	// Level says how far past its threshold the key that tripped was: 0 for
+	// the failure that tripped it, 1 for the one after, and so on (0 for
+	// captchas asked for up front and for send-rate trips). It follows the
+	// flow to refreshed and fresh captchas, so refreshing never lowers it.
+	Level int
+	// Sign returns HMAC-SHA256 of msg under the gate's secret, separated from
+	// every other use of the secret by the challenge's Kind.
+	Sign func(msg []byte) []byte
+}
+
+// An Issuer is a Challenge whose secret depends on when and for whom it is
+// issued (Altcha signs and dates its challenges and scales their
+// difficulty). The gate calls IssueFor instead of Issue.
+type Issuer interface {
+	IssueFor(IssueInfo) ([]byte, error)
+}
+
+// CheckInfo is what a RemoteChecker is asked to check.
+type CheckInfo struct {
+	Secret   []byte
+	Answer   string
+	ClientIP string        // the client address as the gate resolved it ("" if unknown)
+	Request  *http.Request // the verify or guarded request
+}
+
+// A RemoteChecker is a Challenge whose check calls out (the hosted
+// verifiers). The gate calls CheckRemote instead of Check, with a context
+// detached from the client's cancellation; the checker bounds its own time.
+// An error means the answer could not be checked: the gate fails closed and
+// answers service_unavailable.
+type RemoteChecker interface {
+	CheckRemote(ctx context.Context, c CheckInfo) (bool, error)
+}
+
+// A Describer adds what the client needs besides URLs to the Captcha it is
+// sent (a site key, a puzzle's geometry).
+type Describer interface {
+	Describe(c *Captcha)
+}
+
+// An AnswerLimiter accepts answers longer than the default 64 bytes (an
+// ALTCHA payload, a hosted service's response token).
+type AnswerLimiter interface {
+	MaxAnswerLen() int
 }
 
 // Digits is the default Challenge: distorted digits as a PNG image and spoken
@@ -145,3 +201,26 @@ func renderBytes(c Challenge, id string, secret []byte, format, lang string) ([]
 	ct, err := c.Render(&b, id, secret, format, lang)
 	return b.Bytes(), ct, err
 }
+
+// signer returns IssueInfo.Sign for the gate's challenge.
+func (g *Gate) signer() func([]byte) []byte {
+	kind := []byte("challenge\x00" + g.challenge.Kind() + "\x00")
+	return func(msg []byte) []byte {
+		var sum [32]byte
+		g.mac(&sum, kind, msg)
+		return sum[:]
+	}
+}
+
+// maxAnswerLen is the longest answer the gate's challenge accepts.
+func (g *Gate) maxAnswerLen() int {
+	if l, ok := g.challenge.(AnswerLimiter); ok {
+		return min(max(l.MaxAnswerLen(), defaultMaxAnswer), maxAnswerCap)
+	}
+	return defaultMaxAnswer
+}
+
+const (
+	defaultMaxAnswer = 64
+	maxAnswerCap     = 8 << 10
+)

@@ -55,6 +55,17 @@ const (
 	CodeMissingKey         Code = 4108 // invalid_request: a required key (Key.Required) is absent
 	CodeMalformedToken     Code = 4109 // invalid_request: captcha_token is not a token
 	CodeUnsupportedMedia   Code = 4110 // invalid_request: Content-Type is neither JSON nor a form
+
+	// The slider's seed-compatible verify (docs/challenges.md maps each to
+	// the seed's IDAAS.SDK.PARAM code).
+	CodeDeviceIncomplete Code = 4111 // invalid_request: a required device header is missing
+	CodeMissingClientID  Code = 4112 // invalid_request: X-client-id is empty
+	CodeUnknownClientID  Code = 4113 // invalid_request: X-client-id names no registered app
+	CodeMissingPoint     Code = 4114 // invalid_request: point_json is empty
+	CodeMalformedPoint   Code = 4115 // invalid_request: point_json is not {"x":number,"y":number}
+	CodeMissingToken     Code = 4116 // invalid_request: token (the captcha's id) is empty
+	CodeMissingSender    Code = 4117 // invalid_request: sender is empty
+	CodeMalformedSender  Code = 4118 // invalid_request: sender is too long, or the policy has no Sender key
 )
 
 type codeInfo struct {
@@ -128,6 +139,19 @@ type Captcha struct {
 	Kind          string `json:"kind"`
 	ImageURL      string `json:"image_url,omitempty"`
 	AudioURL      string `json:"audio_url,omitempty"`
+	// PieceURL is the slider puzzle's piece (kind "slider").
+	PieceURL string `json:"piece_url,omitempty"`
+	// ChallengeURL serves the proof-of-work challenge (kind "altcha"): give
+	// it to the ALTCHA widget's challenge attribute.
+	ChallengeURL string `json:"challenge_url,omitempty"`
+	// SiteKey is the hosted service's public site key (kinds "turnstile",
+	// "hcaptcha", "recaptcha").
+	SiteKey string `json:"site_key,omitempty"`
+	// Action is the action name the hosted widget must be run with, if the
+	// verifier checks one.
+	Action string `json:"action,omitempty"`
+	// Slider is the puzzle's geometry (kind "slider").
+	Slider *SliderGeometry `json:"slider,omitempty"`
 	RefreshURL    string `json:"refresh_url"`
 	VerifyURL     string `json:"verify_url"`
 	ExpiresIn     int    `json:"expires_in"` // seconds

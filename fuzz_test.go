@@ -79,7 +79,7 @@ func FuzzFormValue(f *testing.F) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	rec := record{policy: "login", mask: 3, flags: flagSession, refreshes: 2, expires: 1 << 40, secret: []byte{1, 2, 3}}
+	rec := record{policy: "login", mask: 3, flags: flagSession | flagSender, refreshes: 2, level: 4, expires: 1 << 40, secret: []byte{1, 2, 3}}
 	f.Add(rec.encode())
 	f.Add([]byte{})
 	f.Add([]byte{recordVersion})

@@ -26,10 +26,11 @@ import (
 // query parameters. GET never changes state. See docs/protocol.md.
 func (g *Gate) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
 
-const (
-	maxParamBody = 4 << 10
-	maxAnswerLen = 64
-)
+const maxParamBody = 4 << 10
+
+// paramBody bounds the captcha endpoints' bodies: 4 KiB, more for a
+// challenge with long answers.
+func (g *Gate) paramBody() int64 { return int64(max(maxParamBody, g.maxAnswerLen()+1<<10)) }
 
 func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.Path, g.prefix)
@@ -114,13 +115,21 @@ type params struct {
 	CaptchaID string `json:"captcha_id"`
 	Answer    string `json:"captcha_answer"`
 	Policy    string `json:"policy"`
+	// The slider's seed-compatible verify.
+	PointJSON string `json:"point_json"`
+	Token     string `json:"token"`
+	Sender    string `json:"sender"`
 }
+
+// seedDialect reports whether p is a verify request in the slider seed's
+// form.
+func (p *params) seedDialect() bool { return p.PointJSON != "" || p.Token != "" || p.Sender != "" }
 
 // readParams reads a JSON or URL-encoded body of at most 4 KiB, then fills
 // captcha_id and policy from the query where the body has none.
-func readParams(r *http.Request) (params, error) {
+func readParams(r *http.Request, limit int64) (params, error) {
 	var p params
-	body, err := readBody(r, maxParamBody)
+	body, err := readBody(r, limit)
 	if err != nil {
 		return p, err
 	}
@@ -147,6 +156,7 @@ func readParams(r *http.Request) (params, error) {
 				return p, invalid(CodeMalformedBody, "", "body is not a valid form")
 			}
 			p.CaptchaID, p.Answer, p.Policy = q.Get(IDField), q.Get(AnswerField), q.Get("policy")
+			p.PointJSON, p.Token, p.Sender = q.Get("point_json"), q.Get("token"), q.Get("sender")
 		}
 	}
 	if p.CaptchaID == "" || p.Policy == "" {
@@ -183,9 +193,12 @@ type captchaBody struct {
 }
 
 func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
+	p, err := readParams(r, g.paramBody())
 	if err != nil {
 		return err
+	}
+	if sl, ok := g.challenge.(Slider); ok && p.seedDialect() {
+		return g.serveSeedVerify(w, r, sl, &p)
 	}
 	if err := checkID(p.CaptchaID); err != nil {
 		return err
@@ -193,17 +206,32 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	if strings.TrimSpace(p.Answer) == "" {
 		return invalid(CodeMissingAnswer, AnswerField, "captcha_answer is required")
 	}
-	if len(p.Answer) > maxAnswerLen || !utf8.ValidString(p.Answer) {
+	if len(p.Answer) > g.maxAnswerLen() || !utf8.ValidString(p.Answer) {
 		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
 	}
+	return g.verify(w, r, p.CaptchaID, p.Answer, "")
+}
+
+// verify checks answer against captcha id and answers with a token, bound
+// to sender too if it is not empty.
+func (g *Gate) verify(w http.ResponseWriter, r *http.Request, id, answer, sender string) error {
 	ctx, cancel := g.storeContext(r)
 	defer cancel()
-	rec, found, reason, err := g.solve(ctx, p.CaptchaID, p.Answer)
+	rec, found, reason, err := g.solve(ctx, r, id, answer)
 	if err != nil {
 		return g.unavailable(r, "", err)
 	}
+	var sh *[16]byte
+	if reason == "" && sender != "" {
+		gd, ok := g.policy(rec.policy)
+		if !ok || !gd.hasSender() {
+			return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
+		}
+		h := g.senderHash(rec.policy, sender)
+		sh = &h
+	}
 	if reason != "" {
-		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: p.CaptchaID, Reason: reason, Request: r})
+		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Request: r})
 		e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
 		if found { // a fresh captcha for the same flow
 			c, err := g.issue(ctx, r, bindingOf(&rec), 0)
@@ -220,17 +248,17 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 		}
 		return e
 	}
-	tok, err := g.mintToken(ctx, rec)
+	tok, err := g.mintToken(ctx, rec, sh)
 	if err != nil {
 		return g.unavailable(r, rec.policy, err)
 	}
-	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: p.CaptchaID, Request: r})
+	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: id, Request: r})
 	writeJSON(w, http.StatusOK, tokenBody{Token: tok, ExpiresIn: int(g.tokenTTL / time.Second)})
 	return nil
 }
 
 func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
+	p, err := readParams(r, g.paramBody())
 	if err != nil {
 		return err
 	}
@@ -307,7 +335,7 @@ func (g *Gate) pending(ctx context.Context, r *http.Request, id string) (record,
 }
 
 func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
+	p, err := readParams(r, g.paramBody())
 	if err != nil {
 		return err
 	}

@@ -462,10 +462,10 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		if err := gd.loadBody(ev); err != nil {
 			return err
 		}
-		tok = bodyField(r, ev.in.body, TokenField)
+		tok = bodyField(r, ev.in.body, TokenField, 256)
 		if tok == "" {
-			id = bodyField(r, ev.in.body, IDField)
-			answer = bodyField(r, ev.in.body, AnswerField)
+			id = bodyField(r, ev.in.body, IDField, 256)
+			answer = bodyField(r, ev.in.body, AnswerField, g.maxAnswerLen())
 		}
 	}
 	if tok == "" && id == "" && answer != "" {
@@ -481,8 +481,11 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		if err != nil {
 			return g.unavailable(r, gd.name, err)
 		}
-		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess) {
+		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, gd.senders(ev, &rec)) {
 			why = reasonMismatch
+			if rec.flags&flagSender != 0 {
+				why = reasonSender
+			}
 		}
 		if why == "" {
 			g.emit(Event{Kind: EventTokenAccepted, Policy: gd.name, Request: r})
@@ -493,12 +496,12 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	case id != "":
 		why := reasonUnknown
 		if validID(id) {
-			rec, _, w, err := g.solve(ctx, id, answer)
+			rec, _, w, err := g.solve(ctx, r, id, answer)
 			if err != nil {
 				return g.unavailable(r, gd.name, err)
 			}
 			why = w
-			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess) {
+			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
 				why = reasonMismatch
 			}
 		}
@@ -509,7 +512,9 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Request: r})
 		reason = "captcha " + why
 	}
-	c, err := g.issue(ctx, r, g.bindingFor(gd.name, ev.tripped, &ev.hashes, sess), 0)
+	b := g.bindingFor(gd.name, ev.tripped, &ev.hashes, sess)
+	b.level = gd.level(ev)
+	c, err := g.issue(ctx, r, b, 0)
 	if err != nil {
 		return err
 	}
@@ -519,8 +524,38 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}
 }
 
+// level is how far past its threshold the furthest tripped failure key is.
+func (gd *Guard) level(ev *eval) uint8 {
+	var l int64
+	for i := range gd.keys {
+		k := &gd.keys[i]
+		if ev.tripped&(1<<i) != 0 && ev.reserved&(1<<i) != 0 && k.maxFailures > 0 {
+			l = max(l, ev.counts[i]-k.maxFailures-1)
+		}
+	}
+	return uint8(min(l, 255))
+}
+
+// senders returns the sender hashes of the request's Sender keys, for a
+// token verified for a sender.
+func (gd *Guard) senders(ev *eval, rec *record) [][16]byte {
+	if rec.flags&flagSender == 0 {
+		return nil
+	}
+	var out [][16]byte
+	for i := range gd.keys {
+		k := &gd.keys[i]
+		if !k.Sender || ev.present&(1<<i) == 0 {
+			continue
+		}
+		v, _ := k.Source.value(&ev.in, ev.buf[:0])
+		out = append(out, gd.g.senderHash(gd.name, string(v)))
+	}
+	return out
+}
+
 // bodyField returns a field of a JSON or URL-encoded body.
-func bodyField(r *http.Request, body []byte, name string) string {
+func bodyField(r *http.Request, body []byte, name string, limit int) string {
 	var buf [128]byte
 	var v []byte
 	var ok bool
@@ -529,7 +564,7 @@ func bodyField(r *http.Request, body []byte, name string) string {
 	} else {
 		v, ok = jsonField(buf[:0], body, name)
 	}
-	if !ok || len(v) > 256 {
+	if !ok || len(v) > limit {
 		return ""
 	}
 	return string(bytes.TrimSpace(v))

@@ -68,6 +68,12 @@ type Key struct {
 	// counter of the address it attacks from. Username, Email and Phone set it.
 	ResetOnSuccess bool
 
+	// Sender marks a key that holds where a code is sent (a phone number or
+	// an email address). A verify request that names a sender (the slider's
+	// seed-compatible verify does) mints a token usable only by a request
+	// whose Sender key has that value. Phone and Email set it.
+	Sender bool
+
 	// Required answers invalid_request when the key is absent. Without it, an
 	// absent key is skipped and the policy's other keys still count.
 	Required bool
@@ -84,13 +90,17 @@ const (
 // Username is a per-account key from src, case-folded, reset on success.
 func Username(src Source) Key { return Key{Source: src.Fold(), ResetOnSuccess: true} }
 
-// Email is like Username, for email addresses.
-func Email(src Source) Key { return Username(src) }
+// Email is like Username, for email addresses, and a Sender.
+func Email(src Source) Key {
+	k := Username(src)
+	k.Sender = true
+	return k
+}
 
 // Phone is a per-number key from src with spaces, dashes, dots and
-// parentheses removed.
+// parentheses removed, and a Sender.
 func Phone(src Source) Key {
-	return Key{Source: src.Normalize(normalizePhone), ResetOnSuccess: true}
+	return Key{Source: src.Normalize(normalizePhone), ResetOnSuccess: true, Sender: true}
 }
 
 func normalizePhone(s string) string {
