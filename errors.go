@@ -135,10 +135,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // Captcha describes an issued captcha to the client. URLs are absolute paths
 // (or absolute URLs when Config.BaseURL is set).
 type Captcha struct {
-	ID            string `json:"id"`
-	Kind          string `json:"kind"`
-	ImageURL      string `json:"image_url,omitempty"`
-	AudioURL      string `json:"audio_url,omitempty"`
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`
+	ImageURL string `json:"image_url,omitempty"`
+	AudioURL string `json:"audio_url,omitempty"`
 	// PieceURL is the slider puzzle's piece (kind "slider").
 	PieceURL string `json:"piece_url,omitempty"`
 	// ChallengeURL serves the proof-of-work challenge (kind "altcha"): give
@@ -151,11 +151,11 @@ type Captcha struct {
 	// verifier checks one.
 	Action string `json:"action,omitempty"`
 	// Slider is the puzzle's geometry (kind "slider").
-	Slider *SliderGeometry `json:"slider,omitempty"`
-	RefreshURL    string `json:"refresh_url"`
-	VerifyURL     string `json:"verify_url"`
-	ExpiresIn     int    `json:"expires_in"` // seconds
-	RefreshesLeft int    `json:"refreshes_left"`
+	Slider        *SliderGeometry `json:"slider,omitempty"`
+	RefreshURL    string          `json:"refresh_url"`
+	VerifyURL     string          `json:"verify_url"`
+	ExpiresIn     int             `json:"expires_in"` // seconds
+	RefreshesLeft int             `json:"refreshes_left"`
 }
 
 // ErrorHandler renders an error of the gate. err is usually an *Error; any
