@@ -197,8 +197,8 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if sl, ok := g.challenge.(Slider); ok && p.seedDialect() {
-		return g.serveSeedVerify(w, r, sl, &p)
+	if sl, ok := g.challenge.(seedSpeaker); ok && p.seedDialect() {
+		return g.serveSeedVerify(w, r, sl.slider(), &p)
 	}
 	if err := checkID(p.CaptchaID); err != nil {
 		return err

@@ -6,6 +6,12 @@ import (
 	"strings"
 )
 
+// seedSpeaker is a Challenge that speaks the slider seed's verify: Slider,
+// and types that embed it.
+type seedSpeaker interface{ slider() Slider }
+
+func (s Slider) slider() Slider { return s }
+
 // The slider seed's device headers: the first three must be present.
 var seedDeviceHeaders = []string{"X-operating-sys-version", "X-device-fingerprint", "X-agent"}
 

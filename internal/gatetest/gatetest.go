@@ -90,3 +90,32 @@ func SpyGate(t testing.TB) (*captchagate.Gate, *Spy, sessions.Store) {
 	store.Options = &sessions.Options{Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode}
 	return gate, spy, store
 }
+
+// SliderSpy is the Slider challenge that remembers the gap of every puzzle
+// it renders, as Spy does for digits. Use a pointer.
+type SliderSpy struct {
+	captchagate.Slider
+	mu   sync.Mutex
+	gaps map[string]int
+}
+
+// Render implements captchagate.Challenge and records the gap of id.
+func (s *SliderSpy) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+	if x, ok := s.Slider.X(secret); ok {
+		s.mu.Lock()
+		if s.gaps == nil {
+			s.gaps = map[string]int{}
+		}
+		s.gaps[id] = x
+		s.mu.Unlock()
+	}
+	return s.Slider.Render(w, id, secret, format, lang)
+}
+
+// Gap returns the gap's x of the puzzle id once it has been rendered.
+func (s *SliderSpy) Gap(id string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	x, ok := s.gaps[id]
+	return x, ok
+}

@@ -1,0 +1,247 @@
+package captchagate
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/big"
+	"strconv"
+	"strings"
+)
+
+// Altcha is an invisible proof-of-work Challenge in the format the ALTCHA
+// web component (npm package altcha, its v1 challenge format, which the v3
+// widget still speaks) solves unmodified: no picture, no puzzle, only CPU
+// time in the visitor's browser.
+//
+// The Captcha's challenge_url serves the challenge as JSON
+// ({"algorithm":"SHA-256","challenge":...,"maxnumber":...,"salt":...,
+// "signature":...}); point the widget's challenge attribute at it. The
+// widget's payload (base64 JSON) is the answer, posted to verify or inline as
+// captcha_answer. Challenges are signed with the gate's secret and dated
+// (?expires= in the salt, which the widget honours), and every one is stored
+// and taken on its first answer, so a solved challenge is accepted once: the
+// replay store the upstream Go library lacks. The server checks the payload
+// against its stored salt, number and signature, never against what the
+// payload claims, so challenges cannot be spliced.
+//
+// Difficulty is MaxNumber, doubled for every RaiseEvery failures a key has
+// past its threshold, up to MaxNumberLimit.
+type Altcha struct {
+	// MaxNumber bounds the secret number: the browser tries about half of
+	// it on average. Default 50,000 (well under a second on a phone).
+	MaxNumber int64
+	// RaiseEvery doubles MaxNumber for every this many failures past the
+	// threshold. Default 3; negative never raises it.
+	RaiseEvery int
+	// MaxNumberLimit caps the raised MaxNumber. Default 64 × MaxNumber.
+	MaxNumberLimit int64
+}
+
+const (
+	altchaAlgorithm = "SHA-256"
+	altchaSaltBytes = 12
+	altchaMaxAnswer = 2 << 10
+)
+
+func (a Altcha) withDefaults() Altcha {
+	if a.MaxNumber <= 0 {
+		a.MaxNumber = 50_000
+	}
+	if a.RaiseEvery == 0 {
+		a.RaiseEvery = 3
+	}
+	if a.MaxNumberLimit <= 0 {
+		a.MaxNumberLimit = 64 * a.MaxNumber
+	}
+	a.MaxNumberLimit = max(a.MaxNumberLimit, a.MaxNumber)
+	return a
+}
+
+// maxNumber is the difficulty for level.
+func (a Altcha) maxNumber(level int) int64 {
+	a = a.withDefaults()
+	n := a.MaxNumber
+	if a.RaiseEvery > 0 {
+		for range min(level/a.RaiseEvery, 40) {
+			if n >= a.MaxNumberLimit/2 {
+				return a.MaxNumberLimit
+			}
+			n *= 2
+		}
+	}
+	return min(n, a.MaxNumberLimit)
+}
+
+// Kind implements Challenge.
+func (Altcha) Kind() string { return "altcha" }
+
+// Formats implements Challenge: the challenge JSON.
+func (Altcha) Formats() []string { return []string{"json"} }
+
+// MaxAnswerLen implements AnswerLimiter.
+func (Altcha) MaxAnswerLen() int { return altchaMaxAnswer }
+
+// Issue implements Challenge; the gate calls IssueFor instead.
+func (a Altcha) Issue() ([]byte, error) {
+	return nil, errors.New("captchagate: Altcha is issued by a Gate (IssueFor)")
+}
+
+// The secret: number (8 bytes), maxnumber (8), signature (64 hex
+// characters), salt.
+const altchaHead = 16 + 64
+
+// IssueFor implements Issuer.
+func (a Altcha) IssueFor(in IssueInfo) ([]byte, error) {
+	maxn := a.maxNumber(in.Level)
+	nb, err := rand.Int(rand.Reader, big.NewInt(maxn+1))
+	if err != nil {
+		return nil, err
+	}
+	number := nb.Int64()
+	var raw [altchaSaltBytes]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	// The widget reads expires from the salt; the trailing & ends the
+	// parameters, so digits moved from the number cannot extend them.
+	salt := hex.EncodeToString(raw[:]) + "?expires=" + strconv.FormatInt(in.Expires.Unix(), 10) + "&"
+	challenge := altchaHash(salt, number)
+	sig := hex.EncodeToString(in.Sign([]byte(challenge)))
+	b := binary.BigEndian.AppendUint64(nil, uint64(number))
+	b = binary.BigEndian.AppendUint64(b, uint64(maxn))
+	b = append(b, sig...)
+	return append(b, salt...), nil
+}
+
+func altchaHash(salt string, number int64) string {
+	sum := sha256.Sum256([]byte(salt + strconv.FormatInt(number, 10)))
+	return hex.EncodeToString(sum[:])
+}
+
+type altchaSecret struct {
+	number, maxNumber int64
+	signature, salt   string
+}
+
+func parseAltchaSecret(b []byte) (altchaSecret, bool) {
+	if len(b) <= altchaHead {
+		return altchaSecret{}, false
+	}
+	return altchaSecret{
+		number:    int64(binary.BigEndian.Uint64(b)),
+		maxNumber: int64(binary.BigEndian.Uint64(b[8:])),
+		signature: string(b[16:altchaHead]),
+		salt:      string(b[altchaHead:]),
+	}, true
+}
+
+// AltchaChallenge is the challenge JSON the widget fetches.
+type AltchaChallenge struct {
+	Algorithm string `json:"algorithm"`
+	Challenge string `json:"challenge"`
+	MaxNumber int64  `json:"maxnumber"`
+	Salt      string `json:"salt"`
+	Signature string `json:"signature"`
+}
+
+// AltchaPayload is what the widget posts, base64-encoded JSON.
+type AltchaPayload struct {
+	Algorithm string `json:"algorithm"`
+	Challenge string `json:"challenge"`
+	Number    int64  `json:"number"`
+	Salt      string `json:"salt"`
+	Signature string `json:"signature"`
+	Took      int64  `json:"took,omitempty"`
+}
+
+// Render implements Challenge: the challenge JSON.
+func (a Altcha) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+	s, ok := parseAltchaSecret(secret)
+	if !ok {
+		return "", errors.New("captchagate: malformed altcha secret")
+	}
+	if format != "json" {
+		return "", errors.New("captchagate: unsupported format " + format)
+	}
+	b, err := json.Marshal(AltchaChallenge{
+		Algorithm: altchaAlgorithm,
+		Challenge: altchaHash(s.salt, s.number),
+		MaxNumber: s.maxNumber,
+		Salt:      s.salt,
+		Signature: s.signature,
+	})
+	if err != nil {
+		return "", err
+	}
+	_, err = w.Write(b)
+	return "application/json", err
+}
+
+// Check implements Challenge: answer is the widget's payload.
+func (a Altcha) Check(secret []byte, answer string) bool {
+	s, ok := parseAltchaSecret(secret)
+	if !ok {
+		return false
+	}
+	p, ok := DecodeAltchaPayload(answer)
+	if !ok {
+		return false
+	}
+	want := altchaHash(s.salt, s.number)
+	// Every field is compared, all of them every time.
+	eq := subtle.ConstantTimeCompare([]byte(p.Algorithm), []byte(altchaAlgorithm))
+	eq &= subtle.ConstantTimeCompare([]byte(p.Salt), []byte(s.salt))
+	eq &= subtle.ConstantTimeCompare([]byte(p.Challenge), []byte(want))
+	eq &= subtle.ConstantTimeCompare([]byte(p.Signature), []byte(s.signature))
+	eq &= subtle.ConstantTimeEq(int32(p.Number>>32), int32(s.number>>32))
+	eq &= subtle.ConstantTimeEq(int32(p.Number), int32(s.number))
+	return eq == 1
+}
+
+// DecodeAltchaPayload decodes a widget payload (standard or URL base64,
+// padded or not, of a JSON object).
+func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
+	var p AltchaPayload
+	answer = strings.TrimSpace(answer)
+	if answer == "" || len(answer) > altchaMaxAnswer {
+		return p, false
+	}
+	var raw []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if raw, err = enc.DecodeString(answer); err == nil {
+			break
+		}
+	}
+	if err != nil || json.Unmarshal(raw, &p) != nil {
+		return p, false
+	}
+	return p, true
+}
+
+// SolveAltcha finds the number of a challenge the way the widget does, for
+// tests and non-browser clients; it gives up past c.MaxNumber.
+func SolveAltcha(c AltchaChallenge) (AltchaPayload, bool) {
+	if c.Algorithm != altchaAlgorithm {
+		return AltchaPayload{}, false
+	}
+	for n := int64(0); n <= c.MaxNumber; n++ {
+		if altchaHash(c.Salt, n) == c.Challenge {
+			return AltchaPayload{Algorithm: c.Algorithm, Challenge: c.Challenge, Number: n, Salt: c.Salt, Signature: c.Signature}, true
+		}
+	}
+	return AltchaPayload{}, false
+}
+
+// Encode returns p as the widget posts it.
+func (p AltchaPayload) Encode() string {
+	b, _ := json.Marshal(p)
+	return base64.StdEncoding.EncodeToString(b)
+}

@@ -1,0 +1,309 @@
+package captchagate_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/gatetest"
+)
+
+// sliderApp: an SMS send endpoint guarded per phone (one send, then a
+// captcha) on a gate issuing slider puzzles through a spy.
+type sliderApp struct {
+	gate  *captchagate.Gate
+	spy   *gatetest.SliderSpy
+	mux   *http.ServeMux
+	sends atomic.Int64
+}
+
+var smsPolicy = captchagate.Policy{
+	Name: "sms",
+	Keys: []captchagate.Key{func() captchagate.Key {
+		k := captchagate.Phone(captchagate.JSONField("phone"))
+		k.Rate, k.Burst = 1.0/60, 1
+		return k
+	}()},
+}
+
+func newSliderApp(t *testing.T, sl captchagate.Slider) *sliderApp {
+	a := &sliderApp{spy: &gatetest.SliderSpy{Slider: sl}, mux: http.NewServeMux()}
+	a.gate, _ = newGate(t, func(c *captchagate.Config) { c.Challenge = a.spy })
+	a.mux.Handle("/captcha/", a.gate.Handler())
+	a.mux.Handle("POST /send", a.gate.Guard(smsPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.sends.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	})))
+	return a
+}
+
+func (a *sliderApp) send(phone string, extra ...string) *httpResult {
+	body := map[string]string{"phone": phone}
+	for i := 0; i+1 < len(extra); i += 2 {
+		body[extra[i]] = extra[i+1]
+	}
+	b, _ := json.Marshal(body)
+	w := serve(a.mux, "POST", "/send", string(b), "Content-Type", "application/json")
+	return &httpResult{w.Code, w.Body.Bytes()}
+}
+
+type httpResult struct {
+	code int
+	body []byte
+}
+
+// puzzle trips phone's send limit and returns the slider captcha, its
+// picture fetched so the spy knows the gap.
+func (a *sliderApp) puzzle(t *testing.T, phone string) (*captchagate.Captcha, int) {
+	t.Helper()
+	res := a.send(phone)
+	if res.code == http.StatusNoContent {
+		res = a.send(phone)
+	}
+	require.Equal(t, http.StatusPreconditionRequired, res.code, string(res.body))
+	var e apiError
+	require.NoError(t, json.Unmarshal(res.body, &e))
+	c := e.Captcha
+	require.NotNil(t, c)
+	w := serve(a.mux, "GET", c.ImageURL, "")
+	require.Equal(t, http.StatusOK, w.Code)
+	x, ok := a.spy.Gap(c.ID)
+	require.True(t, ok)
+	return c, x
+}
+
+var deviceHeaders = []string{
+	"Content-Type", "application/json",
+	"X-operating-sys-version", "windows10.1.1",
+	"X-device-fingerprint", "156aysdna213sc50",
+	"X-agent", "Mozilla/5.0",
+	"X-client-id", "nTo1eRIub60vPb54WeE6aojPwYwImtl4",
+}
+
+func seedVerify(h http.Handler, body map[string]string, hdr ...string) (int, apiError, string) {
+	b, _ := json.Marshal(body)
+	if hdr == nil {
+		hdr = deviceHeaders
+	}
+	w := serve(h, "POST", "/captcha/verify", string(b), hdr...)
+	var e apiError
+	json.Unmarshal(w.Body.Bytes(), &e)
+	var tok struct {
+		Token string `json:"captcha_token"`
+	}
+	json.Unmarshal(w.Body.Bytes(), &tok)
+	return w.Code, e, tok.Token
+}
+
+func point(x float64) string { return fmt.Sprintf(`{"x":%.1f,"y":5.0}`, x) }
+
+func TestSliderRenders(t *testing.T) {
+	a := newSliderApp(t, captchagate.Slider{})
+	c, x := a.puzzle(t, "15200000000")
+	assert.Equal(t, "slider", c.Kind)
+	assert.Empty(t, c.AudioURL)
+	require.NotNil(t, c.Slider)
+	assert.Equal(t, captchagate.SliderGeometry{Width: 320, Height: 160, PieceWidth: 48, Y: 5}, *c.Slider)
+	assert.Equal(t, "/captcha/"+c.ID+".piece.png", c.PieceURL)
+
+	bg := decodePNG(t, serve(a.mux, "GET", c.ImageURL, "").Body.Bytes())
+	assert.Equal(t, image.Rect(0, 0, 320, 160), bg.Bounds())
+	pieceImg := decodePNG(t, serve(a.mux, "GET", c.PieceURL, "").Body.Bytes())
+	assert.Equal(t, image.Rect(0, 0, 48, 160), pieceImg.Bounds())
+	// The piece is opaque somewhere, transparent in the corners of its
+	// image, and its opaque pixels are those of the picture's gap region
+	// before darkening: the gap in the picture is darker than the piece.
+	opaque := 0
+	var pieceSum, gapSum int
+	for y := range 160 {
+		for xx := range 48 {
+			_, _, _, al := pieceImg.At(xx, y).RGBA()
+			if al == 0xffff {
+				opaque++
+				r, g, b, _ := pieceImg.At(xx, y).RGBA()
+				pieceSum += int(r + g + b)
+				r, g, b, _ = bg.At(x+xx, y).RGBA()
+				gapSum += int(r + g + b)
+			}
+		}
+	}
+	assert.Greater(t, opaque, 36*36)
+	assert.Less(t, gapSum, pieceSum, "the gap is drawn darker than the piece at x=%d", x)
+	_, _, _, al := pieceImg.At(0, 0).RGBA()
+	assert.Zero(t, al)
+
+	// Two puzzles never share a picture.
+	c2, _ := a.puzzle(t, "15200000001")
+	bg2 := serve(a.mux, "GET", c2.ImageURL, "").Body.Bytes()
+	assert.NotEqual(t, serve(a.mux, "GET", c.ImageURL, "").Body.Bytes(), bg2)
+}
+
+func decodePNG(t *testing.T, b []byte) image.Image {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(b))
+	require.NoError(t, err)
+	return img
+}
+
+func TestSliderSeedVerify(t *testing.T) {
+	a := newSliderApp(t, captchagate.Slider{})
+	const phone = "15200000000"
+	c, x := a.puzzle(t, phone)
+
+	code, e, tok := seedVerify(a.mux, map[string]string{"point_json": point(float64(x) + 3), "token": c.ID, "sender": "152 0000 0000"})
+	require.Equal(t, http.StatusOK, code, "%+v", e)
+	require.Len(t, tok, 32)
+
+	// The token opens the send for that sender (in any of its spellings) once.
+	res := a.send("152-0000-0000", "captcha_token", tok)
+	require.Equal(t, http.StatusNoContent, res.code, string(res.body))
+	res = a.send(phone, "captcha_token", tok)
+	require.Equal(t, http.StatusForbidden, res.code)
+
+	// A token verified for one sender does not open another's send.
+	c, x = a.puzzle(t, phone)
+	_, _, tok = seedVerify(a.mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": phone})
+	require.NotEmpty(t, tok)
+	a.send("15299999999") // its one free send
+	res = a.send("15299999999", "captcha_token", tok)
+	require.Equal(t, http.StatusForbidden, res.code)
+	var pe apiError
+	require.NoError(t, json.Unmarshal(res.body, &pe))
+	assert.Equal(t, 4002, pe.ErrorCode)
+	assert.Contains(t, pe.Description, "another sender")
+	assert.Equal(t, int64(3), a.sends.Load(), "two free sends and the one the token opened")
+}
+
+func TestSliderTolerance(t *testing.T) {
+	a := newSliderApp(t, captchagate.Slider{Tolerance: 4})
+	for _, tc := range []struct {
+		dx float64
+		ok bool
+	}{{0, true}, {4, true}, {-4, true}, {4.5, false}, {-10, false}, {60, false}} {
+		c, x := a.puzzle(t, "1520000"+strconv.Itoa(int(tc.dx*10)+1000))
+		code, e, _ := seedVerify(a.mux, map[string]string{"point_json": point(float64(x) + tc.dx), "token": c.ID, "sender": "1"})
+		if !tc.ok {
+			require.Equal(t, http.StatusForbidden, code, "dx %v", tc.dx)
+			assert.Equal(t, 4002, e.ErrorCode)
+			require.NotNil(t, e.Captcha, "a fresh puzzle for the same flow")
+			// One attempt per puzzle: the right answer now fails too.
+			code, _, _ = seedVerify(a.mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "1"})
+			assert.Equal(t, http.StatusForbidden, code)
+			continue
+		}
+		// The phone "1" is not the puzzle's phone, but a sender needs no
+		// relation to the keys that tripped: the token is bound to it.
+		assert.Equal(t, http.StatusOK, code, "dx %v: %+v", tc.dx, e)
+	}
+}
+
+func TestSliderSeedParameterErrors(t *testing.T) {
+	a := newSliderApp(t, captchagate.Slider{ClientIDs: []string{"nTo1eRIub60vPb54WeE6aojPwYwImtl4"}})
+	c, x := a.puzzle(t, "15200000000")
+	good := map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "15200000000"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for kk, vv := range good {
+			m[kk] = vv
+		}
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	without := func(h string) []string {
+		var out []string
+		for i := 0; i < len(deviceHeaders); i += 2 {
+			if deviceHeaders[i] != h {
+				out = append(out, deviceHeaders[i], deviceHeaders[i+1])
+			}
+		}
+		return out
+	}
+	other := append(without("X-client-id"), "X-client-id", "someone-else")
+	for _, tc := range []struct {
+		name  string
+		body  map[string]string
+		hdr   []string
+		code  int
+		param string
+	}{
+		{"no OS version", good, without("X-operating-sys-version"), 4111, "X-operating-sys-version"},
+		{"no fingerprint", good, without("X-device-fingerprint"), 4111, "X-device-fingerprint"},
+		{"no agent", good, without("X-agent"), 4111, "X-agent"},
+		{"no client id", good, without("X-client-id"), 4112, "X-client-id"},
+		{"unregistered client", good, other, 4113, "X-client-id"},
+		{"no point", with("point_json", ""), nil, 4114, "point_json"},
+		{"point not json", with("point_json", "237"), nil, 4115, "point_json"},
+		{"point without y", with("point_json", `{"x":237}`), nil, 4115, "point_json"},
+		{"point x not a number", with("point_json", `{"x":"237","y":5}`), nil, 4115, "point_json"},
+		{"no token", with("token", ""), nil, 4116, "token"},
+		{"token not an id", with("token", "71dd26999e314f9abb0c635336976635"), nil, 4102, "token"},
+		{"no sender", with("sender", ""), nil, 4117, "sender"},
+		{"sender too long", with("sender", string(bytes.Repeat([]byte("9"), 300))), nil, 4118, "sender"},
+	} {
+		code, e, tok := seedVerify(a.mux, tc.body, tc.hdr...)
+		assert.Equal(t, http.StatusBadRequest, code, tc.name)
+		assert.Equal(t, tc.code, e.ErrorCode, tc.name)
+		assert.Equal(t, tc.param, e.Param, tc.name)
+		assert.Equal(t, "invalid_request", e.Error, tc.name)
+		assert.NotEmpty(t, e.Description, tc.name)
+		assert.Empty(t, tok, tc.name)
+	}
+	// None of those spent the puzzle.
+	code, e, tok := seedVerify(a.mux, good)
+	require.Equal(t, http.StatusOK, code, "%+v", e)
+	assert.NotEmpty(t, tok)
+}
+
+func TestSliderSenderNeedsSenderKey(t *testing.T) {
+	spy := &gatetest.SliderSpy{}
+	g, _ := newGate(t, func(c *captchagate.Config) { c.Challenge = spy })
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	g.Guard(captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1}}})
+	w := serve(mux, "POST", "/captcha/new", `{"policy":"ip"}`, "Content-Type", "application/json")
+	require.Equal(t, http.StatusOK, w.Code)
+	var cb struct{ Captcha captchagate.Captcha }
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &cb))
+	serve(mux, "GET", cb.Captcha.ImageURL, "")
+	x, _ := spy.Gap(cb.Captcha.ID)
+	code, e, tok := seedVerify(mux, map[string]string{"point_json": point(float64(x)), "token": cb.Captcha.ID, "sender": "1"})
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Equal(t, 4118, e.ErrorCode)
+	assert.Empty(t, tok)
+}
+
+func TestSliderInlineAndConcurrent(t *testing.T) {
+	a := newSliderApp(t, captchagate.Slider{})
+	const phone = "15200000000"
+	c, x := a.puzzle(t, phone)
+	// Inline, on the guarded request itself: point_json or a bare x.
+	res := a.send(phone, "captcha_id", c.ID, "captcha_answer", strconv.Itoa(x+2))
+	require.Equal(t, http.StatusNoContent, res.code, string(res.body))
+
+	// 40 concurrent right answers to one puzzle: one token.
+	for round := range 3 {
+		c, x = a.puzzle(t, phone)
+		var ok atomic.Int64
+		together(40, func() {
+			code, _, tok := seedVerify(a.mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": phone})
+			if code == http.StatusOK && tok != "" {
+				ok.Add(1)
+			}
+		})
+		assert.Equal(t, int64(1), ok.Load(), "round %d", round)
+	}
+}
