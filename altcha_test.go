@@ -1,0 +1,181 @@
+package captchagate_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+)
+
+func altchaApp(t *testing.T, a captchagate.Altcha) *loginApp {
+	return newLoginApp(t, func(c *captchagate.Config) { c.Challenge = a })
+}
+
+func fetchAltcha(t *testing.T, h http.Handler, c *captchagate.Captcha) captchagate.AltchaChallenge {
+	t.Helper()
+	require.Equal(t, "altcha", c.Kind)
+	require.NotEmpty(t, c.ChallengeURL)
+	assert.Empty(t, c.ImageURL)
+	w := serve(h, "GET", c.ChallengeURL, "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Equal(t, "application/json", w.Header().Get("Content-Type"))
+	var ch captchagate.AltchaChallenge
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &ch))
+	return ch
+}
+
+func TestAltchaFlow(t *testing.T) {
+	a := altchaApp(t, captchagate.Altcha{MaxNumber: 2000})
+	c := a.trip(t, "alice")
+	ch := fetchAltcha(t, a.mux, c)
+	assert.Equal(t, "SHA-256", ch.Algorithm)
+	assert.Equal(t, int64(2000), ch.MaxNumber)
+	assert.Len(t, ch.Challenge, 64)
+	assert.Len(t, ch.Signature, 64)
+	// The salt carries its expiry, as the widget reads it.
+	_, q, ok := strings.Cut(ch.Salt, "?")
+	require.True(t, ok)
+	exp, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(q, "expires="), "&"), 10, 64)
+	require.NoError(t, err)
+	assert.Equal(t, a.clock.Now().Add(5*time.Minute).Unix(), exp)
+
+	p, ok := captchagate.SolveAltcha(ch)
+	require.True(t, ok)
+	payload := p.Encode()
+	tok := solveWith(t, a.mux, c.ID, payload)
+	require.Equal(t, http.StatusOK, a.login(t, "alice", "right", "X-Captcha-Token", tok).Code)
+
+	// The same payload again: the challenge was taken on its first answer.
+	w := verify(a.mux, c.ID, payload)
+	assert.Equal(t, http.StatusForbidden, w.Code)
+	assert.Equal(t, 4002, decodeError(t, w).ErrorCode)
+}
+
+func solveWith(t *testing.T, h http.Handler, id, ans string) string {
+	t.Helper()
+	w := verify(h, id, ans)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var tb struct {
+		Token string `json:"captcha_token"`
+	}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &tb))
+	return tb.Token
+}
+
+func TestAltchaRefusesForgedPayloads(t *testing.T) {
+	a := altchaApp(t, captchagate.Altcha{MaxNumber: 1000})
+	c := a.trip(t, "alice")
+	ch := fetchAltcha(t, a.mux, c)
+	good, ok := captchagate.SolveAltcha(ch)
+	require.True(t, ok)
+
+	// A second flow, for a payload of another challenge.
+	c2 := a.trip(t, "bob")
+	other, ok := captchagate.SolveAltcha(fetchAltcha(t, a.mux, c2))
+	require.True(t, ok)
+
+	forgeries := map[string]func(p captchagate.AltchaPayload) captchagate.AltchaPayload{
+		"wrong number": func(p captchagate.AltchaPayload) captchagate.AltchaPayload { p.Number++; return p },
+		"wrong signature": func(p captchagate.AltchaPayload) captchagate.AltchaPayload {
+			p.Signature = strings.Repeat("0", 64)
+			return p
+		},
+		"other algorithm":             func(p captchagate.AltchaPayload) captchagate.AltchaPayload { p.Algorithm = "SHA-1"; return p },
+		"another challenge's payload": func(captchagate.AltchaPayload) captchagate.AltchaPayload { return other },
+		// Splicing: moving the number's first digit to the salt keeps the
+		// hash input, and so the challenge hash, the same.
+		"spliced salt": func(p captchagate.AltchaPayload) captchagate.AltchaPayload {
+			n := strconv.FormatInt(p.Number+1000, 10)
+			p.Salt += n[:1]
+			p.Number, _ = strconv.ParseInt(n[1:], 10, 64)
+			p.Challenge = ""
+			return p
+		},
+	}
+	// Each forgery spends the captcha it names; the refusal carries a fresh
+	// one for the same flow, which the next forgery uses.
+	cc := a.trip(t, "mallory")
+	for name, forge := range forgeries {
+		sp, ok := captchagate.SolveAltcha(fetchAltcha(t, a.mux, cc))
+		require.True(t, ok)
+		fp := forge(sp)
+		if fp.Challenge == "" { // the spliced payload claims the hash of its own salt and number
+			sum := sha256.Sum256([]byte(fp.Salt + strconv.FormatInt(fp.Number, 10)))
+			fp.Challenge = hex.EncodeToString(sum[:])
+		}
+		w := verify(a.mux, cc.ID, fp.Encode())
+		require.Equal(t, http.StatusForbidden, w.Code, name)
+		next := decodeError(t, w).Captcha
+		require.NotNil(t, next, name)
+		// The right payload after it is refused: one answer per challenge.
+		assert.Equal(t, http.StatusForbidden, verify(a.mux, cc.ID, sp.Encode()).Code, name)
+		cc = next
+	}
+	for _, junk := range []string{"not base64 !", "e30", strings.Repeat("A", 2000)} {
+		w := verify(a.mux, cc.ID, junk)
+		require.Equal(t, http.StatusForbidden, w.Code, "%.20q", junk)
+		cc = decodeError(t, w).Captcha
+	}
+	// Longer than any payload: refused before the captcha is touched.
+	assert.Equal(t, http.StatusBadRequest, verify(a.mux, cc.ID, strings.Repeat("A", 2100)).Code)
+	// The untouched payloads still work: forging spent nothing of theirs.
+	solveWith(t, a.mux, c.ID, good.Encode())
+	solveWith(t, a.mux, c2.ID, other.Encode())
+}
+
+func TestAltchaDifficultyClimbs(t *testing.T) {
+	a := altchaApp(t, captchagate.Altcha{MaxNumber: 100, RaiseEvery: 2, MaxNumberLimit: 800})
+	c := a.trip(t, "alice")
+	var seen []int64
+	for range 9 {
+		ch := fetchAltcha(t, a.mux, c)
+		seen = append(seen, ch.MaxNumber)
+		p, ok := captchagate.SolveAltcha(ch)
+		require.True(t, ok)
+		// Solved, and the password still wrong: one more failure past the
+		// threshold.
+		w := a.login(t, "alice", "wrong", "X-Captcha-Token", solveWith(t, a.mux, c.ID, p.Encode()))
+		require.Equal(t, http.StatusUnauthorized, w.Code)
+		w = a.login(t, "alice", "wrong")
+		require.Equal(t, http.StatusPreconditionRequired, w.Code)
+		c = decodeError(t, w).Captcha
+	}
+	assert.Equal(t, []int64{100, 100, 200, 200, 400, 400, 800, 800, 800}, seen)
+
+	// Refreshing keeps the level.
+	w := serve(a.mux, "POST", c.RefreshURL, "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var cb struct{ Captcha *captchagate.Captcha }
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &cb))
+	assert.Equal(t, int64(800), fetchAltcha(t, a.mux, cb.Captcha).MaxNumber)
+
+	// Another account starts at the bottom.
+	assert.Equal(t, int64(100), fetchAltcha(t, a.mux, a.trip(t, "bob")).MaxNumber)
+}
+
+func TestAltchaConcurrentAnswers(t *testing.T) {
+	a := altchaApp(t, captchagate.Altcha{MaxNumber: 500})
+	for round := range 3 {
+		c := a.trip(t, "alice"+strconv.Itoa(round))
+		p, ok := captchagate.SolveAltcha(fetchAltcha(t, a.mux, c))
+		require.True(t, ok)
+		payload := p.Encode()
+		var ok200 atomic.Int64
+		together(40, func() {
+			if verify(a.mux, c.ID, payload).Code == http.StatusOK {
+				ok200.Add(1)
+			}
+		})
+		assert.Equal(t, int64(1), ok200.Load())
+	}
+}
