@@ -94,10 +94,15 @@
 
   // solve shows the captcha of a captcha_required / captcha_invalid body in
   // container and resolves to a captcha_token once the visitor answers it.
+  // The captcha's kind picks the piece: digits (picture and audio), slider
+  // (drag or arrow keys), altcha (the ALTCHA widget, loaded by the page),
+  // or a hosted service's widget (turnstile, hcaptcha, recaptcha,
+  // recaptcha_v3).
   function solve(container, body, opts) {
     opts = opts || {};
     var c = body && body.captcha;
     if (!c) { return Promise.reject(new Error("captchagate: the response carries no captcha")); }
+    if (kinds[c.kind]) { return kinds[c.kind](container, body, opts); }
     var n = ++seq, msgId = "captchagate-msg-" + n, inputId = "captchagate-in-" + n;
     container.textContent = "";
     var form = el("form", { "class": "captchagate-form", "data-captchagate": "", "data-cg-lang": opts.lang || "en", novalidate: "" });
@@ -165,6 +170,193 @@
       }
     }
   }
+
+  // frame builds the fieldset every kind shares and returns its parts.
+  function frame(container, body, hint) {
+    var n = ++seq, msgId = "captchagate-msg-" + n;
+    container.textContent = "";
+    var form = el("form", { "class": "captchagate-form", "data-captchagate": "", novalidate: "" });
+    var fs = el("fieldset", { "class": "captchagate" });
+    fs.appendChild(el("legend", {}, "Security check"));
+    var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
+      body.error && body.error !== "captcha_required" ? (messages[body.error] || body.error_description) : hint);
+    if (body.error && body.error !== "captcha_required") { msg.setAttribute("role", "alert"); }
+    fs.appendChild(msg);
+    var slot = el("div", { "class": "captchagate-slot" });
+    fs.appendChild(slot);
+    var status = el("p", { "class": "captchagate-status", "data-cg-status": "", "aria-live": "polite" });
+    fs.appendChild(status);
+    form.appendChild(fs);
+    container.appendChild(form);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); });
+    return { form: form, msg: msg, msgId: msgId, slot: slot, status: status,
+      problem: function (text) { msg.textContent = text; msg.setAttribute("role", "alert"); } };
+  }
+
+  // verifyAnswer posts an answer (or, for the slider with opts.sender, the
+  // seed's point_json/token/sender with opts.headers) and resolves to
+  // {token} or {error, captcha}.
+  function verifyAnswer(c, answer, opts) {
+    var body = { captcha_id: c.id, captcha_answer: answer };
+    var init = { method: "POST", credentials: "same-origin", headers: { "Accept": "application/json", "Content-Type": "application/json" } };
+    if (c.kind === "slider" && opts.sender) {
+      body = { point_json: answer, token: c.id, sender: opts.sender };
+      for (var h in (opts.headers || {})) { if (Object.prototype.hasOwnProperty.call(opts.headers, h)) { init.headers[h] = opts.headers[h]; } }
+    }
+    init.body = JSON.stringify(body);
+    return fetch(c.verify_url, init).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (data) {
+        if (res.status === 200 && data.captcha_token) { return { token: data.captcha_token }; }
+        return { error: messages[data.error] || data.error_description || messages.network, captcha: data.captcha };
+      });
+    }, function () { return { error: messages.network }; });
+  }
+
+  var kinds = {};
+
+  // The slider: drag the piece (or the range under it) to the gap; arrow
+  // keys move it one pixel, Page Up/Down ten, and Enter or Check sends it.
+  kinds.slider = function (container, body, opts) {
+    var f = frame(container, body, "Slide the piece into the gap in the picture.");
+    var c = body.captcha;
+    return new Promise(function (resolve) {
+      var board, bg, piece, range, check, busy = false;
+      function build() {
+        var g = c.slider || { width: 320, height: 160, piece_width: 48, y: 5 };
+        f.slot.textContent = "";
+        board = el("div", { "class": "captchagate-board", style: "position:relative;width:" + g.width + "px;height:" + g.height + "px;touch-action:none" });
+        bg = el("img", { src: c.image_url, width: g.width, height: g.height, alt: "Puzzle picture with a gap. Move the piece with the slider below.", draggable: "false" });
+        piece = el("img", { src: c.piece_url, width: g.piece_width, height: g.height, alt: "", draggable: "false", "data-cg-piece": "",
+          style: "position:absolute;top:0;left:0;cursor:grab" });
+        board.appendChild(bg);
+        board.appendChild(piece);
+        f.slot.appendChild(board);
+        var id = f.msgId + "-range";
+        f.slot.appendChild(el("label", { "for": id }, "Piece position"));
+        range = el("input", { id: id, type: "range", min: "0", max: String(g.width - g.piece_width), step: "1", value: "0",
+          "data-cg-range": "", "aria-describedby": f.msgId, style: "width:" + g.width + "px" });
+        f.slot.appendChild(range);
+        check = el("button", { type: "button", "data-cg-submit": "" }, "Check position");
+        f.slot.appendChild(check);
+        range.addEventListener("input", function () { piece.style.left = range.value + "px"; });
+        range.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); send(); } });
+        range.addEventListener("pointerup", send);
+        check.addEventListener("click", send);
+        var start = null;
+        piece.addEventListener("pointerdown", function (ev) {
+          start = { x: ev.clientX, v: +range.value };
+          piece.setPointerCapture(ev.pointerId);
+          ev.preventDefault();
+        });
+        piece.addEventListener("pointermove", function (ev) {
+          if (!start) { return; }
+          range.value = String(Math.max(0, Math.min(+range.max, start.v + ev.clientX - start.x)));
+          piece.style.left = range.value + "px";
+        });
+        piece.addEventListener("pointerup", function () { if (start) { start = null; send(); } });
+      }
+      function send() {
+        if (busy) { return; }
+        busy = true;
+        f.status.textContent = "Checking…";
+        var y = (c.slider && c.slider.y) || 5;
+        verifyAnswer(c, JSON.stringify({ x: +range.value, y: y }), opts).then(function (r) {
+          busy = false;
+          if (r.token) { container.textContent = ""; resolve(r.token); return; }
+          f.status.textContent = "";
+          f.problem(r.error);
+          if (r.captcha) { c = r.captcha; build(); range.focus(); }
+        });
+      }
+      build();
+      range.focus();
+    });
+  };
+
+  // ALTCHA: the page loads the altcha widget (npm package altcha); this
+  // puts one in the container, pointed at the captcha's challenge, and
+  // verifies its payload when it has solved it (no picture, no input).
+  kinds.altcha = function (container, body, opts) {
+    var f = frame(container, body, "Checking that you are not a robot. This takes a moment.");
+    var c = body.captcha;
+    return new Promise(function (resolve) {
+      function build() {
+        f.slot.textContent = "";
+        var w = document.createElement("altcha-widget");
+        w.setAttribute("challenge", c.challenge_url);
+        w.setAttribute("name", "captcha_answer");
+        w.setAttribute("auto", "onload");
+        w.setAttribute("hidefooter", "");
+        w.addEventListener("verified", function (ev) {
+          f.status.textContent = "Verifying…";
+          verifyAnswer(c, ev.detail.payload, opts).then(function (r) {
+            if (r.token) { container.textContent = ""; resolve(r.token); return; }
+            f.problem(r.error);
+            if (r.captcha) { c = r.captcha; build(); }
+          });
+        });
+        f.slot.appendChild(w);
+      }
+      if (!window.customElements || !customElements.get("altcha-widget")) {
+        f.problem("The security check could not load. Please reload the page.");
+      }
+      build();
+    });
+  };
+
+  // Hosted services: their script (opts.scriptURL overrides where it is
+  // loaded from) renders their widget; its response token is the answer.
+  var hosted = {
+    turnstile: { global: "turnstile", url: "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit" },
+    hcaptcha: { global: "hcaptcha", url: "https://js.hcaptcha.com/1/api.js?render=explicit" },
+    recaptcha: { global: "grecaptcha", url: "https://www.google.com/recaptcha/api.js?render=explicit" },
+    recaptcha_v3: { global: "grecaptcha", url: "https://www.google.com/recaptcha/api.js?render=" }
+  };
+  var loading = {};
+  function load(kind, url) {
+    if (!loading[url]) {
+      loading[url] = new Promise(function (resolve, reject) {
+        if (window[hosted[kind].global]) { resolve(); return; }
+        var s = el("script", { src: url, async: "" });
+        s.onload = function () { resolve(); };
+        s.onerror = reject;
+        document.head.appendChild(s);
+      });
+    }
+    return loading[url];
+  }
+  function hostedKind(kind) {
+    return function (container, body, opts) {
+      var f = frame(container, body, "Please complete the security check.");
+      var c = body.captcha, spec = hosted[kind];
+      var url = opts.scriptURL || (kind === "recaptcha_v3" ? spec.url + encodeURIComponent(c.site_key) : spec.url);
+      return new Promise(function (resolve) {
+        function done(response) {
+          f.status.textContent = "Verifying…";
+          verifyAnswer(c, response, opts).then(function (r) {
+            if (r.token) { container.textContent = ""; resolve(r.token); return; }
+            f.problem(r.error);
+            if (r.captcha) { c = r.captcha; render(); }
+          });
+        }
+        function render() {
+          f.slot.textContent = "";
+          var api = window[spec.global];
+          if (kind === "recaptcha_v3") {
+            api.ready(function () { api.execute(c.site_key, { action: c.action || "submit" }).then(done); });
+            return;
+          }
+          var box = el("div", { "data-cg-hosted": kind });
+          f.slot.appendChild(box);
+          var o = { sitekey: c.site_key, callback: done };
+          if (c.action && kind === "turnstile") { o.action = c.action; }
+          api.render(box, o);
+        }
+        load(kind, url).then(render, function () { f.problem("The security check could not load. Please reload the page."); });
+      });
+    };
+  }
+  for (var k in hosted) { if (Object.prototype.hasOwnProperty.call(hosted, k)) { kinds[k] = hostedKind(k); } }
 
   window.captchagate = { solve: solve, messages: messages };
   if (document.readyState === "loading") {

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/gorilla/sessions"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/browsertest"
+	"github.com/captchagate/captchagate/internal/gatetest"
+)
+
+// fakeTurnstile stands in for Cloudflare: a script defining the turnstile
+// global (render calls back with a response token it fetched) and a
+// siteverify that accepts each token once.
+type fakeTurnstile struct {
+	mu     sync.Mutex
+	tokens map[string]bool
+	n      int
+}
+
+func (f *fakeTurnstile) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /fake/turnstile.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		io.WriteString(w, `window.turnstile = { render: function (el, o) {
+  el.textContent = "turnstile for " + o.sitekey;
+  fetch("/fake/token").then(function (r) { return r.text(); }).then(o.callback);
+} };`)
+	})
+	mux.HandleFunc("GET /fake/token", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.n++
+		tok := "XXXX.DUMMY.TOKEN." + strconv.Itoa(f.n)
+		f.tokens[tok] = false
+		f.mu.Unlock()
+		io.WriteString(w, tok)
+	})
+	mux.HandleFunc("POST /fake/siteverify", func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		f.mu.Lock()
+		used, ok := f.tokens[r.PostForm.Get("response")]
+		good := ok && !used && r.PostForm.Get("secret") == "test-secret"
+		if good {
+			f.tokens[r.PostForm.Get("response")] = true
+		}
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if good {
+			io.WriteString(w, `{"success":true,"hostname":"127.0.0.1","error-codes":[],"action":""}`)
+			return
+		}
+		io.WriteString(w, `{"success":false,"error-codes":["invalid-input-response"]}`)
+	})
+}
+
+type demo struct {
+	srv    *httptest.Server
+	slider *gatetest.SliderSpy
+}
+
+func newDemo(t *testing.T) *demo {
+	t.Helper()
+	d := &demo{slider: &gatetest.SliderSpy{Slider: captchagate.Slider{ClientIDs: []string{ClientID}}}}
+	fake := &fakeTurnstile{tokens: map[string]bool{}}
+	mux := http.NewServeMux()
+	fake.routes(mux)
+	d.srv = httptest.NewServer(mux)
+	t.Cleanup(d.srv.Close)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newGate := func(prefix string, c captchagate.Challenge) *captchagate.Gate {
+		g, err := captchagate.New(captchagate.Config{Prefix: prefix, Challenge: c, Logger: quiet})
+		require.NoError(t, err)
+		t.Cleanup(func() { g.Close() })
+		return g
+	}
+	ts := captchagate.Turnstile("1x00000000000000000000AA", "test-secret")
+	ts.VerifyURL = d.srv.URL + "/fake/siteverify"
+	store := sessions.NewCookieStore(gatetest.Secret)
+	app, err := NewApp(Gates{
+		Slider: newGate("/slider/captcha/", d.slider),
+		Altcha: newGate("/altcha/captcha/", captchagate.Altcha{MaxNumber: 20_000}),
+		Hosted: newGate("/hosted/captcha/", ts),
+	}, store, Options{AltchaScript: altchaScript(), HostedScriptURL: "/fake/turnstile.js"})
+	require.NoError(t, err)
+	mux.Handle("/", app)
+	return d
+}
+
+func stateIs(t *testing.T, ctx context.Context, cls string) string {
+	t.Helper()
+	browsertest.Wait(t, ctx, "state "+cls, `document.getElementById("state").className === "`+cls+`"`)
+	return browsertest.Eval[string](t, ctx, `document.getElementById("state").textContent`)
+}
+
+// The slider puzzle in a real browser: a wrong position set with the
+// keyboard, then the piece dragged with the mouse to the gap; the seed's
+// verify with device headers gives the token the page retries with.
+func TestSliderPageInBrowser(t *testing.T) {
+	d := newDemo(t)
+	ctx := browsertest.New(t, 90*time.Second)
+	shots := browsertest.NewShots(t, ctx, "slider")
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+
+	b(chromedp.Navigate(d.srv.URL+"/slider"), chromedp.SendKeys("#phone", "152 0000 0000"))
+	b(chromedp.Click("#go"))
+	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0000")
+	clear()
+	b(chromedp.Click("#go"))
+	loaded := `(function(){var i=document.querySelector(".captchagate-board img:first-child"),p=document.querySelector("[data-cg-piece]");
+		return !!i && !!p && i.complete && i.naturalWidth === 320 && p.complete && p.naturalWidth === 48;})()`
+	browsertest.Wait(t, ctx, "the puzzle", loaded)
+	puzzleID := func() string {
+		src := browsertest.Eval[string](t, ctx, `document.querySelector(".captchagate-board img").getAttribute("src")`)
+		return strings.TrimSuffix(strings.TrimPrefix(src, "/slider/captcha/"), ".png")
+	}
+	id := puzzleID()
+	x, ok := d.slider.Gap(id)
+	require.True(t, ok, "the browser loaded puzzle %s", id)
+	assert.Equal(t, "INPUT", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the slider")
+	shots.Take("puzzle")
+
+	// Keyboard: ten pixels right (Page Up is ten), Enter. The gap is never
+	// that close to the start, so this is wrong: a new puzzle comes.
+	b(chromedp.KeyEvent(kb.PageUp), chromedp.KeyEvent(kb.Enter))
+	browsertest.Wait(t, ctx, "a new puzzle", `document.querySelector("[data-cg-message][role=alert]") !== null && `+loaded+
+		` && document.querySelector(".captchagate-board img").getAttribute("src") !== "/slider/captcha/`+id+`.png"`)
+	assert.Contains(t, browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-message]").textContent`), "not right")
+	shots.Take("wrong")
+	id = puzzleID()
+	x, ok = d.slider.Gap(id)
+	require.True(t, ok)
+
+	// Mouse: press on the piece, move in steps, release over the gap.
+	type rect struct{ X, Y, W, H float64 }
+	r := browsertest.Eval[rect](t, ctx, `(function(){var b=document.querySelector("[data-cg-piece]").getBoundingClientRect();
+		var img=document.querySelector(".captchagate-board img").getBoundingClientRect();return {X:img.left,Y:b.top,W:b.width,H:b.height};})()`)
+	held := func(p *input.DispatchMouseEventParams) { p.Button, p.Buttons = input.MouseButtonLeft, 1 }
+	sx, sy := r.X+r.W/2, r.Y+r.H/2
+	b(chromedp.MouseEvent(chromedp.MouseMoved, sx, sy), chromedp.MouseEvent(chromedp.MousePressed, sx, sy, held, chromedp.ClickCount(1)))
+	for i := 1; i <= 10; i++ {
+		b(chromedp.MouseEvent(chromedp.MouseMoved, sx+float64(x)*float64(i)/10, sy, held))
+	}
+	shots.Take("dragged")
+	clear()
+	b(chromedp.MouseEvent(chromedp.MouseReleased, sx+float64(x), sy, held, chromedp.ClickCount(1)))
+	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0000")
+	shots.Take("sent")
+	assert.False(t, browsertest.Eval[bool](t, ctx, `!!document.querySelector("[data-cg-range]")`), "the puzzle is gone")
+}
+
+// ALTCHA's own widget, installed from npm and unmodified, solves the
+// challenge our gate serves; the sign-in then passes with the token.
+func TestAltchaPageInBrowser(t *testing.T) {
+	if _, err := os.Stat(altchaScript()); err != nil {
+		msg := "the ALTCHA widget is not installed; run: npm ci --prefix examples/challenges/web"
+		if os.Getenv("CAPTCHAGATE_REQUIRE_BROWSER") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	d := newDemo(t)
+	ctx := browsertest.New(t, 90*time.Second)
+	shots := browsertest.NewShots(t, ctx, "altcha")
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+
+	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SendKeys("#username", "alice"), chromedp.SendKeys("#password", "nope"))
+	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
+	for i := range 3 {
+		clear()
+		b(chromedp.Click("#go"))
+		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
+	}
+	b(chromedp.SetValue("#password", "demo"))
+	clear()
+	b(chromedp.Click("#go"))
+	// The widget fetches the challenge, solves it in workers, and the page
+	// retries with the token; nothing for the visitor to do.
+	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+	shots.Take("signed-in")
+}
+
+// A hosted widget (a local stand-in for Turnstile's script and siteverify):
+// the widget piece loads the script, renders it with the site key and
+// verifies its response token.
+func TestHostedPageInBrowser(t *testing.T) {
+	d := newDemo(t)
+	ctx := browsertest.New(t, 60*time.Second)
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	b(chromedp.Navigate(d.srv.URL+"/hosted"), chromedp.SendKeys("#username", "bob"), chromedp.SendKeys("#password", "x"))
+	for range 3 {
+		browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`)
+		b(chromedp.Click("#go"))
+		stateIs(t, ctx, "problem")
+	}
+	b(chromedp.SetValue("#password", "demo"))
+	browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`)
+	b(chromedp.Click("#go"))
+	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as bob")
+}
