@@ -3,6 +3,7 @@ package htmlform_test
 import (
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +33,10 @@ type app struct {
 	flow *htmlform.Flow
 }
 
-func newApp(t *testing.T) *app {
-	gate, err := captchagate.New(captchagate.Config{Secret: gatetest.Secret, Challenge: gatetest.KnownDigits{},
+func newApp(t *testing.T) *app { return newAppWith(t, gatetest.KnownDigits{}) }
+
+func newAppWith(t *testing.T, ch captchagate.Challenge) *app {
+	gate, err := captchagate.New(captchagate.Config{Secret: gatetest.Secret, Challenge: ch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	t.Cleanup(func() { gate.Close() })
@@ -215,4 +219,42 @@ func TestAssetsAndOptions(t *testing.T) {
 	assert.Contains(t, string(a.flow.Widget(httptest.NewRequest("GET", "/", nil),
 		&captchagate.Error{Code: captchagate.CodeTooManyRequests, RetryAfter: 30 * time.Minute})), "try again in 30 minutes")
 	assert.Empty(t, a.flow.Widget(httptest.NewRequest("GET", "/", nil), nil))
+}
+
+// Other kinds than digits: the server-rendered widget mounts the kind's piece
+// (built by widget.js), and the form carries the token it earns in a hidden
+// captcha_token field, which the guard accepts on the form post.
+func TestFormFlowMountsOtherKinds(t *testing.T) {
+	spy := &gatetest.SliderSpy{}
+	a := newAppWith(t, spy)
+	alice := a.browser(t)
+	bad := url.Values{"username": {"alice"}, "password": {"wrong"}}
+	for range 2 {
+		a.post(t, alice, bad)
+	}
+	code, page := a.post(t, alice, bad)
+	require.Equal(t, http.StatusPreconditionRequired, code)
+	assert.NotContains(t, page, `captchagate-answer`, "no digits field for a slider")
+	m := regexp.MustCompile(`data-cg-captcha="([^"]+)"`).FindStringSubmatch(page)
+	require.NotNil(t, m, page)
+	var c captchagate.Captcha
+	require.NoError(t, json.Unmarshal([]byte(html.UnescapeString(m[1])), &c))
+	assert.Equal(t, "slider", c.Kind)
+	require.NotNil(t, c.Slider)
+	assert.Contains(t, page, `<input type="hidden" name="captcha_token" data-cg-token>`)
+
+	// What widget.js does: load the picture, answer, put the token in the form.
+	code, _ = do(t, alice, "GET", a.srv.URL+c.ImageURL, "", "")
+	require.Equal(t, http.StatusOK, code)
+	x, ok := spy.Gap(c.ID)
+	require.True(t, ok)
+	code, body := do(t, alice, "POST", a.srv.URL+c.VerifyURL, "application/json",
+		`{"captcha_id":"`+c.ID+`","captcha_answer":"{\"x\":`+strconv.Itoa(x)+`,\"y\":5}"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	var tb struct {
+		Token string `json:"captcha_token"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &tb))
+	code, page = a.post(t, alice, url.Values{"username": {"alice"}, "password": {"right"}, "captcha_token": {tb.Token}})
+	assert.Equal(t, http.StatusOK, code, page)
 }

@@ -58,6 +58,8 @@ type widgetData struct {
 	ScriptURL  string
 	StyleURL   string
 	Lang       string
+	// Other kinds than digits: the captcha as JSON for widget.js to mount.
+	Mount string
 }
 
 var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="stylesheet" href="{{.StyleURL}}">
@@ -66,7 +68,11 @@ var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="styleshe
 {{- if .Message}}
 <p class="captchagate-message" id="captchagate-message"{{if .Alert}} role="alert"{{end}} data-cg-message>{{.Message}}</p>
 {{- end}}
-{{- with .Captcha}}
+{{- if .Mount}}
+<div data-cg-mount data-cg-captcha="{{.Mount}}"></div>
+<input type="hidden" name="captcha_token" data-cg-token>
+<noscript><p class="captchagate-message" role="alert">This security check needs JavaScript.</p></noscript>
+{{- else}}{{with .Captcha}}
 <img class="captchagate-image" data-cg-image src="{{.ImageURL}}" width="240" height="80"
  alt="Security check picture of digits. If you cannot read it, use Play audio to hear the digits, or New picture.">
 <div class="captchagate-buttons">
@@ -79,7 +85,7 @@ var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="styleshe
 <input id="captchagate-answer" name="captcha_answer" type="text" inputmode="numeric" autocomplete="off"
  autocapitalize="off" spellcheck="false" maxlength="32" required{{if $.Message}} aria-describedby="captchagate-message"{{end}}>
 <p class="captchagate-status" data-cg-status aria-live="polite"></p>
-{{- end}}
+{{- end}}{{end}}
 </fieldset>
 <script src="{{.ScriptURL}}" defer></script>
 `))
@@ -94,7 +100,12 @@ func (f *Flow) widget(c *captchagate.Captcha, msg string, ce *captchagate.Error)
 		StyleURL:   f.gate.URL("widget.css"),
 		Lang:       f.lang,
 	}
-	if c != nil {
+	if c != nil && c.Kind != "digits" {
+		// The other kinds' pieces are built by widget.js, which puts the
+		// token it earns in the hidden captcha_token field.
+		b, _ := json.Marshal(c)
+		d.Mount = string(b)
+	} else if c != nil {
 		d.AudioURL = c.AudioURL + "?lang=" + f.lang
 	}
 	var b bytes.Buffer

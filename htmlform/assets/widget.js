@@ -162,6 +162,8 @@
   }
 
   function init() {
+    var mounts = document.querySelectorAll("[data-cg-mount]");
+    for (var m = 0; m < mounts.length; m++) { mount(mounts[m]); }
     var roots = document.querySelectorAll("[data-captchagate][data-cg-refresh-url]");
     for (var i = 0; i < roots.length; i++) {
       if (!roots[i]._cgWired && $(roots[i], "[data-cg-image]")) {
@@ -171,13 +173,29 @@
     }
   }
 
+  // mount builds the piece of a server-rendered widget for a kind other
+  // than digits; the token goes in the form's hidden captcha_token field.
+  function mount(node) {
+    if (node._cgWired) { return; }
+    node._cgWired = true;
+    var root = node.parentNode, c;
+    try { c = JSON.parse(node.getAttribute("data-cg-captcha")); } catch (e) { return; }
+    var msg = $(root, "[data-cg-message]");
+    solve(node, { error: "captcha_required", captcha: c }, { inline: true }).then(function (tok) {
+      $(root, "[data-cg-token]").value = tok;
+      node.textContent = "Security check complete. You can send the form now.";
+      if (msg) { msg.removeAttribute("role"); msg.textContent = ""; }
+    });
+  }
+
   // frame builds the fieldset every kind shares and returns its parts.
   function frame(container, body, hint) {
     var n = ++seq, msgId = "captchagate-msg-" + n;
     container.textContent = "";
-    var form = el("form", { "class": "captchagate-form", "data-captchagate": "", novalidate: "" });
-    var fs = el("fieldset", { "class": "captchagate" });
-    fs.appendChild(el("legend", {}, "Security check"));
+    // Mounted inside a server-rendered form, the piece must not be a form.
+    var form = el(opts.inline ? "div" : "form", { "class": "captchagate-form", "data-captchagate": "", novalidate: "" });
+    var fs = el(opts.inline ? "div" : "fieldset", { "class": opts.inline ? "captchagate-inline" : "captchagate" });
+    if (!opts.inline) { fs.appendChild(el("legend", {}, "Security check")); }
     var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
       body.error && body.error !== "captcha_required" ? (messages[body.error] || body.error_description) : hint);
     if (body.error && body.error !== "captcha_required") { msg.setAttribute("role", "alert"); }
@@ -188,7 +206,7 @@
     fs.appendChild(status);
     form.appendChild(fs);
     container.appendChild(form);
-    form.addEventListener("submit", function (ev) { ev.preventDefault(); });
+    if (!opts.inline) { form.addEventListener("submit", function (ev) { ev.preventDefault(); }); }
     return { form: form, msg: msg, msgId: msgId, slot: slot, status: status,
       problem: function (text) { msg.textContent = text; msg.setAttribute("role", "alert"); } };
   }
