@@ -49,11 +49,18 @@ var errBadRecord = errors.New("captchagate: malformed record in store")
 
 func decodeRecord(b []byte) (record, error) {
 	var rec record
-	if len(b) < recordMin || b[0] != recordVersion {
+	switch {
+	case len(b) >= recordMin && b[0] == recordVersion:
+		rec.flags, rec.refreshes, rec.level = b[1], b[2], b[3]
+		b = b[4:]
+	case len(b) >= recordMin-1 && b[0] == 2:
+		// Version 2, without the level: records a previous release left in a
+		// shared store stay readable through a rolling upgrade.
+		rec.flags, rec.refreshes = b[1], b[2]
+		b = b[3:]
+	default:
 		return rec, errBadRecord
 	}
-	rec.flags, rec.refreshes, rec.level = b[1], b[2], b[3]
-	b = b[4:]
 	rec.mask = binary.BigEndian.Uint16(b)
 	rec.expires = int64(binary.BigEndian.Uint64(b[2:]))
 	copy(rec.bind[:], b[10:26])

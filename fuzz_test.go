@@ -84,9 +84,18 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(rec.encode())
 	f.Add([]byte{})
 	f.Add([]byte{recordVersion})
+	v3 := rec.encode()
+	f.Add(append([]byte{2, v3[1], v3[2]}, v3[4:]...)) // the same record in version 2
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := decodeRecord(b)
 		if err != nil {
+			return
+		}
+		if b[0] == 2 { // read, never written: check it reads as v3 with level 0
+			e := rec.encode()
+			if rec.level != 0 || !bytes.Equal(e[1:3], b[1:3]) || !bytes.Equal(e[4:], b[3:]) {
+				t.Fatalf("v2 record %x read as %+v", b, rec)
+			}
 			return
 		}
 		if !bytes.Equal(rec.encode(), b) {
