@@ -1,6 +1,7 @@
 package captchagate_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -144,6 +145,35 @@ func BenchmarkRenderWAV(b *testing.B) {
 	for b.Loop() {
 		if _, err := (captchagate.Digits{}).Render(io.Discard, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "wav", "en"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The other kinds' own costs: a slider puzzle's picture and piece, an
+// ALTCHA challenge's issue and a payload's check.
+func BenchmarkSliderRender(b *testing.B) {
+	s := captchagate.Slider{}
+	secret, _ := s.Issue()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Render(io.Discard, "x", secret, "png", "")
+		s.Render(io.Discard, "x", secret, "piece.png", "")
+	}
+}
+
+func BenchmarkAltchaCheck(b *testing.B) {
+	a := captchagate.Altcha{MaxNumber: 1000}
+	secret, _ := a.IssueFor(captchagate.IssueInfo{Expires: time.Now(), Sign: func(m []byte) []byte { return m[:32] }})
+	var buf bytes.Buffer
+	a.Render(&buf, "x", secret, "json", "")
+	var ch captchagate.AltchaChallenge
+	json.Unmarshal(buf.Bytes(), &ch)
+	p, _ := captchagate.SolveAltcha(ch)
+	payload := p.Encode()
+	b.ReportAllocs()
+	for b.Loop() {
+		if !a.Check(secret, payload) {
+			b.Fatal("payload refused")
 		}
 	}
 }
