@@ -189,7 +189,7 @@
   }
 
   // frame builds the fieldset every kind shares and returns its parts.
-  function frame(container, body, hint) {
+  function frame(container, body, hint, opts) {
     var n = ++seq, msgId = "captchagate-msg-" + n;
     container.textContent = "";
     // Mounted inside a server-rendered form, the piece must not be a form.
@@ -235,7 +235,7 @@
   // The slider: drag the piece (or the range under it) to the gap; arrow
   // keys move it one pixel, Page Up/Down ten, and Enter or Check sends it.
   kinds.slider = function (container, body, opts) {
-    var f = frame(container, body, "Slide the piece into the gap in the picture.");
+    var f = frame(container, body, "Slide the piece into the gap in the picture.", opts);
     var c = body.captcha;
     return new Promise(function (resolve) {
       var board, bg, piece, range, check, busy = false;
@@ -295,7 +295,7 @@
   // puts one in the container, pointed at the captcha's challenge, and
   // verifies its payload when it has solved it (no picture, no input).
   kinds.altcha = function (container, body, opts) {
-    var f = frame(container, body, "Checking that you are not a robot. This takes a moment.");
+    var f = frame(container, body, "Checking that you are not a robot. This takes a moment.", opts);
     var c = body.captcha;
     return new Promise(function (resolve) {
       function build() {
@@ -345,7 +345,7 @@
   }
   function hostedKind(kind) {
     return function (container, body, opts) {
-      var f = frame(container, body, "Please complete the security check.");
+      var f = frame(container, body, "Please complete the security check.", opts);
       var c = body.captcha, spec = hosted[kind];
       var url = opts.scriptURL || (kind === "recaptcha_v3" ? spec.url + encodeURIComponent(c.site_key) : spec.url);
       return new Promise(function (resolve) {
