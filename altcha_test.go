@@ -61,17 +61,6 @@ func TestAltchaFlow(t *testing.T) {
 	assert.Equal(t, 4002, decodeError(t, w).ErrorCode)
 }
 
-func solveWith(t *testing.T, h http.Handler, id, ans string) string {
-	t.Helper()
-	w := verify(h, id, ans)
-	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	var tb struct {
-		Token string `json:"captcha_token"`
-	}
-	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &tb))
-	return tb.Token
-}
-
 func TestAltchaRefusesForgedPayloads(t *testing.T) {
 	a := altchaApp(t, captchagate.Altcha{MaxNumber: 1000})
 	c := a.trip(t, "alice")

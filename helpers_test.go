@@ -142,7 +142,13 @@ func verify(h http.Handler, id, ans string) *httptest.ResponseRecorder {
 // solve verifies the right answer and returns the captcha_token.
 func solve(t *testing.T, h http.Handler, id string) string {
 	t.Helper()
-	w := verify(h, id, answer)
+	return solveWith(t, h, id, answer)
+}
+
+// solveWith verifies ans, which must be right, and returns the captcha_token.
+func solveWith(t *testing.T, h http.Handler, id, ans string) string {
+	t.Helper()
+	w := verify(h, id, ans)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	var tb struct {
 		Token     string `json:"captcha_token"`
