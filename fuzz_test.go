@@ -142,6 +142,31 @@ func FuzzClientIP(f *testing.F) {
 	})
 }
 
+// FuzzRemoteAddr holds the fast IPv4 path of parseRemoteAddr to netip's
+// answers.
+func FuzzRemoteAddr(f *testing.F) {
+	for _, s := range []string{"192.0.2.1:1234", "0.0.0.0:0", "255.255.255.255:65535", "1.2.3.4:65536",
+		"01.2.3.4:1", "1.2.3.4:", "1.2.3.4", "1.2.3.4:0080", "1.2.3.256:1", "1..3.4:1", "1.2.3.4.5:1",
+		"[::ffff:1.2.3.4]:1", "1.2.3.4:+1", "1.2.3.4:1x", "1.2.3.4%eth0:1", "1234.1.1.1:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wantOK := netip.Addr{}, false
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			want, wantOK = ap.Addr().Unmap().WithZone(""), true
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			want, wantOK = a.Unmap().WithZone(""), true
+		}
+		got, ok := parseRemoteAddr(s)
+		if ok != wantOK || got != want {
+			t.Fatalf("parseRemoteAddr(%q) = %v, %v; netip: %v, %v", s, got, ok, want, wantOK)
+		}
+		if a, fast := parseIPv4Port(s); fast && a != want {
+			t.Fatalf("parseIPv4Port(%q) = %v; netip: %v", s, a, want)
+		}
+	})
+}
+
 // FuzzEndpoints sends arbitrary bodies to the captcha endpoints and a guarded
 // route: never a 500 or a panic, always a JSON answer or the handler's.
 func FuzzEndpoints(f *testing.F) {

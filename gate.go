@@ -147,8 +147,9 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	keysBorrowed         bool         // the store keeps no counter key beyond a call, and is in-process
-	seed                 maphash.Seed // counting hashes for the in-process store
+	mem                  *memstore.Store // the store, when it is the in-process one: counted by hash
+	batcher              Batcher         // the store, when it batches
+	seed                 maphash.Seed    // counting hashes for the in-process store
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -262,10 +263,12 @@ func New(c Config) (*Gate, error) {
 		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: c.Now}) // nil: its own cheaper clock
 		g.store = g.ownStore
 	}
-	if _, ok := g.store.(*memstore.Store); ok {
+	if m, ok := g.store.(*memstore.Store); ok {
 		g.storeTimeout = 0
-		g.keysBorrowed = true
+		g.mem = m
 		g.seed = maphash.MakeSeed()
+	} else if b, ok := g.store.(Batcher); ok {
+		g.batcher = b
 	}
 	return g, nil
 }

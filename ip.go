@@ -59,6 +59,9 @@ func (p *ipResolver) clientAddr(r *http.Request) (netip.Addr, bool) {
 }
 
 func parseRemoteAddr(s string) (netip.Addr, bool) {
+	if a, ok := parseIPv4Port(s); ok {
+		return a, true
+	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return ap.Addr().Unmap().WithZone(""), true
 	}
@@ -77,4 +80,43 @@ func appendAddrKey(dst []byte, a netip.Addr) []byte {
 	}
 	b := a.As16()
 	return append(append(dst, '6'), b[:8]...)
+}
+
+// parseIPv4Port is the fast path of parseRemoteAddr for what net/http puts
+// in RemoteAddr nearly always, "a.b.c.d:port" in canonical form. Anything
+// else (leading zeros, IPv6, no port) is left to netip; FuzzRemoteAddr holds
+// the two to the same answers.
+func parseIPv4Port(s string) (netip.Addr, bool) {
+	var ip [4]byte
+	i := 0
+	for f := range ip {
+		if f > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		v, d := 0, 0
+		for ; i < len(s) && d < 4 && '0' <= s[i] && s[i] <= '9'; i, d = i+1, d+1 {
+			v = v*10 + int(s[i]-'0')
+		}
+		if d == 0 || d > 3 || v > 255 || (d > 1 && s[i-d] == '0') {
+			return netip.Addr{}, false
+		}
+		ip[f] = byte(v)
+	}
+	if i >= len(s) || s[i] != ':' || len(s)-i-1 < 1 || len(s)-i-1 > 5 {
+		return netip.Addr{}, false
+	}
+	port := 0
+	for _, c := range s[i+1:] {
+		if c < '0' || c > '9' {
+			return netip.Addr{}, false
+		}
+		port = port*10 + int(c-'0')
+	}
+	if port > 65535 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(ip), true
 }

@@ -2,8 +2,8 @@ package captchagate
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // Guard is the middleware of one Policy. Create it with Gate.NewGuard (or
@@ -23,6 +22,7 @@ type Guard struct {
 	keys       []guardKey
 	failStatus []int
 	needBody   bool
+	rates      bool // some key has a send rate
 }
 
 // Guard returns the middleware of p. It panics if p is invalid, as chi's
@@ -47,6 +47,7 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	gd := &Guard{g: g, name: p.Name, keys: keys, failStatus: statuses}
 	for i := range keys {
 		gd.needBody = gd.needBody || keys[i].Source.body
+		gd.rates = gd.rates || keys[i].interval > 0
 		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
 	}
 	g.mu.Lock()
@@ -90,14 +91,19 @@ type eval struct {
 	tripped  uint16                 // keys that need a captcha
 	counts   [maxKeysInPolicy]int64 // failure counts including this request
 	hashes   [maxKeysInPolicy][16]byte
-	fkeys    [maxKeysInPolicy]string
-	ckeys    [maxKeysInPolicy]string
-	keyBytes [3 * maxKeysInPolicy][storeKeyLen]byte // backing of store keys when the store keeps none
-	buf      [2*maxKeyValue + 64]byte               // key values
+	ch       [maxKeysInPolicy]uint64 // counting hashes, with the in-process store
+	now      int64                   // the in-process store's clock, read once per request
+	ops      []Op                    // the store operations count ran (ceilings, failures, rates)
+	opsBuf   [8]Op
+	buf      [2*maxKeyValue + 64]byte // key values
 	sum      [32]byte
 }
 
-var evalPool = sync.Pool{New: func() any { return new(eval) }}
+var evalPool = sync.Pool{New: func() any {
+	ev := new(eval)
+	ev.ops = ev.opsBuf[:0]
+	return ev
+}}
 
 func getEval() *eval { return evalPool.Get().(*eval) }
 
@@ -106,7 +112,8 @@ func putEval(ev *eval) {
 	ev.in = input{}
 	ev.bodyRead, ev.bound = false, false
 	ev.present, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0
-	ev.fkeys, ev.ckeys = [maxKeysInPolicy]string{}, [maxKeysInPolicy]string{}
+	clear(ev.ops)
+	ev.ops = ev.ops[:0]
 	evalPool.Put(ev)
 }
 
@@ -174,7 +181,7 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 			continue
 		}
 		ev.present |= 1 << i
-		if gd.g.keysBorrowed {
+		if gd.g.mem != nil {
 			// The in-process store names a counter by a 64-bit hash anyway:
 			// a seeded maphash of the same input is enough to count by,
 			// and the HMACs that bind captchas wait until a key trips.
@@ -182,13 +189,13 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 			mh.SetSeed(gd.g.seed)
 			mh.Write(k.prefix)
 			mh.Write(v)
-			binary.LittleEndian.PutUint64(ev.hashes[i][:], mh.Sum64())
+			ev.ch[i] = mh.Sum64()
 			continue
 		}
 		gd.g.mac(&ev.sum, k.prefix, v)
 		copy(ev.hashes[i][:], ev.sum[:16])
 	}
-	ev.bound = !gd.g.keysBorrowed
+	ev.bound = gd.g.mem == nil
 	return nil
 }
 
@@ -269,32 +276,60 @@ type replayBody struct{ bytes.Reader }
 
 func (*replayBody) Close() error { return nil }
 
-const storeKeyLen = 24
-
 // storeKey names a counter: kind, ':' and the key hash in base64url.
 func storeKey(kind byte, h *[16]byte) string {
-	var b [storeKeyLen]byte
+	var b [24]byte
 	return string(b64.AppendEncode(append(b[:0], kind, ':'), h[:]))
 }
 
-// key returns the store key of kind for key i. With the built-in memory
-// store, which keeps no counter key beyond a call (it hashes them), the key
-// is a view of ev's own bytes and costs no allocation; other stores get a
-// string of their own.
-func (ev *eval) key(g *Gate, kind byte, i int) string {
-	if !g.keysBorrowed {
-		return storeKey(kind, &ev.hashes[i])
+// mixKind names the counter of kind for a key's counting hash in the
+// in-process store: splitmix64's finalizer over the hash and the kind, a
+// bijection for each kind.
+func mixKind(h uint64, kind byte) uint64 {
+	x := h + uint64(kind)*0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// addOp appends op, the counter of kind for key i, to ev.ops. With the
+// in-process store it is named by a hash (no key string is built).
+func (ev *eval) addOp(g *Gate, op Op, kind byte, i int) {
+	op.kind, op.key = kind, uint8(i)
+	if g.mem != nil {
+		op.h = mixKind(ev.ch[i], kind)
+	} else {
+		op.Key = storeKey(kind, &ev.hashes[i])
 	}
-	slot := i
-	switch kind {
-	case 'r':
-		slot += maxKeysInPolicy
-	case 'x':
-		slot += 2 * maxKeysInPolicy
+	ev.ops = append(ev.ops, op)
+}
+
+// run runs ops: on the in-process store directly by hash at the request's
+// time, on a Batcher in one round trip, on any other store one call each.
+func (g *Gate) run(ctx context.Context, now int64, ops []Op) {
+	switch {
+	case g.mem != nil:
+		for i := range ops {
+			g.runMem(&ops[i], now)
+		}
+	case g.batcher != nil:
+		g.batcher.Do(ctx, ops)
+	default:
+		for i := range ops {
+			ops[i].Run(ctx, g.store)
+		}
 	}
-	b := append(ev.keyBytes[slot][:0], kind, ':')
-	b = append(b, ev.hashes[i][:8]...)
-	return unsafe.String(&b[0], len(b))
+}
+
+func (g *Gate) runMem(op *Op, now int64) {
+	switch op.Kind {
+	case OpIncr:
+		op.N, op.Reset, op.Err = g.mem.IncrHash(op.h, op.Delta, op.Window, now)
+	case OpAllow:
+		op.OK, op.Wait, op.Err = g.mem.AllowHash(op.h, op.Interval, op.Burst, op.Take, now)
+	case OpReset:
+		g.mem.ResetHash(op.h)
+	}
 }
 
 // count counts the ceilings, then reserves the failure counters and takes
@@ -302,84 +337,112 @@ func (ev *eval) key(g *Gate, kind byte, i int) string {
 // runs and given back afterwards unless the request failed, so that
 // concurrent requests can never all see a count under the threshold.
 // Ceilings come first so that a request refused by a ceiling takes no
-// send-rate token.
+// send-rate token: a policy with both ceilings and send rates counts in two
+// rounds, any other in one (one round trip on a Batcher).
 //
 // With peek (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
 func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool) error {
 	g := gd.g
-	delta, this := int64(1), int64(0)
+	delta := int64(1)
 	if peek {
-		delta, this = 0, 1
+		delta = 0
 	}
-	var retry time.Duration
-	blocked := false
-	for i := range gd.keys {
-		bit := uint16(1) << i
-		k := &gd.keys[i]
-		if ev.present&bit == 0 || k.Ceiling == 0 {
-			continue
-		}
-		ev.ckeys[i] = ev.key(g, 'x', i)
-		n, reset, err := g.store.Incr(ctx, ev.ckeys[i], delta, k.ceilWindow)
-		if err != nil {
-			if peek || gd.storeFailed(r, err, bit) != 0 {
-				return unavailableError(err)
-			}
-			continue
-		}
-		if !peek {
-			ev.ceiled |= bit
-		}
-		if n+this > int64(k.Ceiling) {
-			blocked = true
-			retry = max(retry, reset.Sub(g.now()))
-			if !peek {
-				g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
-			}
-		}
-	}
-	if blocked {
-		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
+	if g.mem != nil {
+		ev.now = g.mem.Now()
 	}
 	for i := range gd.keys {
-		bit := uint16(1) << i
-		if ev.present&bit == 0 {
+		if k := &gd.keys[i]; ev.present&(1<<i) != 0 && k.Ceiling > 0 {
+			ev.addOp(g, Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, 'x', i)
+		}
+	}
+	start := 0
+	if len(ev.ops) > 0 && gd.rates {
+		g.run(ctx, ev.now, ev.ops)
+		if err := gd.judge(r, ev, ev.ops, peek); err != nil {
+			return err
+		}
+		start = len(ev.ops)
+	}
+	for i := range gd.keys {
+		k := &gd.keys[i]
+		if ev.present&(1<<i) == 0 {
 			continue
 		}
-		k := &gd.keys[i]
 		if k.maxFailures > 0 {
-			ev.fkeys[i] = ev.key(g, 'f', i)
-			n, _, err := g.store.Incr(ctx, ev.fkeys[i], delta, k.window)
-			switch {
-			case err != nil && peek:
-				return unavailableError(err)
-			case err != nil:
-				ev.tripped |= gd.storeFailed(r, err, bit)
-			default:
-				if !peek {
-					ev.reserved |= bit
-					ev.counts[i] = n
-				}
-				if n+this > k.maxFailures {
-					ev.tripped |= bit
-				}
-			}
+			ev.addOp(g, Op{Kind: OpIncr, Delta: delta, Window: k.window}, 'f', i)
 		}
 		if k.interval > 0 {
-			ok, _, err := g.store.Allow(ctx, ev.key(g, 'r', i), k.interval, k.burst, !peek)
+			ev.addOp(g, Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: !peek}, 'r', i)
+		}
+	}
+	g.run(ctx, ev.now, ev.ops[start:])
+	return gd.judge(r, ev, ev.ops[start:], peek)
+}
+
+// judge reads the results of ops: it records reservations, trips keys and
+// returns the error that refuses the request outright (a ceiling reached,
+// or a store failure under FailClosed or in Check).
+func (gd *Guard) judge(r *http.Request, ev *eval, ops []Op, peek bool) error {
+	g := gd.g
+	this := int64(0) // Check judges the counts as if this request were added
+	if peek {
+		this = 1
+	}
+	var failed error
+	var retry time.Duration
+	blocked := false
+	for j := range ops {
+		op := &ops[j]
+		i := int(op.key)
+		bit, k := uint16(1)<<i, &gd.keys[i]
+		if op.Err != nil {
 			switch {
-			case err != nil && peek:
-				return unavailableError(err)
-			case err != nil:
-				ev.tripped |= gd.storeFailed(r, err, bit)
-			case !ok:
+			case peek:
+				failed = cmp.Or(failed, error(unavailableError(op.Err)))
+			case op.kind == 'x':
+				if gd.storeFailed(r, op.Err, bit) != 0 {
+					failed = cmp.Or(failed, error(unavailableError(op.Err)))
+				}
+			default:
+				ev.tripped |= gd.storeFailed(r, op.Err, bit)
+			}
+			continue
+		}
+		switch op.kind {
+		case 'x':
+			if !peek {
+				ev.ceiled |= bit
+			}
+			if op.N+this > int64(k.Ceiling) {
+				blocked = true
+				retry = max(retry, op.Reset.Sub(g.now()))
+				if !peek {
+					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+				}
+			}
+		case 'f':
+			if !peek {
+				ev.reserved |= bit
+				ev.counts[i] = op.N
+			}
+			if op.N+this > k.maxFailures {
+				ev.tripped |= bit
+			}
+		case 'r':
+			if !op.OK {
 				ev.tripped |= bit
 				if !peek {
 					g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
 				}
 			}
 		}
+	}
+	if failed != nil {
+		return failed
+	}
+	if blocked {
+		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
 	}
 	return nil
 }
@@ -394,19 +457,47 @@ func (gd *Guard) storeFailed(r *http.Request, err error, bit uint16) uint16 {
 	return bit
 }
 
-// refund gives back the counters a request reserved but did not use. ctx
-// comes from storeContext: the writes outlive a client that hung up.
+// refund gives back the counters a request reserved but did not use.
 func (gd *Guard) refund(ctx context.Context, ev *eval) {
-	for i := range gd.keys {
-		bit := uint16(1) << i
-		if ev.reserved&bit != 0 {
-			gd.g.store.Incr(ctx, ev.fkeys[i], -1, gd.keys[i].window)
+	gd.giveBack(ctx, ev, ev.reserved, ev.ceiled, 0)
+	ev.reserved, ev.ceiled = 0, 0
+}
+
+// giveBack decrements the failure counters of keys in fail and the ceiling
+// counters of keys in ceil, and resets the failure counters of keys in
+// reset. A Batcher writes them behind, without the request waiting; ctx
+// comes from storeContext otherwise: the writes outlive a client that hung
+// up.
+func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset uint16) {
+	g := gd.g
+	var later []Op
+	for j := range ev.ops {
+		op := ev.ops[j]
+		bit := uint16(1) << op.key
+		switch {
+		case op.kind == 'f' && reset&bit != 0:
+			op.Kind = OpReset
+		case op.kind == 'f' && fail&bit != 0, op.kind == 'x' && ceil&bit != 0:
+			op.Delta = -1
+		default:
+			continue
 		}
-		if ev.ceiled&bit != 0 {
-			gd.g.store.Incr(ctx, ev.ckeys[i], -1, gd.keys[i].ceilWindow)
+		op.Err = nil
+		switch {
+		case g.mem != nil:
+			g.runMem(&op, ev.now)
+		case g.batcher != nil:
+			later = append(later, op)
+		default:
+			if op.Run(ctx, g.store); op.Err != nil {
+				g.storeError(ev.in.r, gd.name, op.Err)
+			}
 		}
 	}
-	ev.reserved, ev.ceiled = 0, 0
+	if len(later) > 0 {
+		r, name := ev.in.r, gd.name
+		g.batcher.Later(later, func(err error) { g.storeError(r, name, err) })
+	}
 }
 
 // settle keeps the reservations of a failed request; a successful one resets
@@ -437,17 +528,18 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 		}
 		return
 	case outcomeSuccess:
+		// Per-account keys start afresh; the others are given back.
+		var reset uint16
 		for i := range gd.keys {
-			if ev.reserved&(1<<i) != 0 && gd.keys[i].ResetOnSuccess {
-				if err := gd.g.store.Reset(ctx, ev.fkeys[i]); err != nil {
-					gd.g.storeError(ev.in.r, gd.name, err)
-				}
-				ev.reserved &^= 1 << i
+			if gd.keys[i].ResetOnSuccess {
+				reset |= 1 << i
 			}
 		}
+		gd.giveBack(ctx, ev, ev.reserved, 0, ev.reserved&reset)
+		return
 	}
-	ev.ceiled = 0 // the request reached the handler: its ceiling count stands
-	gd.refund(ctx, ev)
+	// The request reached the handler: its ceiling count stands.
+	gd.giveBack(ctx, ev, ev.reserved, 0, 0)
 }
 
 // prove looks for a captcha_token or an inline answer on a tripped request

@@ -2,6 +2,7 @@ package captchagate
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -48,4 +49,68 @@ type Store interface {
 	// Take returns the item at key and removes it, atomically: of many
 	// concurrent Takes of one key, at most one finds it.
 	Take(ctx context.Context, key string) (value []byte, found bool, err error)
+}
+
+// Batcher is an optional interface of a Store whose every call is a network
+// round trip (store/redisstore implements it). A guard then hands it all of a
+// request's counting at once, waiting for one round trip, and the give-backs
+// after the handler without waiting at all.
+type Batcher interface {
+	// Do runs ops, each one atomically with the semantics of the Store method
+	// its Kind names, and fills in their results and errors. It waits for
+	// them (one round trip), or returns early with ctx's error in every op's
+	// Err (an op may then have run or not).
+	Do(ctx context.Context, ops []Op)
+
+	// Later runs ops after every operation handed to the store before it,
+	// and returns without waiting. ops is the store's to keep. report, if
+	// not nil, is called once (from another goroutine) with the first
+	// failure.
+	Later(ops []Op, report func(error))
+}
+
+// OpKind names the Store method an Op stands for.
+type OpKind uint8
+
+// Kinds of Op.
+const (
+	OpIncr  OpKind = iota + 1 // Incr(Key, Delta, Window)
+	OpAllow                   // Allow(Key, Interval, Burst, Take)
+	OpReset                   // Reset(Key)
+)
+
+// Op is one Store operation handed to a Batcher, with its results.
+type Op struct {
+	Kind     OpKind
+	Key      string
+	Delta    int64         // OpIncr
+	Window   time.Duration // OpIncr
+	Interval time.Duration // OpAllow
+	Burst    int           // OpAllow
+	Take     bool          // OpAllow
+
+	N     int64         // OpIncr: the new count
+	Reset time.Time     // OpIncr: the end of the window
+	OK    bool          // OpAllow: a token was available (and taken)
+	Wait  time.Duration // OpAllow: until a token is available, when !OK
+	Err   error
+
+	key  uint8  // the policy key it counts
+	kind byte   // 'x' ceiling, 'f' failures, 'r' send rate
+	h    uint64 // its name in the in-process store (counting hash)
+}
+
+// Run runs op on s the plain way, one call: for Batchers that fall back, and
+// for tests.
+func (op *Op) Run(ctx context.Context, s Store) {
+	switch op.Kind {
+	case OpIncr:
+		op.N, op.Reset, op.Err = s.Incr(ctx, op.Key, op.Delta, op.Window)
+	case OpAllow:
+		op.OK, op.Wait, op.Err = s.Allow(ctx, op.Key, op.Interval, op.Burst, op.Take)
+	case OpReset:
+		op.Err = s.Reset(ctx, op.Key)
+	default:
+		op.Err = fmt.Errorf("captchagate: unknown OpKind %d", op.Kind)
+	}
 }

@@ -88,17 +88,22 @@ func BenchmarkIP(b *testing.B) {
 // request (and its body) is built in every iteration for all three, and
 // BuildOnly measures that alone.
 func BenchmarkIPAndJSONUser(b *testing.B) {
-	body := `{"username":"alice","password":"wonderland"}`
+	const body = `{"username":"alice","password":"wonderland"}`
 	run := func(b *testing.B, h http.Handler) {
 		w := &nopWriter{h: http.Header{}}
+		r := req()
+		rd := strings.NewReader(body)
+		rc := io.NopCloser(rd)
 		b.ReportAllocs()
 		for b.Loop() {
-			r := httptest.NewRequest("POST", "/login", strings.NewReader(body))
-			r.RemoteAddr = "192.0.2.1:1234"
+			// The same request with its body rewound: what is measured is
+			// the middleware, not building requests.
+			rd.Reset(body)
+			r.Body, r.ContentLength = rc, int64(len(body))
 			h.ServeHTTP(w, r)
 		}
 	}
-	b.Run("BuildOnly", func(b *testing.B) { run(b, ok) })
+	b.Run("Bare", func(b *testing.B) { run(b, ok) })
 	b.Run("Captchagate", func(b *testing.B) {
 		run(b, gate(b).Guard(captchagate.Policy{Name: "login", MaxFailures: 1 << 23, Keys: []captchagate.Key{
 			captchagate.Username(captchagate.JSONField("username")), {Source: captchagate.ClientIP()}}})(ok))

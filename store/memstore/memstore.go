@@ -213,9 +213,22 @@ func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
 // reference to their key (they hash it), which lets the gate pass a key
 // backed by reusable memory.
 func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
-	h := s.hash(key)
+	return s.IncrHash(s.hash(key), delta, window, s.Now())
+}
+
+// The hashed methods are captchagate's fast lane: the guard already names its
+// counters by a 64-bit hash (maphash under a secret seed), and reads the clock
+// once per request, so they neither hash a key nor read the clock. h must be
+// such a hash (it picks the shard and the map slot; keys from the string
+// methods share the maps, their hashes under the store's own seed), and now
+// comes from Now. Semantics are those of the string methods at time now.
+
+// Now returns the store's clock (Options.Now) in unix nanoseconds.
+func (s *Store) Now() int64 { return s.now().UnixNano() }
+
+// IncrHash is Incr of the counter named by h at time now.
+func (s *Store) IncrHash(h uint64, delta int64, window time.Duration, now int64) (int64, time.Time, error) {
 	sh := s.shardOf(h)
-	now := s.now().UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	nowMs := s.ms(now)
@@ -247,22 +260,29 @@ func (s *Store) ms(now int64) int64 { return max(now/int64(time.Millisecond)-s.e
 
 // Reset implements captchagate.Store.
 func (s *Store) Reset(_ context.Context, key string) error {
-	h := s.hash(key)
+	s.ResetHash(s.hash(key))
+	return nil
+}
+
+// ResetHash is Reset of the counter named by h.
+func (s *Store) ResetHash(h uint64) {
 	sh := s.shardOf(h)
 	sh.mu.Lock()
 	delete(sh.counters, h)
 	sh.mu.Unlock()
-	return nil
 }
 
 // Allow implements captchagate.Store with GCRA: the bucket is one timestamp.
 func (s *Store) Allow(_ context.Context, key string, interval time.Duration, burst int, take bool) (bool, time.Duration, error) {
+	return s.AllowHash(s.hash(key), interval, burst, take, s.Now())
+}
+
+// AllowHash is Allow of the bucket named by h at time now.
+func (s *Store) AllowHash(h uint64, interval time.Duration, burst int, take bool, now int64) (bool, time.Duration, error) {
 	if burst < 1 {
 		burst = 1
 	}
-	h := s.hash(key)
 	sh := s.shardOf(h)
-	now := s.now().UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	tat, ok := sh.buckets[h]
