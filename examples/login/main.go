@@ -53,10 +53,12 @@ func main() {
 		opt.ContextTimeoutEnabled = true // lets the gate bound each request's wait (Config.StoreTimeout)
 		rdb := redis.NewClient(opt)
 		defer rdb.Close()
-		cfg.Store, err = redisstore.New(rdb, redisstore.Options{Prefix: "captchagate-demo:"})
+		store, err := redisstore.New(rdb, redisstore.Options{Prefix: "captchagate-demo:"})
 		if err != nil {
 			log.Fatal(err)
 		}
+		defer store.Close()
+		cfg.Store = store
 		// Instances sharing a store must share the secret that names its keys
 		// and binds its tokens (and, here, the one that signs sessions).
 		cfg.Secret = []byte(os.Getenv("CAPTCHAGATE_SECRET"))

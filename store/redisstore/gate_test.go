@@ -59,6 +59,7 @@ func newInstance(t *testing.T, addr, prefix string, clk *storetest.Clock, mutate
 	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	store, err := newStoreWithPrefix(c, prefix, clk.Now)
 	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
 	cfg := captchagate.Config{
 		Secret: secret, Store: store, Challenge: gatetest.KnownDigits{}, Now: clk.Now, CreateBurst: 1000,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -9,12 +9,19 @@
 //	store, err := redisstore.New(rdb, redisstore.Options{})
 //	gate, err := captchagate.New(captchagate.Config{Secret: secret, Store: store})
 //
-// Every operation is one round trip: counters and rate buckets are Lua
-// scripts (run with EVALSHA, and with EVAL when Redis answers NOSCRIPT after a
-// restart or SCRIPT FLUSH), items are SET with PX, GET and GETDEL. Each
-// operation touches exactly one key, so nothing crosses hash slots on
-// Cluster, and every key is written together with its TTL in the same atomic
-// command: no key can be left without one.
+// Counters and rate buckets are Lua scripts (run with EVALSHA, and with EVAL
+// when Redis answers NOSCRIPT after a restart or SCRIPT FLUSH); items are SET
+// with PX, GET and GETDEL. Each operation touches exactly one key, so nothing
+// crosses hash slots on Cluster, and every key is written together with its
+// TTL in the same atomic command: no key can be left without one.
+//
+// Counter operations go through one pipeline writer (the Store implements
+// captchagate.Batcher): a guarded request hands over all its counting at
+// once and waits for one round trip, and what concurrent requests hand over
+// meanwhile leaves in the same pipeline, so Redis and the client spend one
+// read and one write on many operations. Give-backs after the handler are
+// written behind, in the next pipeline, without the request waiting. Counter
+// operations run in the order they were handed over. Close stops the writer.
 //
 // Keys are Options.Prefix followed by the gate's key, which is a kind letter
 // and a keyed hash (HMAC-SHA256 with the gate's secret) of the counted value,
@@ -34,7 +41,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,15 +63,41 @@ type Options struct {
 
 	// Now returns the current time. Default time.Now. Tests inject a clock.
 	Now func() time.Time
+
+	// MaxBatch is the most counter operations sent in one pipeline.
+	// Default 256.
+	MaxBatch int
+
+	// Queue is how many hand-overs (a request's counting, a give-back) may
+	// wait for the pipeline writer. Default 4096. When it is full, a request
+	// waits for room within its context's deadline, and a give-back is
+	// dropped and reported: the counter then stays one higher until its
+	// window ends, which can ask for a captcha early but never lets a
+	// request through.
+	Queue int
+
+	// Timeout bounds one pipeline's round trip. Default one second; the
+	// requests waiting on it give up at their own deadlines
+	// (captchagate.Config.StoreTimeout).
+	Timeout time.Duration
 }
 
-// Store is a captchagate.Store on Redis. It is safe for concurrent use and
-// holds no state of its own besides the client.
+// Store is a captchagate.Store and captchagate.Batcher on Redis. It is safe
+// for concurrent use; its state lives in Redis, and its pipeline writer runs
+// until Close.
 type Store struct {
-	c      redis.UniversalClient
-	prefix string
-	now    func() time.Time
+	c        redis.UniversalClient
+	prefix   string
+	now      func() time.Time
+	maxBatch int
+	timeout  time.Duration
+	queue    chan *batch
+	stop     chan struct{}
+	done     chan struct{}
+	closeOne sync.Once
 }
+
+var _ captchagate.Batcher = (*Store)(nil)
 
 // New returns a Store on c.
 //
@@ -86,7 +122,28 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		return nil, errors.New("redisstore: the client ignores context deadlines, so a request could wait on Redis " +
 			"for the client's ReadTimeout; set ContextTimeoutEnabled: true in its options")
 	}
-	return &Store{c: c, prefix: o.Prefix, now: o.Now}, nil
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.Queue <= 0 {
+		o.Queue = 4096
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout,
+		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
+	go s.writer()
+	return s, nil
+}
+
+// Close stops the pipeline writer after it has written what was handed
+// over; counter operations after Close fail. It does not close the client,
+// which is the caller's. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOne.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
 }
 
 func honoursDeadlines(c redis.UniversalClient) bool {
@@ -154,40 +211,279 @@ return {1, 0}
 
 // Incr implements captchagate.Store.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
-	now := s.now().UnixMicro()
-	res, err := incrScript.Run(ctx, s.c, []string{s.prefix + key}, delta, micros(window), now).Int64Slice()
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	if len(res) != 2 {
-		return 0, time.Time{}, errors.New("redisstore: unexpected reply to incr")
-	}
-	if res[1] == 0 {
-		return 0, time.Time{}, nil
-	}
-	return res[0], time.UnixMicro(res[1]), nil
+	op := [1]captchagate.Op{{Kind: captchagate.OpIncr, Key: key, Delta: delta, Window: window}}
+	s.Do(ctx, op[:])
+	return op[0].N, op[0].Reset, op[0].Err
 }
 
 // Reset implements captchagate.Store.
 func (s *Store) Reset(ctx context.Context, key string) error {
-	return s.c.Del(ctx, s.prefix+key).Err()
+	op := [1]captchagate.Op{{Kind: captchagate.OpReset, Key: key}}
+	s.Do(ctx, op[:])
+	return op[0].Err
 }
 
 // Allow implements captchagate.Store.
 func (s *Store) Allow(ctx context.Context, key string, interval time.Duration, burst int, take bool) (bool, time.Duration, error) {
-	t := 0
-	if take {
-		t = 1
+	op := [1]captchagate.Op{{Kind: captchagate.OpAllow, Key: key, Interval: interval, Burst: burst, Take: take}}
+	s.Do(ctx, op[:])
+	return op[0].OK, op[0].Wait, op[0].Err
+}
+
+// ErrClosed is the error of counter operations after Close.
+var ErrClosed = errors.New("redisstore: store closed")
+
+// errDropped reports a give-back dropped because the queue was full.
+var errDropped = errors.New("redisstore: pipeline queue full; give-back dropped (the counter stays higher until its window ends)")
+
+// batch is one hand-over to the pipeline writer.
+type batch struct {
+	ops    []captchagate.Op
+	done   chan struct{} // closed when ops have their results (Do)
+	report func(error)   // Later
+	state  atomic.Int32  // Do: queued, taken, gaveUp or finished
+}
+
+// States of a Do's batch. A batch whose caller gave up while it was queued
+// is never sent; one given up while in flight has its increments given back.
+const (
+	queued int32 = iota
+	taken
+	gaveUp
+	finished
+)
+
+// Do implements captchagate.Batcher: ops leave in the writer's next
+// pipeline, and Do waits for their results or for ctx.
+func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
+	b := &batch{ops: slices.Clone(ops), done: make(chan struct{})}
+	fail := func(err error) {
+		for i := range ops {
+			ops[i].Err = err
+		}
 	}
-	now := s.now().UnixMicro()
-	res, err := allowScript.Run(ctx, s.c, []string{s.prefix + key}, micros(interval), max(burst, 1), t, now).Int64Slice()
+	select {
+	case <-s.stop:
+		fail(ErrClosed)
+		return
+	default:
+	}
+	select {
+	case s.queue <- b:
+	case <-ctx.Done():
+		fail(ctx.Err())
+		return
+	case <-s.stop:
+		fail(ErrClosed)
+		return
+	}
+	var err error
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-s.done: // the writer stopped, perhaps before taking b
+		err = ErrClosed
+	}
 	if err != nil {
-		return false, 0, err
+		if b.state.CompareAndSwap(queued, gaveUp) || b.state.CompareAndSwap(taken, gaveUp) {
+			fail(err)
+			return
+		}
+		<-b.done // finished meanwhile: the results stand
 	}
-	if len(res) != 2 {
-		return false, 0, errors.New("redisstore: unexpected reply to allow")
+	copy(ops, b.ops)
+}
+
+// Later implements captchagate.Batcher: ops leave in the writer's next
+// pipeline, after everything handed over before them; if the queue is full
+// they are dropped and reported.
+func (s *Store) Later(ops []captchagate.Op, report func(error)) {
+	b := &batch{ops: ops, report: report}
+	select {
+	case <-s.stop:
+		if report != nil {
+			report(ErrClosed)
+		}
+		return
+	default:
 	}
-	return res[0] == 1, time.Duration(res[1]) * time.Microsecond, nil
+	select {
+	case s.queue <- b:
+	default:
+		if report != nil {
+			go report(errDropped)
+		}
+	}
+}
+
+// writer sends what is handed over, in order, one pipeline at a time: what
+// arrives while a pipeline is out leaves in the next one.
+func (s *Store) writer() {
+	defer close(s.done)
+	var bs []*batch
+	for {
+		var first *batch
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			// Write what was handed over before Close, then stop.
+			for {
+				select {
+				case b := <-s.queue:
+					s.send([]*batch{b})
+				default:
+					return
+				}
+			}
+		}
+		bs = append(bs[:0], first)
+		n := len(first.ops)
+	more:
+		for n < s.maxBatch {
+			select {
+			case b := <-s.queue:
+				bs = append(bs, b)
+				n += len(b.ops)
+			default:
+				break more
+			}
+		}
+		s.send(bs)
+		clear(bs)
+	}
+}
+
+// take keeps the batches of bs whose callers still wait, marking them taken.
+func take(bs []*batch) []*batch {
+	return slices.DeleteFunc(bs, func(b *batch) bool {
+		return b.done != nil && !b.state.CompareAndSwap(queued, taken)
+	})
+}
+
+// send runs the operations of bs in one pipeline (a second one re-sends
+// scripts with EVAL if Redis had lost them) and hands out the results.
+func (s *Store) send(bs []*batch) {
+	if bs = take(bs); len(bs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	now := s.now().UnixMicro()
+	var cmds []redis.Cmder
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, b := range bs {
+			for i := range b.ops {
+				cmds = append(cmds, s.queueOp(ctx, p, &b.ops[i], now, false))
+			}
+		}
+		return nil
+	})
+	if err != nil && hasNoScript(cmds) {
+		j := 0
+		s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, b := range bs {
+				for i := range b.ops {
+					if isNoScript(cmds[j].Err()) {
+						cmds[j] = s.queueOp(ctx, p, &b.ops[i], now, true)
+					}
+					j++
+				}
+			}
+			return nil
+		})
+	}
+	j := 0
+	for _, b := range bs {
+		var first error
+		for i := range b.ops {
+			op := &b.ops[i]
+			s.result(op, cmds[j])
+			j++
+			if first == nil {
+				first = op.Err
+			}
+		}
+		switch {
+		case b.done != nil && b.state.CompareAndSwap(taken, finished):
+			close(b.done)
+		case b.done != nil:
+			// The caller gave up while the pipeline was out: nobody will
+			// give back what it reserved, so the store does.
+			var back []captchagate.Op
+			for _, op := range b.ops {
+				if op.Kind == captchagate.OpIncr && op.Delta > 0 && op.Err == nil {
+					back = append(back, captchagate.Op{Kind: captchagate.OpIncr, Key: op.Key, Delta: -op.Delta, Window: op.Window})
+				}
+			}
+			if len(back) > 0 {
+				s.Later(back, nil)
+			}
+		case first != nil && b.report != nil:
+			b.report(first)
+		}
+	}
+}
+
+// queueOp adds op to p: a script (by its SHA, or whole with eval) or a DEL.
+func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.Op, now int64, eval bool) redis.Cmder {
+	key := []string{s.prefix + op.Key}
+	run := func(sc *redis.Script, args ...any) redis.Cmder {
+		if eval {
+			return sc.Eval(ctx, p, key, args...)
+		}
+		return sc.EvalSha(ctx, p, key, args...)
+	}
+	switch op.Kind {
+	case captchagate.OpIncr:
+		return run(incrScript, op.Delta, micros(op.Window), now)
+	case captchagate.OpAllow:
+		take := 0
+		if op.Take {
+			take = 1
+		}
+		return run(allowScript, micros(op.Interval), max(op.Burst, 1), take, now)
+	case captchagate.OpReset:
+		return p.Del(ctx, key[0])
+	}
+	// An unknown kind still takes its place in the pipeline, as an error.
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(fmt.Errorf("redisstore: unknown operation %d", op.Kind))
+	return cmd
+}
+
+// result reads op's reply.
+func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
+	if op.Err = c.Err(); op.Err != nil {
+		return
+	}
+	cmd, ok := c.(*redis.Cmd)
+	if !ok { // DEL
+		return
+	}
+	res, err := cmd.Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = errors.New("redisstore: unexpected reply to a script")
+	}
+	if op.Err = err; err != nil {
+		return
+	}
+	switch op.Kind {
+	case captchagate.OpIncr:
+		if res[1] != 0 {
+			op.N, op.Reset = res[0], time.UnixMicro(res[1])
+		}
+	case captchagate.OpAllow:
+		op.OK, op.Wait = res[0] == 1, time.Duration(res[1])*time.Microsecond
+	}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+func hasNoScript(cmds []redis.Cmder) bool {
+	return slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return isNoScript(c.Err()) })
 }
 
 // Items are stored with their expiry (unix µs, 8 bytes big-endian) in front,

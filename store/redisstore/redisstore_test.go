@@ -31,6 +31,7 @@ var prefixes atomic.Int64
 func newStore(t testing.TB, c redis.UniversalClient, now func() time.Time) *redisstore.Store {
 	s, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1)), Now: now})
 	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -60,6 +61,7 @@ func TestNew(t *testing.T) {
 	defer ok.Close()
 	s, err := redisstore.New(ok, redisstore.Options{})
 	require.NoError(t, err)
+	defer s.Close()
 	assert.Equal(t, "captchagate:c:x", s.Key("c:x"), "default prefix")
 
 	_, err = redisstore.New(ok, redisstore.Options{Prefix: "{app}:"})

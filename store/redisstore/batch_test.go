@@ -1,0 +1,276 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/redistest"
+	"github.com/captchagate/captchagate/store/redisstore"
+	"github.com/captchagate/captchagate/store/storetest"
+)
+
+// pipelines counts the pipelines a client sends and the commands in each,
+// and single commands.
+type pipelines struct {
+	mu     sync.Mutex
+	sizes  []int
+	single atomic.Int64
+}
+
+func (p *pipelines) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (p *pipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		p.single.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (p *pipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		p.mu.Lock()
+		p.sizes = append(p.sizes, len(cmds))
+		p.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// warm opens the connection and loads the scripts (connection set-up and a
+// NOSCRIPT retry are pipelines too), then forgets what it saw.
+func (p *pipelines) warm(t *testing.T, s *redisstore.Store) {
+	ctx := context.Background()
+	_, _, err := s.Incr(ctx, "warm", 1, time.Second)
+	require.NoError(t, err)
+	_, _, err = s.Allow(ctx, "warm-r", time.Second, 1, false)
+	require.NoError(t, err)
+	p.mu.Lock()
+	p.sizes = nil
+	p.mu.Unlock()
+	p.single.Store(0)
+}
+
+func (p *pipelines) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sizes)
+}
+
+func (p *pipelines) last() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sizes[len(p.sizes)-1]
+}
+
+// A guarded request waits for one round trip with all its counting in it
+// (two keys here, and a ceiling); the give-back after the handler is written
+// behind, in one more pipeline, without the request waiting for it.
+func TestOneRoundTripPerRequest(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	var hook pipelines
+	c.AddHook(&hook)
+	store := newStore(t, c, time.Now)
+	hook.warm(t, store)
+	g, err := captchagate.New(captchagate.Config{Secret: secret, Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	policy := captchagate.Policy{Name: "login", MaxFailures: 3, Keys: []captchagate.Key{
+		captchagate.Username(captchagate.JSONField("username")),
+		{Source: captchagate.ClientIP(), Ceiling: 1000},
+	}}
+	var inHandler []int
+	var before int
+	h := g.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inHandler = append(inHandler, hook.count()-before)
+		assert.Equal(t, 3, hook.last(), "the request's reservation: username, IP and the IP's ceiling in one pipeline")
+	}))
+	for i := range 10 { // more than MaxFailures: each give-back lands
+		before = hook.count()
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(`{"username":"alice","password":"right"}`))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, http.StatusOK, w.Code, "request %d: %s", i, w.Body)
+		require.Eventually(t, func() bool { return hook.count() == before+2 }, 5*time.Second, time.Millisecond,
+			"request %d: the give-back follows in one pipeline", i)
+		assert.Equal(t, 2, hook.last(), "the give-back: the username's and the IP's failure counters")
+	}
+	assert.Equal(t, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, inHandler, "pipelines before each handler ran")
+	assert.Zero(t, hook.single.Load(), "no counter operation outside a pipeline")
+}
+
+// Do runs mixed operations with the semantics of the single methods, and
+// what concurrent callers hand over shares pipelines.
+func TestBatcher(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	var hook pipelines
+	c.AddHook(&hook)
+	clk := storetest.NewClock()
+	s := newStore(t, c, clk.Now)
+	hook.warm(t, s)
+	ctx := context.Background()
+
+	ops := []captchagate.Op{
+		{Kind: captchagate.OpIncr, Key: "f:a", Delta: 2, Window: time.Minute},
+		{Kind: captchagate.OpIncr, Key: "f:a", Delta: 1, Window: time.Minute},
+		{Kind: captchagate.OpAllow, Key: "r:a", Interval: time.Second, Burst: 1, Take: true},
+		{Kind: captchagate.OpAllow, Key: "r:a", Interval: time.Second, Burst: 1, Take: true},
+		{Kind: captchagate.OpIncr, Key: "f:b", Delta: -1, Window: time.Minute},
+		{Kind: captchagate.OpReset, Key: "f:c"},
+		{Kind: 99, Key: "x"},
+	}
+	s.Do(ctx, ops)
+	for i, op := range ops[:6] {
+		require.NoError(t, op.Err, "op %d", i)
+	}
+	assert.Equal(t, int64(2), ops[0].N)
+	assert.Equal(t, int64(3), ops[1].N, "ops run in order")
+	assert.Equal(t, clk.Now().Add(time.Minute).UnixMicro(), ops[1].Reset.UnixMicro())
+	assert.True(t, ops[2].OK)
+	assert.False(t, ops[3].OK, "burst 1: the second take in the same pipeline is refused")
+	assert.Equal(t, time.Second, ops[3].Wait)
+	assert.Zero(t, ops[4].N, "a negative delta creates nothing")
+	assert.True(t, ops[4].Reset.IsZero())
+	assert.ErrorContains(t, ops[6].Err, "unknown operation", "an unknown kind fails alone")
+	assert.Equal(t, 1, hook.count(), "one pipeline: %v", hook.sizes)
+
+	// Later is ordered before whatever is handed over after it.
+	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:a", Delta: -3, Window: time.Minute}}, func(err error) {
+		t.Errorf("report: %v", err)
+	})
+	n, _, err := s.Incr(ctx, "f:a", 0, time.Minute)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+
+	// 200 concurrent increments: none lost, in far fewer pipelines.
+	hook.mu.Lock()
+	hook.sizes = nil
+	hook.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			_, _, err := s.Incr(ctx, "f:many", 1, time.Minute)
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	n, _, err = s.Incr(ctx, "f:many", 0, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, int64(200), n)
+	t.Logf("200 concurrent increments in %d pipelines", hook.count()-1)
+	assert.Less(t, hook.count(), 201)
+}
+
+// A caller that gives up (its deadline passes while Redis hangs) leaves
+// nothing behind: a hand-over still queued is never sent, one already out is
+// given back by the store once Redis answers.
+func TestGiveUpLeavesNoCount(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	s, err := redisstore.New(c, redisstore.Options{Prefix: "giveup:", Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	bg := context.Background()
+	_, _, err = s.Incr(bg, "f:k", 1, time.Hour) // one that stands
+	require.NoError(t, err)
+
+	srv.Pause()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+			defer cancel()
+			_, _, err := s.Incr(ctx, "f:k", 1, time.Hour)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		})
+	}
+	wg.Wait()
+	srv.Resume()
+	assert.Eventually(t, func() bool {
+		n, _, err := s.Incr(bg, "f:k", 0, time.Hour)
+		return err == nil && n == 1
+	}, 10*time.Second, 20*time.Millisecond, "only the count made before the pause stands")
+}
+
+// After Close, counter operations fail at once with ErrClosed; what was
+// handed over before is written.
+func TestClose(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	s, err := redisstore.New(c, redisstore.Options{Prefix: "close:"})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, _, err = s.Incr(ctx, "f:k", 5, time.Hour)
+	require.NoError(t, err)
+	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: -2, Window: time.Hour}}, nil)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "idempotent")
+	_, _, err = s.Incr(ctx, "f:k", 1, time.Hour)
+	assert.ErrorIs(t, err, redisstore.ErrClosed)
+	var reported error
+	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: -1, Window: time.Hour}}, func(err error) { reported = err })
+	assert.ErrorIs(t, reported, redisstore.ErrClosed)
+
+	s2, err := redisstore.New(c, redisstore.Options{Prefix: "close:"})
+	require.NoError(t, err)
+	defer s2.Close()
+	n, _, err := s2.Incr(ctx, "f:k", 0, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n, "the give-back handed over before Close was written")
+}
+
+// When the queue is full, a request waits within its deadline and a
+// give-back is dropped and reported, never blocking.
+func TestQueueFull(t *testing.T) {
+	// A server that accepts and never answers: the writer's first pipeline
+	// hangs, and the queue (one place) fills behind it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer c.Close()
+	s, err := redisstore.New(c, redisstore.Options{Queue: 1, Timeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	defer s.Close()
+	bg := context.Background()
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	_, _, err = s.Incr(short(), "f:1", 1, time.Hour) // taken by the writer, hangs
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:1", Delta: -1}}, nil) // fills the queue
+	reported := make(chan error, 1)
+	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:2", Delta: -1}}, func(err error) { reported <- err })
+	select {
+	case err := <-reported:
+		assert.ErrorContains(t, err, "queue full")
+	case <-time.After(5 * time.Second):
+		t.Fatal("a dropped give-back was not reported")
+	}
+	_, _, err = s.Incr(short(), "f:3", 1, time.Hour)
+	assert.True(t, errors.Is(err, context.DeadlineExceeded), "a request waits for room within its deadline: %v", err)
+}
