@@ -89,7 +89,10 @@
 // The Store interface has one method per atomic operation. store/memstore is
 // the default, bounded and in-process; store/redisstore shares one gate
 // between instances through Redis; store/storetest is the conformance suite
-// both pass, for other backends to run too. If the store fails, captcha
+// both pass, for other backends to run too. A store whose calls are round
+// trips can also implement Batcher: a guard then hands it a request's
+// counting at once and its give-backs without waiting (redisstore does). If
+// the store fails, captcha
 // verification and token consumption fail closed; the counting step follows
 // Config.StoreFailure. A request waits on a shared store at most
 // Config.StoreTimeout, and a client that hangs up cannot cancel the counting
