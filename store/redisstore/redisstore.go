@@ -256,6 +256,9 @@ const (
 // Do implements captchagate.Batcher: ops leave in the writer's next
 // pipeline, and Do waits for their results or for ctx.
 func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
+	if len(ops) == 0 {
+		return // nothing to count: no trip through the writer
+	}
 	b := &batch{ops: slices.Clone(ops), done: make(chan struct{})}
 	fail := func(err error) {
 		for i := range ops {
@@ -420,7 +423,7 @@ func (s *Store) send(bs []*batch) {
 				s.Later(back, nil)
 			}
 		case first != nil && b.report != nil:
-			b.report(first)
+			go b.report(first) // never hold up the writer on a slow event hook
 		}
 	}
 }
