@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dchest/captcha"
+	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
 )
@@ -133,15 +134,27 @@ func BenchmarkRenderPNG(b *testing.B) {
 	})
 }
 
-// BenchmarkRenderWAV: a fresh captcha sound (Digits uses dchest's audio
-// as is).
+// BenchmarkRenderWAV: a fresh captcha sound with Digits (internal/audio:
+// dchest's recordings and method, reused buffers), beside dchest/captcha's
+// own NewAudio and WriteTo for the same digits.
 func BenchmarkRenderWAV(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := (captchagate.Digits{}).Render(io.Discard, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "wav", "en"); err != nil {
-			b.Fatal(err)
+	secret := []byte{1, 2, 3, 4, 5, 6}
+	b.Run("Digits", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := (captchagate.Digits{}).Render(io.Discard, "AAAAAAAAAAAAAAAAAAAAAA", secret, "wav", "en"); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("DchestWriteTo", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := captcha.NewAudio("AAAAAAAAAAAAAAAAAAAAAA", secret, "en").WriteTo(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // The other kinds' own costs: a slider puzzle's picture and piece, an
@@ -170,5 +183,48 @@ func BenchmarkAltchaCheck(b *testing.B) {
 		if !a.Check(secret, payload) {
 			b.Fatal("payload refused")
 		}
+	}
+}
+
+// BenchmarkFreshMedia: the first fetch of a new captcha's image or sound
+// through Handler (render, copy into a recycled or new buffer, cache, serve),
+// with the media cache at its default size; the captcha's creation is not
+// timed. Compare B/op with BenchmarkRenderPNG/DchestWriteTo and
+// BenchmarkRenderWAV/DchestWriteTo.
+func BenchmarkFreshMedia(b *testing.B) {
+	for _, format := range []string{"png", "wav"} {
+		b.Run(format, func(b *testing.B) {
+			g, err := captchagate.New(captchagate.Config{
+				Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+				CreateRate: rate.Inf, MediaRate: rate.Inf,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { g.Close() })
+			mux := http.NewServeMux()
+			mux.Handle("/captcha/", g.Handler())
+			g.NewGuard(captchagate.Policy{Name: "p", MaxFailures: 1, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
+			nw := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				var nb struct{ Captcha captchagate.Captcha }
+				if err := json.Unmarshal(serve(mux, "POST", "/captcha/new?policy=p", "").Body.Bytes(), &nb); err != nil || nb.Captcha.ID == "" {
+					b.Fatal("no captcha", err)
+				}
+				url := nb.Captcha.ImageURL
+				if format == "wav" {
+					url = nb.Captcha.AudioURL
+				}
+				r := httptest.NewRequest("GET", url, nil)
+				clear(nw.h)
+				b.StartTimer()
+				mux.ServeHTTP(nw, r)
+			}
+			if nw.h.Get("Content-Type") == "" || nw.h.Get("Content-Type") == "application/json" {
+				b.Fatal("not media:", nw.h)
+			}
+		})
 	}
 }

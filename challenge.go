@@ -1,17 +1,19 @@
 package captchagate
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"image/png"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/dchest/captcha"
+
+	"github.com/captchagate/captchagate/internal/audio"
 )
 
 // Challenge is a kind of captcha: it issues a secret, renders it as media and
@@ -90,9 +92,10 @@ type AnswerLimiter interface {
 	MaxAnswerLen() int
 }
 
-// Digits is the default Challenge: distorted digits as a PNG image and spoken
-// digits as a WAV file, drawn with github.com/dchest/captcha's pure functions
-// (never its global store). The zero value uses 6 digits on a 240x80 image.
+// Digits is the default Challenge: distorted digits as a PNG image, drawn
+// with github.com/dchest/captcha's pure functions (never its global store),
+// and spoken digits as a WAV file, with dchest's recordings and method but
+// from reused buffers (internal/audio). The zero value uses 6 digits on a 240x80 image.
 type Digits struct {
 	Length int // number of digits, default 6, at most 32
 	Width  int // image width in pixels, default 240
@@ -155,7 +158,7 @@ func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang strin
 		if lang == "" {
 			lang = audioLangs[0]
 		}
-		_, err := captcha.NewAudio(id, secret, lang).WriteTo(w)
+		_, err := audio.Write(w, id, secret, lang)
 		return "audio/wav", err
 	}
 	return "", errors.New("captchagate: unsupported format " + format)
@@ -187,19 +190,7 @@ func (d Digits) Check(secret []byte, answer string) bool {
 }
 
 func validLang(lang string) bool {
-	for _, l := range audioLangs {
-		if l == lang {
-			return true
-		}
-	}
-	return false
-}
-
-// renderBytes renders into a fresh buffer.
-func renderBytes(c Challenge, id string, secret []byte, format, lang string) ([]byte, string, error) {
-	var b bytes.Buffer
-	ct, err := c.Render(&b, id, secret, format, lang)
-	return b.Bytes(), ct, err
+	return slices.Contains(audioLangs, lang)
 }
 
 // signer returns IssueInfo.Sign for the gate's challenge.

@@ -103,6 +103,7 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format str
 	if err != nil {
 		return err
 	}
+	defer m.release()
 	h := w.Header()
 	h.Set("Content-Type", m.ct)
 	h["Cache-Control"] = noStore

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
 )
@@ -251,4 +252,38 @@ func TestMediaIsCachedAndLimitedPerClient(t *testing.T) {
 	// A used captcha's media is gone, cache or not.
 	solve(t, a.mux, c.ID)
 	assert.Equal(t, http.StatusNotFound, serve(a.mux, "GET", c.ImageURL, "", "RemoteAddr", "203.0.113.9:1").Code)
+}
+
+// Sounds fetched from many goroutines while a small cache evicts them and
+// reuses their buffers: every response is the captcha's own sound, whole.
+func TestMediaBuffersReusedOnlyWhenUnread(t *testing.T) {
+	t.Parallel()
+	a := newLoginApp(t, func(c *captchagate.Config) {
+		c.MediaCacheBytes = 1 << 20 // about six sounds
+		c.MediaRate, c.MediaBurst = rate.Inf, 1
+	})
+	var urls []string
+	want := map[string][]byte{}
+	for i := range 16 {
+		c := newCaptcha(t, a.mux, "login")
+		u := c.AudioURL
+		if i%4 == 0 {
+			u = c.ImageURL
+		}
+		urls = append(urls, u)
+		w := serve(a.mux, "GET", u, "")
+		require.Equal(t, http.StatusOK, w.Code)
+		want[u] = w.Body.Bytes()
+	}
+	var bad atomic.Int64
+	var n atomic.Int64
+	together(8, func() {
+		for range 40 {
+			u := urls[n.Add(1)%int64(len(urls))]
+			if w := serve(a.mux, "GET", u, ""); w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), want[u]) {
+				bad.Add(1)
+			}
+		}
+	})
+	assert.Zero(t, bad.Load(), "responses that were not their captcha's media")
 }

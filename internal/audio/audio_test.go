@@ -1,0 +1,224 @@
+package audio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// The reference: dchest/captcha's own steps, each sound materialized
+// (changeSpeed, reversedSound, setSoundLevel, then mixSound), with levels
+// clipped to the sample range.
+func refChangeSpeed(a []byte, speed float64) []byte {
+	b := make([]byte, int(math.Floor(float64(len(a))*speed)))
+	var p float64
+	for _, v := range a {
+		for i := int(p); i < int(p+speed) && i < len(b); i++ {
+			b[i] = v
+		}
+		p += speed
+	}
+	return b
+}
+
+func refLevel(a []byte, level float64) {
+	for i, v := range a {
+		av := float64(v)
+		switch {
+		case av > 128:
+			if av = (av-128)*level + 128; av < 128 {
+				av = 128
+			}
+		case av < 128:
+			if av = 128 - (128-av)*level; av > 128 {
+				av = 128
+			}
+		default:
+			continue
+		}
+		a[i] = byte(min(max(av, 0), 255))
+	}
+}
+
+func refMix(dst, src []byte) {
+	for i, v := range src {
+		av, bv := int(v), int(dst[i])
+		if av < 128 && bv < 128 {
+			dst[i] = byte(av * bv / 128)
+		} else {
+			dst[i] = byte(2*(av+bv) - av*bv/128 - 256)
+		}
+	}
+}
+
+func TestMixMatchesMaterializedSteps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var lut [256]byte
+	for range 500 {
+		src := make([]byte, 1+rng.IntN(300))
+		for i := range src {
+			src[i] = byte(rng.IntN(256))
+		}
+		speed := 0.5 + rng.Float64()
+		level := 0.2 + rng.Float64()
+		reversed := rng.IntN(2) == 0
+		dst := make([]byte, int(math.Floor(float64(len(src))*speed)))
+		for i := range dst {
+			dst[i] = byte(rng.IntN(256))
+		}
+		want := bytes.Clone(dst)
+		snd := bytes.Clone(src)
+		if reversed {
+			for i, j := 0, len(snd)-1; i < j; i, j = i+1, j-1 {
+				snd[i], snd[j] = snd[j], snd[i]
+			}
+		}
+		snd = refChangeSpeed(snd, speed)
+		refLevel(snd, level)
+		// dchest leaves a sample changeSpeed did not reach at 0 and mixes
+		// that in; mix leaves dst alone there.
+		reached := make([]bool, len(snd))
+		p := 0.0
+		for range src {
+			for i := int(p); i < int(p+speed) && i < len(snd); i++ {
+				reached[i] = true
+			}
+			p += speed
+		}
+		for i := range snd {
+			if reached[i] {
+				refMix(want[i:i+1], snd[i:i+1])
+			}
+		}
+		levels(&lut, level)
+		got := bytes.Clone(dst)
+		mix(got, src, speed, &lut, reversed)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("speed %v level %v reversed %v: mix differs from the materialized steps", speed, level, reversed)
+		}
+		// A shorter dst cuts the sound.
+		cut := bytes.Clone(dst[:len(dst)/2])
+		mix(cut, src, speed, &lut, reversed)
+		if !bytes.Equal(cut, want[:len(dst)/2]) {
+			t.Fatal("a cut mix differs from the start of the whole one")
+		}
+	}
+}
+
+func wav(t *testing.T, id string, digits []byte, lang string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	n, err := Write(&b, id, digits, lang)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(b.Len()) {
+		t.Fatalf("Write returned %d for %d bytes", n, b.Len())
+	}
+	return b.Bytes()
+}
+
+func TestWAVFile(t *testing.T) {
+	digits := []byte{1, 2, 3, 4, 5, 6}
+	for lang := range voices {
+		f := wav(t, "AAAAAAAAAAAAAAAAAAAAAA", digits, lang)
+		if string(f[0:4]) != "RIFF" || string(f[8:16]) != "WAVEfmt " || string(f[36:40]) != "data" {
+			t.Fatalf("%s: not a RIFF WAVE header: %q", lang, f[:44])
+		}
+		n := int(binary.LittleEndian.Uint32(f[40:]))
+		if riff := int(binary.LittleEndian.Uint32(f[4:])); riff != len(f)-8 || 44+n+n%2 != len(f) {
+			t.Fatalf("%s: RIFF length %d, data length %d, file %d bytes", lang, riff, n, len(f))
+		}
+		if binary.LittleEndian.Uint32(f[24:]) != 8000 || binary.LittleEndian.Uint16(f[34:]) != 8 {
+			t.Fatalf("%s: not 8 kHz 8-bit", lang)
+		}
+		data := f[44 : 44+n]
+		prelude := bytes.Join([][]byte{beep, silence[:], beep, silence[:], beep}, nil)
+		if !bytes.HasPrefix(data, prelude) || !bytes.HasSuffix(data, endBeep) {
+			t.Fatalf("%s: the beeps are not where they belong", lang)
+		}
+		// Six digits of one to three seconds' pause each, plus speech.
+		if secs := float64(n) / 8000; secs < 7 || secs > 30 {
+			t.Fatalf("%s: %.1f s long", lang, secs)
+		}
+	}
+}
+
+func TestWAVSameIDSameSound(t *testing.T) {
+	a := wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")
+	if !bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")) {
+		t.Fatal("the same id and digits sound different")
+	}
+	if bytes.Equal(a, wav(t, "BAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")) {
+		t.Fatal("another id sounds the same")
+	}
+	if bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 7}, "en")) {
+		t.Fatal("other digits sound the same")
+	}
+	if !bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "xx")) {
+		t.Fatal("an unknown language is not English")
+	}
+	if bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "ru")) {
+		t.Fatal("Russian sounds like English")
+	}
+	if _, err := Write(&bytes.Buffer{}, "x", []byte{1, 10}, "en"); err == nil {
+		t.Fatal("digit 10 accepted")
+	}
+}
+
+// The digits are in the sound: rendered again from the same seed without
+// them, only their places differ, each by the digit's recording re-pitched
+// and levelled as drawn.
+func TestDigitsAreSpoken(t *testing.T) {
+	digits := []byte{0, 9, 3, 3, 7, 1, 8, 2}
+	for lang, v := range voices {
+		r := renderers.Get().(*renderer)
+		r.seed("id", digits)
+		with := bytes.Clone(r.compose(v, digits, true))
+		r.seed("id", digits)
+		without := r.compose(v, digits, false)
+		want := bytes.Clone(without)
+		at := r.gaps[0]
+		for i, d := range digits {
+			s := r.said[i]
+			snd := refChangeSpeed(v.digits[d], s.speed)
+			refLevel(snd, s.level)
+			for k := range min(len(snd), len(want)-at) {
+				refMix(want[at+k:at+k+1], snd[k:k+1])
+			}
+			at += s.n + r.gaps[i+1]
+		}
+		if !bytes.Equal(with, want) {
+			t.Fatalf("%s: the digits are not mixed in where they were drawn", lang)
+		}
+		if bytes.Equal(with, without) {
+			t.Fatalf("%s: no digit is heard", lang)
+		}
+		renderers.Put(r)
+	}
+}
+
+func TestVoices(t *testing.T) {
+	for _, lang := range []string{"en", "ru", "zh", "ja", "pt"} {
+		v := voices[lang]
+		if v == nil {
+			t.Fatalf("no %s recordings", lang)
+		}
+		for d, s := range v.digits {
+			if len(s) < 1000 {
+				t.Fatalf("%s %d: %d samples", lang, d, len(s))
+			}
+		}
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Reset()
+		Write(&buf, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")
+	}
+}
