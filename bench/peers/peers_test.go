@@ -59,6 +59,13 @@ func BenchmarkIP(b *testing.B) {
 			Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})(ok)
 		serve(b, h, req())
 	})
+	// The like-for-like of httprate: a send rate per IP, no failure counter
+	// (so no outcome to learn from the handler).
+	b.Run("CaptchagateRate", func(b *testing.B) {
+		h := gate(b).Guard(captchagate.Policy{Name: "ip", Keys: []captchagate.Key{
+			{Source: captchagate.ClientIP(), Rate: 1 << 30, Burst: 1 << 20}}})(ok)
+		serve(b, h, req())
+	})
 	b.Run("Httprate", func(b *testing.B) {
 		serve(b, httprate.LimitByIP(1<<30, time.Hour)(ok), req())
 	})
