@@ -88,9 +88,6 @@ func init() {
 	rand.Read(key[:])
 }
 
-// Has reports whether there are recordings for lang.
-func Has(lang string) bool { return voices[lang] != nil }
-
 // renderer is the reused state of one render.
 type renderer struct {
 	src  mrand.ChaCha8
