@@ -100,7 +100,8 @@
 //
 // # Challenges
 //
-// Digits (images and audio of github.com/dchest/captcha) is the default
-// Challenge. The interface (Issue, Render, Check) lets other kinds plug into the
-// same verify-and-token flow.
+// Digits (github.com/dchest/captcha's distorted-digit images, and its digit
+// recordings spoken over noise) is the default Challenge. The interface
+// (Issue, Render, Check) lets other kinds plug into the same verify-and-token
+// flow.
 package captchagate
