@@ -25,8 +25,12 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
-func benchGate(b *testing.B) *captchagate.Gate {
-	g, err := captchagate.New(captchagate.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+func benchGate(b *testing.B, mutate ...func(*captchagate.Config)) *captchagate.Gate {
+	cfg := captchagate.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	g, err := captchagate.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,20 +98,28 @@ func BenchmarkGuardAllowedParallel(b *testing.B) {
 }
 
 func BenchmarkImage(b *testing.B) {
-	g := benchGate(b)
-	mux := http.NewServeMux()
-	mux.Handle("/captcha/", g.Handler())
-	g.NewGuard(captchagate.Policy{Name: "p", MaxFailures: 1, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
-	var nb struct{ Captcha captchagate.Captcha }
-	if err := json.Unmarshal(serve(mux, "POST", "/captcha/new?policy=p", "").Body.Bytes(), &nb); err != nil {
-		b.Fatal(err)
-	}
-	r := httptest.NewRequest("GET", nb.Captcha.ImageURL, nil)
+	mux, newCaptcha := mediaMux(b, benchGate(b))
+	r := httptest.NewRequest("GET", newCaptcha().ImageURL, nil)
 	nw := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
 		clear(nw.h)
 		mux.ServeHTTP(nw, r)
+	}
+}
+
+// mediaMux mounts g's Handler and a policy "p"; newCaptcha issues a captcha
+// under it.
+func mediaMux(b *testing.B, g *captchagate.Gate) (mux *http.ServeMux, newCaptcha func() captchagate.Captcha) {
+	mux = http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	g.NewGuard(captchagate.Policy{Name: "p", MaxFailures: 1, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
+	return mux, func() captchagate.Captcha {
+		var nb struct{ Captcha captchagate.Captcha }
+		if err := json.Unmarshal(serve(mux, "POST", "/captcha/new?policy=p", "").Body.Bytes(), &nb); err != nil || nb.Captcha.ID == "" {
+			b.Fatal("no captcha", err)
+		}
+		return nb.Captcha
 	}
 }
 
@@ -194,28 +206,17 @@ func BenchmarkAltchaCheck(b *testing.B) {
 func BenchmarkFreshMedia(b *testing.B) {
 	for _, format := range []string{"png", "wav"} {
 		b.Run(format, func(b *testing.B) {
-			g, err := captchagate.New(captchagate.Config{
-				Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-				CreateRate: rate.Inf, MediaRate: rate.Inf,
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { g.Close() })
-			mux := http.NewServeMux()
-			mux.Handle("/captcha/", g.Handler())
-			g.NewGuard(captchagate.Policy{Name: "p", MaxFailures: 1, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
+			mux, newCaptcha := mediaMux(b, benchGate(b, func(c *captchagate.Config) {
+				c.CreateRate, c.MediaRate = rate.Inf, rate.Inf
+			}))
 			nw := &nopWriter{h: http.Header{}}
 			b.ReportAllocs()
 			for b.Loop() {
 				b.StopTimer()
-				var nb struct{ Captcha captchagate.Captcha }
-				if err := json.Unmarshal(serve(mux, "POST", "/captcha/new?policy=p", "").Body.Bytes(), &nb); err != nil || nb.Captcha.ID == "" {
-					b.Fatal("no captcha", err)
-				}
-				url := nb.Captcha.ImageURL
+				c := newCaptcha()
+				url := c.ImageURL
 				if format == "wav" {
-					url = nb.Captcha.AudioURL
+					url = c.AudioURL
 				}
 				r := httptest.NewRequest("GET", url, nil)
 				clear(nw.h)

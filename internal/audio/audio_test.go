@@ -10,17 +10,29 @@ import (
 
 // The reference: dchest/captcha's own steps, each sound materialized
 // (changeSpeed, reversedSound, setSoundLevel, then mixSound), with levels
-// clipped to the sample range.
-func refChangeSpeed(a []byte, speed float64) []byte {
-	b := make([]byte, int(math.Floor(float64(len(a))*speed)))
+// clipped to the sample range. refChangeSpeed also reports which samples it
+// wrote: dchest leaves the others at 0 and mixes that in; mix leaves dst
+// alone there.
+func refChangeSpeed(a []byte, speed float64) (b []byte, reached []bool) {
+	b = make([]byte, int(math.Floor(float64(len(a))*speed)))
+	reached = make([]bool, len(b))
 	var p float64
 	for _, v := range a {
 		for i := int(p); i < int(p+speed) && i < len(b); i++ {
-			b[i] = v
+			b[i], reached[i] = v, true
 		}
 		p += speed
 	}
-	return b
+	return b, reached
+}
+
+// refMixAt mixes the reached samples of snd into dst.
+func refMixAt(dst, snd []byte, reached []bool) {
+	for i := range min(len(snd), len(dst)) {
+		if reached[i] {
+			refMix(dst[i:i+1], snd[i:i+1])
+		}
+	}
 }
 
 func refLevel(a []byte, level float64) {
@@ -75,23 +87,9 @@ func TestMixMatchesMaterializedSteps(t *testing.T) {
 				snd[i], snd[j] = snd[j], snd[i]
 			}
 		}
-		snd = refChangeSpeed(snd, speed)
+		snd, reached := refChangeSpeed(snd, speed)
 		refLevel(snd, level)
-		// dchest leaves a sample changeSpeed did not reach at 0 and mixes
-		// that in; mix leaves dst alone there.
-		reached := make([]bool, len(snd))
-		p := 0.0
-		for range src {
-			for i := int(p); i < int(p+speed) && i < len(snd); i++ {
-				reached[i] = true
-			}
-			p += speed
-		}
-		for i := range snd {
-			if reached[i] {
-				refMix(want[i:i+1], snd[i:i+1])
-			}
-		}
+		refMixAt(want, snd, reached)
 		levels(&lut, level)
 		got := bytes.Clone(dst)
 		mix(got, src, speed, &lut, reversed)
@@ -183,10 +181,10 @@ func TestDigitsAreSpoken(t *testing.T) {
 		at := r.gaps[0]
 		for i, d := range digits {
 			s := r.said[i]
-			snd := refChangeSpeed(v.digits[d], s.speed)
-			refLevel(snd, s.level)
-			for k := range min(len(snd), len(want)-at) {
-				refMix(want[at+k:at+k+1], snd[k:k+1])
+			if at < len(want) {
+				snd, reached := refChangeSpeed(v.digits[d], s.speed)
+				refLevel(snd, s.level)
+				refMixAt(want[at:], snd, reached)
 			}
 			at += s.n + r.gaps[i+1]
 		}
@@ -198,6 +196,42 @@ func TestDigitsAreSpoken(t *testing.T) {
 		}
 		renderers.Put(r)
 	}
+}
+
+// Many of Portuguese's longest digit, spoken fast, run past the end of the
+// background (which allows each digit the longest recording at normal speed
+// plus a last pause of one to three seconds): the last ones are cut, not
+// written out of bounds.
+func TestLongDigitsAreCut(t *testing.T) {
+	v := voices["pt"]
+	long := byte(0)
+	for d, s := range v.digits {
+		if len(s) == v.longest {
+			long = byte(d)
+		}
+	}
+	digits := bytes.Repeat([]byte{long}, 32)
+	cut := 0
+	for i := range 20 {
+		r := renderers.Get().(*renderer)
+		r.seed(string(rune('a'+i)), digits)
+		bg := r.compose(v, digits, true)
+		end := r.gaps[0]
+		for k, s := range r.said {
+			end += s.n
+			if k < len(r.said)-1 {
+				end += r.gaps[k+1]
+			}
+		}
+		if end > len(bg) {
+			cut++
+		}
+		renderers.Put(r)
+	}
+	if cut == 0 {
+		t.Fatal("no seed ran the digits past the background: the case is not exercised")
+	}
+	wav(t, "id", digits, "pt")
 }
 
 func TestVoices(t *testing.T) {
