@@ -88,6 +88,12 @@ func (Altcha) Formats() []string { return []string{"json"} }
 // MaxAnswerLen implements AnswerLimiter.
 func (Altcha) MaxAnswerLen() int { return altchaMaxAnswer }
 
+// ValidAnswer implements AnswerValidator: answer decodes as a payload.
+func (Altcha) ValidAnswer(answer string) bool {
+	_, ok := DecodeAltchaPayload(answer)
+	return ok
+}
+
 // Issue implements Challenge; the gate calls IssueFor instead.
 func (a Altcha) Issue() ([]byte, error) {
 	return nil, errors.New("captchagate: Altcha is issued by a Gate (IssueFor)")

@@ -110,11 +110,16 @@ func TestAltchaRefusesForgedPayloads(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, verify(a.mux, cc.ID, sp.Encode()).Code, name)
 		cc = next
 	}
-	for _, junk := range []string{"not base64 !", "e30", strings.Repeat("A", 2000)} {
+	// What is not a payload at all is a malformed parameter: it spends
+	// nothing. An empty payload ("e30" is {}) is a wrong answer.
+	for _, junk := range []string{"not base64 !", strings.Repeat("A", 2000)} {
 		w := verify(a.mux, cc.ID, junk)
-		require.Equal(t, http.StatusForbidden, w.Code, "%.20q", junk)
-		cc = decodeError(t, w).Captcha
+		require.Equal(t, http.StatusBadRequest, w.Code, "%.20q", junk)
+		assert.Equal(t, 4104, decodeError(t, w).ErrorCode)
 	}
+	w := verify(a.mux, cc.ID, "e30")
+	require.Equal(t, http.StatusForbidden, w.Code)
+	cc = decodeError(t, w).Captcha
 	// Longer than any payload: refused before the captcha is touched.
 	assert.Equal(t, http.StatusBadRequest, verify(a.mux, cc.ID, strings.Repeat("A", 2100)).Code)
 	// The untouched payloads still work: forging spent nothing of theirs.

@@ -264,11 +264,11 @@ func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, r
 		secret, err = g.challenge.Issue()
 	}
 	if err != nil {
-		return nil, unavailableError(err)
+		return nil, g.failure(r, b.policy, CodeInternal, err)
 	}
 	id, err := randomString(idBytes)
 	if err != nil {
-		return nil, unavailableError(err)
+		return nil, g.failure(r, b.policy, CodeInternal, err)
 	}
 	rec := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, refreshes: refreshes,
 		level: b.level, expires: exp.UnixNano(), secret: secret}
@@ -321,17 +321,21 @@ const (
 
 // solve consumes captcha id atomically and checks answer against it. It
 // returns the consumed record (for a fresh captcha's binding) and, when the
-// answer does not solve it, the reason. err is a store failure.
+// answer does not solve it, the reason. err is a failure, reported and
+// classified (a store failure, or a verifier's).
 //
 // A Challenge that is a RemoteChecker is asked with a context of its own
 // deadline; its failure is returned as err (fail closed), the captcha spent.
 func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (rec record, found bool, reason string, err error) {
 	v, found, err := g.store.Take(ctx, captchaKey(id))
-	if err != nil || !found {
-		return rec, false, reasonUnknown, err
+	if err == nil && found {
+		rec, err = decodeRecord(v)
 	}
-	if rec, err = decodeRecord(v); err != nil {
-		return rec, false, reasonUnknown, err
+	if err != nil {
+		return rec, false, reasonUnknown, g.unavailable(r, "", err)
+	}
+	if !found {
+		return rec, false, reasonUnknown, nil
 	}
 	if g.now().UnixNano() >= rec.expires {
 		return rec, true, reasonExpired, nil
@@ -343,7 +347,7 @@ func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (r
 		}
 		ok, err := rc.CheckRemote(context.WithoutCancel(r.Context()), CheckInfo{Secret: rec.secret, Answer: answer, ClientIP: ip, Request: r})
 		if err != nil {
-			return rec, true, "", err
+			return rec, true, "", g.failure(r, rec.policy, CodeVerifierUnavailable, err)
 		}
 		if !ok {
 			return rec, true, reasonWrong, nil
@@ -357,11 +361,11 @@ func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (r
 }
 
 // mintToken stores a single-use token bound like rec and, if sender is not
-// nil, to that sender too.
-func (g *Gate) mintToken(ctx context.Context, rec record, sender *[16]byte) (string, error) {
+// nil, to that sender too. err is a failure, reported and classified.
+func (g *Gate) mintToken(ctx context.Context, r *http.Request, rec record, sender *[16]byte) (string, error) {
 	tok, err := randomString(tokenBytes)
 	if err != nil {
-		return "", err
+		return "", g.failure(r, rec.policy, CodeInternal, err)
 	}
 	b := bindingOf(&rec)
 	if sender != nil {
@@ -369,7 +373,7 @@ func (g *Gate) mintToken(ctx context.Context, rec record, sender *[16]byte) (str
 	}
 	t := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
 	if err := g.store.Put(ctx, g.tokenKey(tok), t.encode(), g.tokenTTL+graceTTL); err != nil {
-		return "", err
+		return "", g.unavailable(r, rec.policy, err)
 	}
 	return tok, nil
 }

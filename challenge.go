@@ -92,6 +92,15 @@ type AnswerLimiter interface {
 	MaxAnswerLen() int
 }
 
+// An AnswerValidator tells a malformed answer from a wrong one: the gate
+// asks it before spending a captcha, and answers an answer it refuses with
+// invalid_request (4104), the captcha unspent. It must refuse only answers
+// that could solve no captcha of the kind (a slider answer that is not a
+// point, an ALTCHA payload that is not base64 JSON).
+type AnswerValidator interface {
+	ValidAnswer(answer string) bool
+}
+
 // Digits is the default Challenge: distorted digits as a PNG image, drawn
 // with github.com/dchest/captcha's pure functions (never its global store),
 // and spoken digits as a WAV file, with dchest's recordings and method but
@@ -102,7 +111,7 @@ type Digits struct {
 	Height int // image height in pixels, default 80
 }
 
-// AudioLangs are the languages the Digits audio speaks; the first is the
+// audioLangs are the languages the Digits audio speaks; the first is the
 // default.
 var audioLangs = []string{"en", "ru", "zh", "ja", "pt"}
 

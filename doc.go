@@ -28,8 +28,9 @@
 //
 //  1. Below every threshold the request goes to the handler. Its response
 //     status says whether it failed (401 and 403 by default; or the handler
-//     calls Fail or Succeed). A failure stays counted; a success resets the
-//     per-account keys (Key.ResetOnSuccess), never the address-wide ones.
+//     calls Fail or Succeed). A failure stays counted; a success (a status
+//     below 400, or Succeed) resets the per-account keys (Key.ResetOnSuccess),
+//     never the address-wide ones; a handler that writes nothing is neither.
 //  2. Once a key has MaxFailures failures in its Window, or has used up its
 //     send Rate, the next request without proof is answered 428 with
 //     {"error":"captcha_required","error_code":4001,"captcha":{...}}: the

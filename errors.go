@@ -26,6 +26,17 @@ var (
 	// ErrStoreUnavailable: the store failed and the gate failed closed (wire
 	// code 5003). The store's own error is wrapped but never sent to clients.
 	ErrStoreUnavailable = errors.New("captchagate: store unavailable")
+	// ErrVerifierUnavailable: a RemoteChecker (a hosted verifier such as
+	// Turnstile) could not check an answer; the gate failed closed (wire code
+	// 5004).
+	ErrVerifierUnavailable = errors.New("captchagate: verifier unavailable")
+	// ErrRenderUnavailable: a captcha's image or sound could not be rendered,
+	// because every render slot stayed busy or the Challenge's Render failed
+	// (wire code 5005).
+	ErrRenderUnavailable = errors.New("captchagate: render unavailable")
+	// ErrInternal: a failure inside the gate that no retry is sure to fix,
+	// such as crypto/rand or a Challenge's Issue failing (wire code 5000).
+	ErrInternal = errors.New("captchagate: internal error")
 )
 
 // Code is a wire error code, the "error_code" member of every error body.
@@ -42,7 +53,14 @@ const (
 	CodeNotFound         Code = 4004 // not_found, HTTP 404
 	CodeMethodNotAllowed Code = 4005 // method_not_allowed, HTTP 405 with Allow
 	CodeRequestTooLarge  Code = 4013 // request_too_large, HTTP 413
-	CodeStoreUnavailable Code = 5003 // service_unavailable, HTTP 503
+	CodeInternal         Code = 5000 // internal_error, HTTP 500
+	CodeStoreUnavailable Code = 5003 // service_unavailable, HTTP 503: the store failed
+	// CodeVerifierUnavailable: service_unavailable, HTTP 503: a hosted
+	// verifier failed.
+	CodeVerifierUnavailable Code = 5004
+	// CodeRenderUnavailable: service_unavailable, HTTP 503: rendering failed
+	// or every render slot stayed busy.
+	CodeRenderUnavailable Code = 5005
 
 	CodeMalformedBody      Code = 4100 // invalid_request: body is not valid JSON or form data
 	CodeMissingCaptchaID   Code = 4101 // invalid_request: captcha_id is empty
@@ -75,13 +93,16 @@ type codeInfo struct {
 }
 
 var codeInfos = map[Code]codeInfo{
-	CodeCaptchaRequired:  {"captcha_required", http.StatusPreconditionRequired, ErrCaptchaRequired},
-	CodeCaptchaInvalid:   {"captcha_invalid", http.StatusForbidden, ErrCaptchaInvalid},
-	CodeTooManyRequests:  {"too_many_requests", http.StatusTooManyRequests, ErrTooManyRequests},
-	CodeNotFound:         {"not_found", http.StatusNotFound, ErrNotFound},
-	CodeMethodNotAllowed: {"method_not_allowed", http.StatusMethodNotAllowed, ErrInvalidRequest},
-	CodeRequestTooLarge:  {"request_too_large", http.StatusRequestEntityTooLarge, ErrInvalidRequest},
-	CodeStoreUnavailable: {"service_unavailable", http.StatusServiceUnavailable, ErrStoreUnavailable},
+	CodeCaptchaRequired:     {"captcha_required", http.StatusPreconditionRequired, ErrCaptchaRequired},
+	CodeCaptchaInvalid:      {"captcha_invalid", http.StatusForbidden, ErrCaptchaInvalid},
+	CodeTooManyRequests:     {"too_many_requests", http.StatusTooManyRequests, ErrTooManyRequests},
+	CodeNotFound:            {"not_found", http.StatusNotFound, ErrNotFound},
+	CodeMethodNotAllowed:    {"method_not_allowed", http.StatusMethodNotAllowed, ErrInvalidRequest},
+	CodeRequestTooLarge:     {"request_too_large", http.StatusRequestEntityTooLarge, ErrInvalidRequest},
+	CodeInternal:            {"internal_error", http.StatusInternalServerError, ErrInternal},
+	CodeStoreUnavailable:    {"service_unavailable", http.StatusServiceUnavailable, ErrStoreUnavailable},
+	CodeVerifierUnavailable: {"service_unavailable", http.StatusServiceUnavailable, ErrVerifierUnavailable},
+	CodeRenderUnavailable:   {"service_unavailable", http.StatusServiceUnavailable, ErrRenderUnavailable},
 }
 
 var invalidRequest = codeInfo{"invalid_request", http.StatusBadRequest, ErrInvalidRequest}
@@ -185,12 +206,12 @@ func (e *Error) SetHeaders(h http.Header) {
 
 // WriteError is the default ErrorHandler: it writes err as JSON with
 // Content-Type application/json and Cache-Control no-store, and the status of
-// its code. An error that is not an *Error is answered as a generic 503
-// service_unavailable; its text is never written.
+// its code. An error that is not an *Error is answered as a generic 500
+// internal_error; its text is never written.
 func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = unavailableError(nil)
+		e = failureError(CodeInternal, nil)
 	}
 	e.SetHeaders(w.Header())
 	writeJSON(w, e.Code.Status(), errorBody{
@@ -223,10 +244,17 @@ var (
 	nosniff         = []string{"nosniff"}
 )
 
-// unavailableError is the client's view of a failure it cannot fix; err is
-// kept for logs.
-func unavailableError(err error) *Error {
-	return &Error{Code: CodeStoreUnavailable, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+// unavailableError is the client's view of a store failure; err is kept for
+// logs.
+func unavailableError(err error) *Error { return failureError(CodeStoreUnavailable, err) }
+
+// failureError is the client's view of a failure it cannot fix, of the class
+// of code; err is kept for logs, never rendered.
+func failureError(code Code, err error) *Error {
+	if code == CodeInternal {
+		return &Error{Code: code, Description: "internal error", Err: err}
+	}
+	return &Error{Code: code, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
 }
 
 func invalid(code Code, param, desc string) *Error {

@@ -19,10 +19,14 @@ const (
 	EventTokenAccepted                        // a captcha_token let a request through
 	EventTokenRefused                         // a captcha_token was unknown, used, expired or for another request
 	EventStoreError                           // the store failed
+	EventVerifierError                        // a RemoteChecker (hosted verifier) failed
+	EventRenderError                          // an image or sound could not be rendered
+	EventInternalError                        // crypto/rand or the Challenge's Issue failed
 )
 
 var eventNames = [...]string{"", "tripped", "ceiling_reached", "captcha_issued", "captcha_verified",
-	"captcha_rejected", "token_accepted", "token_refused", "store_error"}
+	"captcha_rejected", "token_accepted", "token_refused", "store_error", "verifier_error", "render_error",
+	"internal_error"}
 
 // String returns the event's name, such as "captcha_issued".
 func (k EventKind) String() string {
@@ -39,20 +43,30 @@ type Event struct {
 	Policy    string // "" for events of the handlers not tied to a policy
 	Key       string // the key's name, for EventTripped and EventCeilingReached
 	CaptchaID string // for captcha events
-	Reason    string // why a captcha or token was refused
-	Err       error  // for EventStoreError
-	Request   *http.Request
+	// Reason says why a captcha or token was refused: "unknown or already
+	// used", "expired", "wrong answer", "issued for another request" or
+	// "verified for another sender".
+	Reason string
+	Err    error // for the failure events (EventStoreError and after)
+	// Request is a shallow copy of the request the event is about, for its
+	// method, URL, headers, RemoteAddr and context: without its body (which
+	// may hold an answer, a token or a password) and without the
+	// X-Captcha-Token header. A hook must not modify it.
+	Request *http.Request
 }
 
 func (g *Gate) emit(e Event) {
 	if g.onEvent != nil {
+		if e.Request != nil {
+			e.Request = withoutProof(e.Request)
+		}
 		g.onEvent(e)
 	}
 	if e.Kind == EventCaptchaIssued || e.Kind == EventCaptchaVerified || e.Kind == EventTokenAccepted {
 		return // the normal flow is not logged
 	}
 	level := slog.LevelInfo
-	if e.Kind == EventStoreError {
+	if e.Kind >= EventStoreError {
 		level = slog.LevelError
 	}
 	if !g.logger.Enabled(context.Background(), level) {
@@ -79,12 +93,40 @@ func (g *Gate) emit(e Event) {
 	g.logger.LogAttrs(context.Background(), level, "captchagate", attrs...)
 }
 
+// withoutProof returns a shallow copy of r without a body, forms or a token
+// header, for an event hook.
+func withoutProof(r *http.Request) *http.Request {
+	c := new(http.Request)
+	*c = *r
+	c.Body, c.GetBody, c.ContentLength = http.NoBody, nil, 0
+	c.Form, c.PostForm, c.MultipartForm = nil, nil, nil
+	if _, ok := r.Header[TokenHeader]; ok {
+		c.Header = r.Header.Clone()
+		c.Header.Del(TokenHeader)
+	}
+	return c
+}
+
 func (g *Gate) storeError(r *http.Request, policy string, err error) {
 	g.emit(Event{Kind: EventStoreError, Policy: policy, Err: err, Request: r})
 }
 
 // unavailable reports a store failure and returns the error to answer with.
 func (g *Gate) unavailable(r *http.Request, policy string, err error) *Error {
-	g.storeError(r, policy, err)
-	return unavailableError(err)
+	return g.failure(r, policy, CodeStoreUnavailable, err)
+}
+
+// failure reports a failure of the class of code (CodeStoreUnavailable,
+// CodeVerifierUnavailable, CodeRenderUnavailable or CodeInternal) as its
+// event and returns the error to answer with.
+func (g *Gate) failure(r *http.Request, policy string, code Code, err error) *Error {
+	g.emit(Event{Kind: failureEvents[code], Policy: policy, Err: err, Request: r})
+	return failureError(code, err)
+}
+
+var failureEvents = map[Code]EventKind{
+	CodeStoreUnavailable:    EventStoreError,
+	CodeVerifierUnavailable: EventVerifierError,
+	CodeRenderUnavailable:   EventRenderError,
+	CodeInternal:            EventInternalError,
 }

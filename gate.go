@@ -113,8 +113,13 @@ type Config struct {
 
 	// ErrorHandler renders the gate's errors. Default WriteError (JSON).
 	ErrorHandler ErrorHandler
-	// OnEvent, if set, is called synchronously for each Event. It must not
-	// block.
+	// OnEvent, if set, is called for each Event, synchronously on the
+	// goroutine of the request the event is about, before the response is
+	// complete; it must not block. One kind can arrive late: a Store that is
+	// a Batcher (store/redisstore) writes give-backs and resets behind, after
+	// the response, and reports their failure as EventStoreError from its own
+	// goroutine, possibly after the request ended (its Request is then a
+	// request that has been answered). Hooks must be safe for concurrent use.
 	OnEvent func(Event)
 	// Logger receives warnings (tripped thresholds, refused captchas) and
 	// store errors. No secret, answer, token or key value is logged.

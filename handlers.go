@@ -126,8 +126,9 @@ type params struct {
 // form.
 func (p *params) seedDialect() bool { return p.PointJSON != "" || p.Token != "" || p.Sender != "" }
 
-// readParams reads a JSON or URL-encoded body of at most 4 KiB, then fills
-// captcha_id and policy from the query where the body has none.
+// readParams reads a JSON or URL-encoded body of at most limit bytes
+// (paramBody), then fills captcha_id and policy from the query where the body
+// has none.
 func readParams(r *http.Request, limit int64) (params, error) {
 	var p params
 	body, err := readBody(r, limit)
@@ -204,38 +205,65 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	if err := checkID(p.CaptchaID); err != nil {
 		return err
 	}
-	if strings.TrimSpace(p.Answer) == "" {
-		return invalid(CodeMissingAnswer, AnswerField, "captcha_answer is required")
-	}
-	if len(p.Answer) > g.maxAnswerLen() || !utf8.ValidString(p.Answer) {
-		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+	if err := g.checkAnswer(p.Answer); err != nil {
+		return err
 	}
 	return g.verify(w, r, p.CaptchaID, p.Answer, "")
 }
 
+// checkAnswer refuses an answer that no captcha of the gate's kind could
+// accept (missing, too long, not text, or refused by the Challenge's
+// AnswerValidator), before any captcha is spent on it.
+func (g *Gate) checkAnswer(answer string) error {
+	if strings.TrimSpace(answer) == "" {
+		return invalid(CodeMissingAnswer, AnswerField, "captcha_answer is required")
+	}
+	if len(answer) > g.maxAnswerLen() || !utf8.ValidString(answer) {
+		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+	}
+	if v, ok := g.challenge.(AnswerValidator); ok && !v.ValidAnswer(answer) {
+		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is not an answer of this kind of captcha")
+	}
+	return nil
+}
+
 // verify checks answer against captcha id and answers with a token, bound
-// to sender too if it is not empty.
+// to sender too if it is not empty. Every check of the request's shape comes
+// before the captcha is spent.
 func (g *Gate) verify(w http.ResponseWriter, r *http.Request, id, answer, sender string) error {
 	ctx, cancel := g.storeContext(r)
 	defer cancel()
+	if sender != "" {
+		// The sender can be bound only if the captcha's policy has a Sender
+		// key: read the captcha, unspent, to know its policy.
+		v, found, err := g.store.Get(ctx, captchaKey(id))
+		var rec record
+		if err == nil && found {
+			rec, err = decodeRecord(v)
+		}
+		if err != nil {
+			return g.unavailable(r, "", err)
+		}
+		if found {
+			if gd, ok := g.policy(rec.policy); !ok || !gd.hasSender() {
+				return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
+			}
+		}
+	}
 	rec, found, reason, err := g.solve(ctx, r, id, answer)
 	if err != nil {
-		return g.unavailable(r, "", err)
+		return err
 	}
 	var sh *[16]byte
 	if reason == "" && sender != "" {
-		gd, ok := g.policy(rec.policy)
-		if !ok || !gd.hasSender() {
-			return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
-		}
 		h := g.senderHash(rec.policy, sender)
 		sh = &h
 	}
 	if reason != "" {
 		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Request: r})
 		e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
-		if found { // a fresh captcha for the same flow
-			c, err := g.issue(ctx, r, bindingOf(&rec), 0)
+		if found { // a fresh captcha for the same flow, with its refresh count
+			c, err := g.issue(ctx, r, bindingOf(&rec), rec.refreshes)
 			var ce *Error
 			if errors.As(err, &ce) {
 				e.RetryAfter = ce.RetryAfter
@@ -249,9 +277,9 @@ func (g *Gate) verify(w http.ResponseWriter, r *http.Request, id, answer, sender
 		}
 		return e
 	}
-	tok, err := g.mintToken(ctx, rec, sh)
+	tok, err := g.mintToken(ctx, r, rec, sh)
 	if err != nil {
-		return g.unavailable(r, rec.policy, err)
+		return err
 	}
 	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: id, Request: r})
 	writeJSON(w, http.StatusOK, tokenBody{Token: tok, ExpiresIn: int(g.tokenTTL / time.Second)})

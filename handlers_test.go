@@ -138,7 +138,8 @@ func TestVerifyWrongAnswerBurnsCaptcha(t *testing.T) {
 	w := verify(a.mux, c.ID, "654321")
 	require.Equal(t, http.StatusForbidden, w.Code)
 	e := decodeError(t, w)
-	assert.Equal(t, "captcha wrong answer; solve the new captcha", e.Description)
+	assert.Equal(t, 4002, e.ErrorCode)
+	assert.Equal(t, "wrong answer", a.events.reason(captchagate.EventCaptchaRejected))
 	require.NotNil(t, e.Captcha)
 
 	w = verify(a.mux, c.ID, answer)
@@ -174,7 +175,8 @@ func TestRefresh(t *testing.T) {
 	c3 := b.Captcha
 	w = refresh(c3.RefreshURL)
 	require.Equal(t, http.StatusTooManyRequests, w.Code, "refresh is bounded")
-	assert.Contains(t, decodeError(t, w).Description, "refresh limit")
+	assert.Equal(t, 4029, decodeError(t, w).ErrorCode)
+	assert.Empty(t, w.Header().Get("Retry-After"), "the refresh limit, not the creation limit: waiting does not help")
 
 	// The refreshed captcha keeps the flow's binding.
 	tok := solve(t, a.mux, c3.ID)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,15 +64,22 @@ var loginPolicy = captchagate.Policy{
 // loginApp mounts the gate's handlers and a guarded login whose only good
 // password is "right"; it counts the handler's calls.
 type loginApp struct {
-	gate  *captchagate.Gate
-	clock *clock
-	mux   *http.ServeMux
-	calls atomic.Int64
+	gate   *captchagate.Gate
+	clock  *clock
+	mux    *http.ServeMux
+	calls  atomic.Int64
+	events *eventLog // unless mutate sets its own OnEvent
 }
 
 func newLoginApp(t *testing.T, mutate func(*captchagate.Config)) *loginApp {
-	g, clk := newGate(t, mutate)
-	a := &loginApp{gate: g, clock: clk, mux: http.NewServeMux()}
+	events := &eventLog{}
+	g, clk := newGate(t, func(c *captchagate.Config) {
+		c.OnEvent = events.hook
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	a := &loginApp{gate: g, clock: clk, mux: http.NewServeMux(), events: events}
 	a.mux.Handle("/captcha/", g.Handler())
 	a.mux.Handle("POST /login", g.Guard(loginPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.calls.Add(1)
@@ -159,7 +167,38 @@ func solveWith(t *testing.T, h http.Handler, id, ans string) string {
 	return tb.Token
 }
 
-// tripLogin fails user's login until the gate asks for a captcha, and
+// eventLog records a gate's events (Config.OnEvent = l.hook), so tests tell
+// refusals apart by Event.Reason, never by parsing error_description.
+type eventLog struct {
+	mu   sync.Mutex
+	list []captchagate.Event
+}
+
+func (l *eventLog) hook(e captchagate.Event) {
+	l.mu.Lock()
+	l.list = append(l.list, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) reset() {
+	l.mu.Lock()
+	l.list = nil
+	l.mu.Unlock()
+}
+
+// reason returns the Reason of the last event of kind, "" if none.
+func (l *eventLog) reason(kind captchagate.EventKind) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.list) - 1; i >= 0; i-- {
+		if l.list[i].Kind == kind {
+			return l.list[i].Reason
+		}
+	}
+	return ""
+}
+
+// trip fails user's login until the gate asks for a captcha, and
 // returns that captcha.
 func (a *loginApp) trip(t *testing.T, user string) *captchagate.Captcha {
 	t.Helper()

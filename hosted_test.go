@@ -236,7 +236,7 @@ func TestHostedChecks(t *testing.T) {
 			if tc.status == http.StatusServiceUnavailable {
 				// Fail closed, say nothing of the cause to the client, log it
 				// without the secret.
-				assert.Equal(t, 5003, e.ErrorCode)
+				assert.Equal(t, 5004, e.ErrorCode, "a verifier failure, not the store's")
 				assert.NotContains(t, w.Body.String(), "secret")
 				assert.Contains(t, logs.String(), "hosted verifier failed")
 				assert.NotContains(t, logs.String(), "0x4AAAAAAA")

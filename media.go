@@ -3,6 +3,7 @@ package captchagate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/bits"
 	"net/http"
 	"sync"
@@ -155,17 +156,17 @@ func (g *Gate) render(ctx context.Context, r *http.Request, id string, rec *reco
 	defer t.Stop()
 	select {
 	case g.renderSlots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-ctx.Done(): // the client went away
+		return nil, failureError(CodeRenderUnavailable, ctx.Err())
 	case <-t.C:
-		return nil, &Error{Code: CodeStoreUnavailable, Description: "busy; retry later", RetryAfter: time.Second}
+		return nil, g.failure(r, rec.policy, CodeRenderUnavailable, errors.New("captchagate: every render slot stayed busy"))
 	}
 	defer func() { <-g.renderSlots }()
 	buf := renderBuffers.Get().(*bytes.Buffer)
 	defer putRenderBuffer(buf)
 	ct, err := g.challenge.Render(buf, id, rec.secret, format, lang)
 	if err != nil {
-		return nil, g.unavailable(r, rec.policy, err)
+		return nil, g.failure(r, rec.policy, CodeRenderUnavailable, err)
 	}
 	m := g.media.newMedia(buf.Bytes(), ct)
 	g.media.put(k, m)

@@ -37,8 +37,9 @@ func (g *Gate) Guard(p Policy) func(http.Handler) http.Handler {
 	return gd.Wrap
 }
 
-// NewGuard validates p and returns its Guard. Guards of policies with one
-// Name share counters, captchas and tokens.
+// NewGuard validates p and returns its Guard. A policy's Name is unique per
+// Gate: NewGuard refuses a name already in use. To guard several routes with
+// one policy (one set of counters), wrap each with the same Guard.
 func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	keys, statuses, err := compilePolicy(p)
 	if err != nil {
@@ -51,8 +52,11 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, dup := g.policies[p.Name]; dup {
+		return nil, fmt.Errorf("captchagate: a policy named %q is already guarded by this Gate; reuse its Guard", p.Name)
+	}
 	g.policies[p.Name] = gd
-	g.mu.Unlock()
 	return gd, nil
 }
 
@@ -502,18 +506,15 @@ func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset uint1
 
 // settle keeps the reservations of a failed request; a successful one resets
 // the per-account keys and gives back the others; any other outcome gives all
-// back.
+// back. Success is an explicit Succeed or a written status below 400: a
+// handler that wrote nothing (the client went away, a bug) is neutral.
 func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 	outcome := gw.outcome.Load()
-	if outcome == outcomeNone {
-		status := gw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
+	if outcome == outcomeNone && gw.status != 0 {
 		switch {
-		case slices.Contains(gd.failStatus, status):
+		case slices.Contains(gd.failStatus, gw.status):
 			outcome = outcomeFail
-		case status < 400:
+		case gw.status < 400:
 			outcome = outcomeSuccess
 		}
 	}
@@ -554,10 +555,14 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		if err := gd.loadBody(ev); err != nil {
 			return err
 		}
-		tok = bodyField(r, ev.in.body, TokenField, 256)
+		tok, _ = bodyField(r, ev.in.body, TokenField, 256)
 		if tok == "" {
-			id = bodyField(r, ev.in.body, IDField, 256)
-			answer = bodyField(r, ev.in.body, AnswerField, g.maxAnswerLen())
+			id, _ = bodyField(r, ev.in.body, IDField, 256)
+			var long bool
+			answer, long = bodyField(r, ev.in.body, AnswerField, g.maxAnswerLen())
+			if long {
+				return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+			}
 		}
 	}
 	if tok == "" && id == "" && answer != "" {
@@ -565,8 +570,15 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 			id = s.Pending
 		}
 	}
+	if id != "" {
+		// Validate before spending: a malformed answer spends no captcha.
+		if err := g.checkAnswer(answer); err != nil {
+			return err
+		}
+	}
 	sess := g.sessionHash(r)
 	var reason string
+	var flow record // the captcha a wrong answer spent: its flow goes on
 	switch {
 	case tok != "":
 		rec, why, err := g.redeem(ctx, tok)
@@ -588,13 +600,16 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	case id != "":
 		why := reasonUnknown
 		if validID(id) {
-			rec, _, w, err := g.solve(ctx, r, id, answer)
+			rec, found, w, err := g.solve(ctx, r, id, answer)
 			if err != nil {
-				return g.unavailable(r, gd.name, err)
+				return err
 			}
 			why = w
 			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
 				why = reasonMismatch
+			}
+			if found && rec.policy == gd.name {
+				flow = rec
 			}
 		}
 		if why == "" {
@@ -605,8 +620,8 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		reason = "captcha " + why
 	}
 	b := g.bindingFor(gd.name, ev.tripped, &ev.hashes, sess)
-	b.level = gd.level(ev)
-	c, err := g.issue(ctx, r, b, 0)
+	b.level = max(gd.level(ev), flow.level)
+	c, err := g.issue(ctx, r, b, flow.refreshes)
 	if err != nil {
 		return err
 	}
@@ -646,20 +661,24 @@ func (gd *Guard) senders(ev *eval, rec *record) [][16]byte {
 	return out
 }
 
-// bodyField returns a field of a JSON or URL-encoded body.
-func bodyField(r *http.Request, body []byte, name string, limit int) string {
+// bodyField returns a field of a JSON or URL-encoded body, and whether it
+// was there but longer than limit (then v is "").
+func bodyField(r *http.Request, body []byte, name string, limit int) (v string, long bool) {
 	var buf [128]byte
-	var v []byte
+	var b []byte
 	var ok bool
 	if isForm(r) {
-		v, ok = formValue(buf[:0], string(body), name)
+		b, ok = formValue(buf[:0], string(body), name)
 	} else {
-		v, ok = jsonField(buf[:0], body, name)
+		b, ok = jsonField(buf[:0], body, name)
 	}
-	if !ok || len(v) > limit {
-		return ""
+	if !ok {
+		return "", false
 	}
-	return string(bytes.TrimSpace(v))
+	if len(b) > limit {
+		return "", true
+	}
+	return string(bytes.TrimSpace(b)), false
 }
 
 // Check reports, without changing any state or writing anything, whether r

@@ -77,7 +77,7 @@ func TestTokenRetryIsSingleUse(t *testing.T) {
 	e := decodeError(t, w)
 	assert.Equal(t, "captcha_invalid", e.Error)
 	assert.Equal(t, 4002, e.ErrorCode)
-	assert.Contains(t, e.Description, "unknown or already used")
+	assert.Equal(t, "unknown or already used", a.events.reason(captchagate.EventTokenRefused))
 	require.NotNil(t, e.Captcha, "captcha_invalid carries a fresh captcha")
 	assert.NotEqual(t, c.ID, e.Captcha.ID)
 }
@@ -113,7 +113,8 @@ func TestTokenInBodyFields(t *testing.T) {
 
 func TestInlineAnswer(t *testing.T) {
 	t.Parallel()
-	g, _ := newGate(t, nil)
+	events := &eventLog{}
+	g, _ := newGate(t, func(c *captchagate.Config) { c.OnEvent = events.hook })
 	var got []string
 	p := captchagate.Policy{Name: "signin", MaxFailures: 2, Keys: []captchagate.Key{
 		captchagate.Username(captchagate.FormField("user")),
@@ -138,7 +139,8 @@ func TestInlineAnswer(t *testing.T) {
 	w = form(url.Values{"user": {"carol"}, "pass": {"right"}, "captcha_id": {c.ID}, "captcha_answer": {"000000"}})
 	require.Equal(t, http.StatusForbidden, w.Code)
 	e := decodeError(t, w)
-	assert.Contains(t, e.Description, "wrong answer")
+	assert.Equal(t, 4002, e.ErrorCode)
+	assert.Equal(t, "wrong answer", events.reason(captchagate.EventCaptchaRejected))
 	fresh := e.Captcha
 	require.NotNil(t, fresh)
 	w = form(url.Values{"user": {"carol"}, "pass": {"right"}, "captcha_id": {c.ID}, "captcha_answer": {answer}})
@@ -164,16 +166,19 @@ func TestTokenBoundToPolicyAndKeys(t *testing.T) {
 	tok := solve(t, a.mux, c.ID)
 	w := a.login(t, "bob", "right", "X-Captcha-Token", tok)
 	require.Equal(t, http.StatusForbidden, w.Code)
-	assert.Contains(t, decodeError(t, w).Description, "issued for another request")
+	assert.Equal(t, 4002, decodeError(t, w).ErrorCode)
+	assert.Equal(t, "issued for another request", a.events.reason(captchagate.EventTokenRefused))
 
 	// A token for the login policy does not open another policy.
 	c = a.trip(t, "carol")
 	tok = solve(t, a.mux, c.ID)
 	body := `{"username":"carol"}`
 	serve(other, "POST", "/reset", body, "Content-Type", "application/json")
+	a.events.reset()
 	w = serve(other, "POST", "/reset", body, "Content-Type", "application/json", "X-Captcha-Token", tok)
 	require.Equal(t, http.StatusForbidden, w.Code)
-	assert.Contains(t, decodeError(t, w).Description, "issued for another request")
+	assert.Equal(t, 4002, decodeError(t, w).ErrorCode)
+	assert.Equal(t, "issued for another request", a.events.reason(captchagate.EventTokenRefused))
 }
 
 func TestExpiry(t *testing.T) {
@@ -187,14 +192,16 @@ func TestExpiry(t *testing.T) {
 	a.clock.Advance(2 * time.Minute) // exactly the token's deadline
 	w := a.login(t, "alice", "right", "X-Captcha-Token", tok)
 	require.Equal(t, http.StatusForbidden, w.Code)
-	assert.Contains(t, decodeError(t, w).Description, "expired")
+	assert.Equal(t, 4002, decodeError(t, w).ErrorCode)
+	assert.Equal(t, "expired", a.events.reason(captchagate.EventTokenRefused))
 
 	c2 := decodeError(t, w).Captcha
 	a.clock.Advance(5 * time.Minute) // exactly the captcha's deadline
 	w = verify(a.mux, c2.ID, answer)
 	require.Equal(t, http.StatusForbidden, w.Code)
 	e := decodeError(t, w)
-	assert.Equal(t, "captcha expired; solve the new captcha", e.Description)
+	assert.Equal(t, 4002, e.ErrorCode)
+	assert.Equal(t, "expired", a.events.reason(captchagate.EventCaptchaRejected))
 	assert.NotNil(t, e.Captcha)
 	assert.Equal(t, http.StatusOK, serve(a.mux, "GET", "/captcha/"+e.Captcha.ID+".png", "").Code,
 		"the fresh captcha is fetchable")
@@ -257,9 +264,24 @@ func TestExplicitOutcome(t *testing.T) {
 	require.Equal(t, 200, req())
 	require.Equal(t, http.StatusPreconditionRequired, req())
 
-	// Fail and Succeed outside a guard are no-ops.
-	captchagate.Fail(httptest.NewRequest("GET", "/", nil))
-	captchagate.Succeed(httptest.NewRequest("GET", "/", nil))
+	// Fail and Succeed outside a guard are no-ops: an unguarded route that
+	// calls them moves no counter of the guarded one.
+	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		captchagate.Fail(r)
+		captchagate.Fail(r)
+		captchagate.Succeed(r)
+		captchagate.Fail(r)
+	})
+	outcome = "fail"
+	require.Equal(t, http.StatusPreconditionRequired, req(), "dev-1 needs a captcha")
+	for range 5 {
+		w := serve(plain, "GET", "/", "", "X-Device", "dev-2")
+		require.Equal(t, http.StatusOK, w.Code)
+		serve(plain, "GET", "/", "", "X-Device", "dev-1")
+	}
+	assert.Equal(t, http.StatusPreconditionRequired, req(), "no Succeed outside the guard reset dev-1")
+	assert.Equal(t, 200, serve(h, "GET", "/", "", "X-Device", "dev-2").Code, "no Fail outside the guard counted for dev-2")
+	assert.Equal(t, 200, serve(h, "GET", "/", "", "X-Device", "dev-2").Code)
 }
 
 func TestConcurrentBadLoginsAreCountedAtomically(t *testing.T) {

@@ -31,7 +31,8 @@ type Policy struct {
 
 	// FailureStatuses are the statuses of the wrapped handler that count as a
 	// failure. Default 401 and 403. Statuses below 400 are successes; any other
-	// status is neither. A handler can decide itself with Fail and Succeed.
+	// status is neither, and so is a handler that writes nothing (no status,
+	// no body). A handler can decide itself with Fail and Succeed.
 	FailureStatuses []int
 }
 

@@ -44,7 +44,8 @@ func TestSessionBindsCaptchasAndTokens(t *testing.T) {
 	for _, other := range [][]string{{"X-Test-Session", "B"}, {}} {
 		w = login("alice", "right", append([]string{captchagate.TokenHeader, tok}, other...)...)
 		assert.Equal(t, http.StatusForbidden, w.Code, "session %v", other)
-		assert.Contains(t, decodeError(t, w).Description, "issued for another request")
+		assert.Equal(t, 4002, decodeError(t, w).ErrorCode)
+		assert.Equal(t, "issued for another request", a.events.reason(captchagate.EventTokenRefused))
 		w = login("alice", "right", "X-Test-Session", "A")
 		require.Equal(t, http.StatusPreconditionRequired, w.Code)
 		id = decodeError(t, w).Captcha.ID

@@ -295,6 +295,13 @@ func (s Slider) Check(secret []byte, answer string) bool {
 	return math.Abs(x-float64(p.x)) <= tol
 }
 
+// ValidAnswer implements AnswerValidator: answer is a point or an x on the
+// picture.
+func (Slider) ValidAnswer(answer string) bool {
+	_, ok := parseSliderAnswer(answer)
+	return ok
+}
+
 // parseSliderAnswer reads point_json ({"x":237.0,"y":5.0}) or a bare x.
 func parseSliderAnswer(answer string) (float64, bool) {
 	answer = strings.TrimSpace(answer)

@@ -21,10 +21,11 @@ import (
 // sliderApp: an SMS send endpoint guarded per phone (one send, then a
 // captcha) on a gate issuing slider puzzles through a spy.
 type sliderApp struct {
-	gate  *captchagate.Gate
-	spy   *gatetest.SliderSpy
-	mux   *http.ServeMux
-	sends atomic.Int64
+	gate   *captchagate.Gate
+	spy    *gatetest.SliderSpy
+	mux    *http.ServeMux
+	sends  atomic.Int64
+	events eventLog
 }
 
 var smsPolicy = captchagate.Policy{
@@ -38,7 +39,10 @@ var smsPolicy = captchagate.Policy{
 
 func newSliderApp(t *testing.T, sl captchagate.Slider) *sliderApp {
 	a := &sliderApp{spy: &gatetest.SliderSpy{Slider: sl}, mux: http.NewServeMux()}
-	a.gate, _ = newGate(t, func(c *captchagate.Config) { c.Challenge = a.spy })
+	a.gate, _ = newGate(t, func(c *captchagate.Config) {
+		c.Challenge = a.spy
+		c.OnEvent = a.events.hook
+	})
 	a.mux.Handle("/captcha/", a.gate.Handler())
 	a.mux.Handle("POST /send", a.gate.Guard(smsPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.sends.Add(1)
@@ -180,7 +184,7 @@ func TestSliderSeedVerify(t *testing.T) {
 	var pe apiError
 	require.NoError(t, json.Unmarshal(res.body, &pe))
 	assert.Equal(t, 4002, pe.ErrorCode)
-	assert.Contains(t, pe.Description, "another sender")
+	assert.Equal(t, "verified for another sender", a.events.reason(captchagate.EventTokenRefused))
 	assert.Equal(t, int64(3), a.sends.Load(), "two free sends and the one the token opened")
 }
 
@@ -284,6 +288,10 @@ func TestSliderSenderNeedsSenderKey(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code)
 	assert.Equal(t, 4118, e.ErrorCode)
 	assert.Empty(t, tok)
+	// A parameter error spends no puzzle: the same answer, without the
+	// sender, still solves it.
+	w = verify(mux, cb.Captcha.ID, point(float64(x)))
+	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
 }
 
 func TestSliderInlineAndConcurrent(t *testing.T) {

@@ -31,7 +31,7 @@ func message(err error) string {
 			return "Too many attempts. Please try again in " + humanize(ce.RetryAfter) + "."
 		}
 		return "Please wait a moment before asking for another picture."
-	case captchagate.CodeStoreUnavailable:
+	case captchagate.CodeStoreUnavailable, captchagate.CodeVerifierUnavailable, captchagate.CodeRenderUnavailable:
 		return "The security check is unavailable right now. Please try again in a minute."
 	}
 	return "Please check the form and try again."
