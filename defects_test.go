@@ -146,6 +146,7 @@ func TestShapeErrorsSpendNothing(t *testing.T) {
 		{"verify: answer not text", "/captcha/verify", `{"captcha_id":"` + id + `","captcha_answer":123456}`, "application/json", 4100},
 		{"verify: broken JSON", "/captcha/verify", `{"captcha_id":"` + id + `","captcha_answer":"123456"`, "application/json", 4100},
 		{"verify: oversized", "/captcha/verify", `{"captcha_id":"` + id + `","captcha_answer":"123456","x":"` + strings.Repeat("x", 10<<10) + `"}`, "application/json", 4013},
+		{"guard: inline id malformed", "/login", `{"username":"alice","password":"right","captcha_id":"x` + id + `","captcha_answer":"123456"}`, "application/json", 4102},
 		{"guard: inline id without answer", "/login", `{"username":"alice","password":"right","captcha_id":"` + id + `"}`, "application/json", 4103},
 		{"guard: inline answer too long", "/login", `{"username":"alice","password":"right","captcha_id":"` + id + `","captcha_answer":"` + strings.Repeat("1", 100) + `"}`, "application/json", 4104},
 		{"guard: oversized", "/login", `{"username":"alice","password":"right","captcha_id":"` + id + `","captcha_answer":"123456","x":"` + strings.Repeat("x", 2<<10) + `"}`, "application/json", 4013},
@@ -156,7 +157,36 @@ func TestShapeErrorsSpendNothing(t *testing.T) {
 		assert.Equal(t, tc.code, e.ErrorCode, "%s: %s", tc.name, w.Body.String())
 		assert.Nil(t, e.Captcha, tc.name)
 	}
-	assert.Equal(t, http.StatusOK, verify(a.mux, id, answer).Code, "no shape error spent the captcha")
+	w := verify(a.mux, id, answer)
+	require.Equal(t, http.StatusOK, w.Code, "no shape error spent the captcha")
+
+	// Nor a token: a guarded request refused for its shape leaves it unspent.
+	var tb struct {
+		Token string `json:"captcha_token"`
+	}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &tb))
+	w = serve(a.mux, "POST", "/login", `{"username":"alice","password":"right","x":"`+strings.Repeat("x", 2<<10)+`"}`,
+		"Content-Type", "application/json", captchagate.TokenHeader, tb.Token)
+	assert.Equal(t, 4013, decodeError(t, w).ErrorCode)
+	assert.Equal(t, http.StatusOK, a.login(t, "alice", "right", captchagate.TokenHeader, tb.Token).Code, "the token still opens the login")
+
+	// A missing required key neither.
+	g, _ := newGate(t, nil)
+	dev := g.Guard(captchagate.Policy{Name: "device", MaxFailures: 1, Keys: []captchagate.Key{
+		{Source: captchagate.ClientIP()},
+		{Source: captchagate.Header("X-Device"), Required: true},
+	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	mux.Handle("/do", dev)
+	serve(mux, "POST", "/do", "", "X-Device", "d1")
+	w = serve(mux, "POST", "/do", "", "X-Device", "d1")
+	require.Equal(t, http.StatusPreconditionRequired, w.Code)
+	tok := solve(t, mux, decodeError(t, w).Captcha.ID)
+	w = serve(mux, "POST", "/do", "", captchagate.TokenHeader, tok)
+	assert.Equal(t, 4108, decodeError(t, w).ErrorCode)
+	assert.Equal(t, http.StatusUnauthorized, serve(mux, "POST", "/do", "", "X-Device", "d1", captchagate.TokenHeader, tok).Code,
+		"the token still lets the request through")
 }
 
 // A slider answer that is not a point is a malformed parameter, on verify

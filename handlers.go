@@ -235,19 +235,17 @@ func (g *Gate) verify(w http.ResponseWriter, r *http.Request, id, answer, sender
 	defer cancel()
 	if sender != "" {
 		// The sender can be bound only if the captcha's policy has a Sender
-		// key: read the captcha, unspent, to know its policy.
-		v, found, err := g.store.Get(ctx, captchaKey(id))
-		var rec record
-		if err == nil && found {
-			rec, err = decodeRecord(v)
-		}
-		if err != nil {
-			return g.unavailable(r, "", err)
-		}
-		if found {
+		// key: read the captcha, unspent, to know its policy. An unknown,
+		// used or expired one is left to solve to say so.
+		rec, err := g.pending(ctx, r, id)
+		var e *Error
+		switch {
+		case err == nil:
 			if gd, ok := g.policy(rec.policy); !ok || !gd.hasSender() {
 				return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
 			}
+		case !errors.As(err, &e) || e.Code != CodeNotFound:
+			return err
 		}
 	}
 	rec, found, reason, err := g.solve(ctx, r, id, answer)

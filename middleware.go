@@ -571,7 +571,11 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		}
 	}
 	if id != "" {
-		// Validate before spending: a malformed answer spends no captcha.
+		// Validate before spending: a malformed id or answer spends no
+		// captcha and issues none.
+		if err := checkID(id); err != nil {
+			return err
+		}
 		if err := g.checkAnswer(answer); err != nil {
 			return err
 		}
@@ -598,19 +602,15 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		g.emit(Event{Kind: EventTokenRefused, Policy: gd.name, Reason: why, Request: r})
 		reason = "captcha_token " + why
 	case id != "":
-		why := reasonUnknown
-		if validID(id) {
-			rec, found, w, err := g.solve(ctx, r, id, answer)
-			if err != nil {
-				return err
-			}
-			why = w
-			if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
-				why = reasonMismatch
-			}
-			if found && rec.policy == gd.name {
-				flow = rec
-			}
+		rec, found, why, err := g.solve(ctx, r, id, answer)
+		if err != nil {
+			return err
+		}
+		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
+			why = reasonMismatch
+		}
+		if found && rec.policy == gd.name {
+			flow = rec
 		}
 		if why == "" {
 			g.emit(Event{Kind: EventCaptchaVerified, Policy: gd.name, CaptchaID: id, Request: r})
