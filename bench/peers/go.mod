@@ -1,6 +1,6 @@
 module github.com/captchagate/captchagate/bench/peers
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/captchagate/captchagate v0.0.0

@@ -1,10 +1,11 @@
 // Command login is a runnable demo of captchagate protecting a login: an HTML
 // login page at / (a classic form post, with the captcha widget and sessions)
-// and a JSON API at /api/login, counted together. It runs on the in-memory
-// store or, with -redis, on Redis shared by several instances.
+// and a JSON API at /api/login (Content-Type: application/json), counted
+// together. It runs on the in-memory store or, with -redis, on Redis shared
+// by several instances.
 //
-//	go run ./examples/login            # http://localhost:8080, in-memory store
-//	curl -i -d '{"username":"alice","password":"nope"}' localhost:8080/api/login
+//	go run ./examples/login            # http://localhost:8080/, in-memory store
+//	curl -i -H 'Content-Type: application/json' -d '{"username":"alice","password":"nope"}' localhost:8080/api/login
 //
 //	export CAPTCHAGATE_SECRET=$(head -c 32 /dev/urandom | base64)   # the same on every instance
 //	go run ./examples/login -addr :8081 -redis redis://127.0.0.1:6379/0
@@ -26,6 +27,8 @@ import (
 	"html/template"
 	"log"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -77,9 +80,26 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	logger.Info("listening", "addr", *addr)
-	log.Fatal(srv.ListenAndServe())
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	logger.Info("captchagate demo", "url", DemoURL(ln.Addr()))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Fatal(srv.Serve(ln))
+}
+
+// DemoURL is the URL to open for a server listening on addr: an unspecified
+// address (":8080" listens on all of them) is reached at localhost.
+func DemoURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // SessionStore is a cookie store whose keys derive from secret (random if
@@ -131,12 +151,27 @@ func checkPassword(user, pass string) bool {
 	return userOK&passOK == 1
 }
 
+// isJSON reports whether r's body is declared as JSON.
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
+}
+
+// apiLogin is the JSON API. It refuses a body not declared as JSON before
+// reading it: the guard's Field("username") reads a form body as a form, so
+// a JSON body sent as a form counts no username, and decoding it as JSON
+// here anyway would check passwords the guard never counted for the account.
 func apiLogin(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if !isJSON(r) {
+		w.WriteHeader(http.StatusUnsupportedMediaType)
+		w.Write([]byte(`{"error":"unsupported_media_type","error_description":"send Content-Type: application/json"}` + "\n"))
+		return
+	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		w.Write([]byte(`{"error":"invalid_request"}` + "\n"))

@@ -1,7 +1,7 @@
 // Command sms is a runnable demo of captchagate protecting a "send me a code"
 // endpoint, on the in-memory store:
 //
-//	go run ./examples/sms      # http://localhost:8080
+//	go run ./examples/sms      # http://localhost:8080/
 //
 // Each phone number gets 2 codes at once and then one a minute; past that
 // rate the page asks for a captcha (captcha_required) before sending; past 3
@@ -20,6 +20,8 @@ import (
 	"log"
 	"log/slog"
 	"math/big"
+	"mime"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -48,9 +50,26 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	logger.Info("listening", "addr", *addr)
-	log.Fatal(srv.ListenAndServe())
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	logger.Info("captchagate demo", "url", DemoURL(ln.Addr()))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Fatal(srv.Serve(ln))
+}
+
+// DemoURL is the URL to open for a server listening on addr: an unspecified
+// address (":8080" listens on all of them) is reached at localhost.
+func DemoURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // SendPolicy: per phone, 2 codes at once then one a minute, at most 3 an
@@ -84,13 +103,22 @@ func NewApp(gate *captchagate.Gate, store sessions.Store, send func(phone, code 
 		var req struct {
 			Phone string `json:"phone"`
 		}
+		w.Header().Set("Content-Type", "application/json")
+		// Only a body sent as JSON is read: the guard's Field("phone") reads
+		// a form body as a form, and this handler must count and send for
+		// the number the guard counted.
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			io.WriteString(w, `{"error":"unsupported_media_type","error_description":"send Content-Type: application/json"}`+"\n")
+			return
+		}
 		if json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req) != nil {
-			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"invalid_request"}`+"\n")
 			return
 		}
 		n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000))
 		send(req.Phone, fmt.Sprintf("%06d", n))
-		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"sent": true})
 	}))))
 	mux.Handle("GET /{$}", flow.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

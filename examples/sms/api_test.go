@@ -1,0 +1,62 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate/internal/gatetest"
+)
+
+// The send-code API reads its body only as JSON, and only when it is sent
+// as JSON: the guard's Field("phone") reads a form body as a form and
+// anything else as JSON, so a body under any other Content-Type is refused
+// (415) before it is read, and no code is sent.
+func TestSendCodeAPIContentType(t *testing.T) {
+	t.Parallel()
+	gate, _, store := gatetest.SpyGate(t)
+	var sent atomic.Int64
+	h, err := NewApp(gate, store, func(phone, code string) { sent.Add(1) })
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+
+	post := func(ct, body string) (int, string) {
+		t.Helper()
+		res, err := http.Post(srv.URL+"/api/send-code", ct, strings.NewReader(body))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(b)
+	}
+
+	for _, c := range []struct{ ct, body string }{
+		{"text/plain", `{"phone":"+1 555 0101"}`},                    // the guard reads it as JSON, as the handler would
+		{"", `{"phone":"+1 555 0102"}`},                              // the same
+		{"application/x-www-form-urlencoded", "phone=%2B1+555+0103"}, // the guard reads a form
+	} {
+		status, body := post(c.ct, c.body)
+		assert.Equal(t, http.StatusUnsupportedMediaType, status, "Content-Type %q: %s", c.ct, body)
+		assert.JSONEq(t, `{"error":"unsupported_media_type","error_description":"send Content-Type: application/json"}`, body)
+	}
+	assert.Zero(t, sent.Load(), "no code sent for a body not sent as JSON")
+
+	// A JSON body sent as a form names no phone for the guard, which
+	// requires one: the gate refuses it (a form post gets the page back).
+	status, _ := post("application/x-www-form-urlencoded", `{"phone":"+1 555 0104"}`)
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Zero(t, sent.Load())
+
+	var body string
+
+	status, body = post("application/json; charset=utf-8", `{"phone":"+1 555 0105"}`)
+	assert.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, int64(1), sent.Load())
+}
