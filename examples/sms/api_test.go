@@ -14,10 +14,10 @@ import (
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
-// The send-code API reads its body only as JSON, and only when it is sent
-// as JSON: the guard's Field("phone") reads a form body as a form and
-// anything else as JSON, so a body under any other Content-Type is refused
-// (415) before it is read, and no code is sent.
+// The send-code API reads its body the way the guard's Field("phone") does:
+// a form as a form (the page without JavaScript), JSON only when it is sent
+// as JSON; a body under any other Content-Type is refused (415) before it is
+// read, and no code is sent. The code goes to the number the guard counted.
 func TestSendCodeAPIContentType(t *testing.T) {
 	t.Parallel()
 	gate, _, store := gatetest.SpyGate(t)
@@ -38,9 +38,8 @@ func TestSendCodeAPIContentType(t *testing.T) {
 	}
 
 	for _, c := range []struct{ ct, body string }{
-		{"text/plain", `{"phone":"+1 555 0101"}`},                    // the guard reads it as JSON, as the handler would
-		{"", `{"phone":"+1 555 0102"}`},                              // the same
-		{"application/x-www-form-urlencoded", "phone=%2B1+555+0103"}, // the guard reads a form
+		{"text/plain", `{"phone":"+1 555 0101"}`}, // the guard reads it as JSON, as the handler would
+		{"", `{"phone":"+1 555 0102"}`},           // the same
 	} {
 		status, body := post(c.ct, c.body)
 		assert.Equal(t, http.StatusUnsupportedMediaType, status, "Content-Type %q: %s", c.ct, body)
@@ -59,4 +58,10 @@ func TestSendCodeAPIContentType(t *testing.T) {
 	status, body = post("application/json; charset=utf-8", `{"phone":"+1 555 0105"}`)
 	assert.Equal(t, http.StatusOK, status, body)
 	assert.Equal(t, int64(1), sent.Load())
+
+	// A form (the page without JavaScript) sends to the number in the form,
+	// the one the guard counted.
+	status, body = post("application/x-www-form-urlencoded", "phone=%2B1+555+0103")
+	assert.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, int64(2), sent.Load())
 }

@@ -104,17 +104,23 @@ func NewApp(gate *captchagate.Gate, store sessions.Store, send func(phone, code 
 			Phone string `json:"phone"`
 		}
 		w.Header().Set("Content-Type", "application/json")
-		// Only a body sent as JSON is read: the guard's Field("phone") reads
-		// a form body as a form, and this handler must count and send for
-		// the number the guard counted.
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		// The body is read the way the guard's Field("phone") reads it, so
+		// the code goes to the number the guard counted: a form (the page
+		// without JavaScript) as a form, JSON as JSON, anything else not at
+		// all.
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		switch mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt {
+		case "application/x-www-form-urlencoded":
+			req.Phone = r.PostFormValue("phone")
+		case "application/json":
+			if json.NewDecoder(r.Body).Decode(&req) != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, `{"error":"invalid_request"}`+"\n")
+				return
+			}
+		default:
 			w.WriteHeader(http.StatusUnsupportedMediaType)
 			io.WriteString(w, `{"error":"unsupported_media_type","error_description":"send Content-Type: application/json"}`+"\n")
-			return
-		}
-		if json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req) != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			io.WriteString(w, `{"error":"invalid_request"}`+"\n")
 			return
 		}
 		n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000))
