@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -158,7 +159,12 @@ type AltchaPayload struct {
 	Number    int64  `json:"number"`
 	Salt      string `json:"salt"`
 	Signature string `json:"signature"`
-	Took      int64  `json:"took,omitempty"`
+	// Took is how long the widget says it worked, in milliseconds: the v3
+	// widget writes tenths (12.3), older ones whole numbers. It is
+	// informational and compared with nothing, so any JSON number is
+	// accepted (none, or null, reads as 0); a payload whose took is not a
+	// number (a string, an object) is not the widget's and is refused.
+	Took float64 `json:"took,omitempty"`
 }
 
 // Render implements Challenge: the challenge JSON.
@@ -206,12 +212,13 @@ func (a Altcha) Check(secret []byte, answer string) bool {
 }
 
 // DecodeAltchaPayload decodes a widget payload (standard or URL base64,
-// padded or not, of a JSON object).
+// padded or not, of a JSON object). It reports false when the answer is not
+// such an object or a field has the wrong JSON type; took may be any JSON
+// number, and one beyond float64's range is held at its largest value.
 func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
-	var p AltchaPayload
 	answer = strings.TrimSpace(answer)
 	if answer == "" || len(answer) > altchaMaxAnswer {
-		return p, false
+		return AltchaPayload{}, false
 	}
 	var raw []byte
 	var err error
@@ -220,8 +227,27 @@ func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
 			break
 		}
 	}
-	if err != nil || json.Unmarshal(raw, &p) != nil {
-		return p, false
+	if err != nil {
+		return AltchaPayload{}, false
+	}
+	// took is decoded apart (this Took hides the embedded one), so that no
+	// number the widget may write (a fraction, an exponent, a huge one)
+	// refuses a right payload.
+	var w struct {
+		AltchaPayload
+		Took json.RawMessage `json:"took"`
+	}
+	if json.Unmarshal(raw, &w) != nil {
+		return AltchaPayload{}, false
+	}
+	p := w.AltchaPayload
+	if t := string(w.Took); t != "" && t != "null" {
+		// Every JSON number parses; a string, an object or a bool does not.
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return AltchaPayload{}, false
+		}
+		p.Took = max(-math.MaxFloat64, min(f, math.MaxFloat64))
 	}
 	return p, true
 }
