@@ -132,6 +132,8 @@ func TestSliderPageInBrowser(t *testing.T) {
 	id := puzzleID()
 	x, ok := d.slider.Gap(id)
 	require.True(t, ok, "the browser loaded puzzle %s", id)
+	// The keyboard step below answers 10, which must be wrong.
+	require.Greater(t, x, 10+5, "the gap is past 10 and the slider's tolerance")
 	assert.Equal(t, "INPUT", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the slider")
 	shots.Take("puzzle")
 
