@@ -266,8 +266,14 @@ func SolveAltcha(c AltchaChallenge) (AltchaPayload, bool) {
 	return AltchaPayload{}, false
 }
 
-// Encode returns p as the widget posts it.
+// Encode returns p as the widget posts it. JSON has no NaN or infinity: a
+// NaN Took is written as 0 (left out) and an infinite one as float64's
+// largest value, so the payload always encodes.
 func (p AltchaPayload) Encode() string {
-	b, _ := json.Marshal(p)
+	if math.IsNaN(p.Took) {
+		p.Took = 0
+	}
+	p.Took = max(-math.MaxFloat64, min(p.Took, math.MaxFloat64))
+	b, _ := json.Marshal(p) // cannot fail: strings, an int64 and a finite float64
 	return base64.StdEncoding.EncodeToString(b)
 }

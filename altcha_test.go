@@ -265,3 +265,29 @@ func TestAltchaTookNotANumber(t *testing.T) {
 		})
 	}
 }
+
+// Encode writes every Took as a number the decoder reads back; JSON has no
+// NaN or infinity.
+func TestAltchaEncodeTook(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		took, want float64
+	}{
+		{12.3, 12.3},
+		{0, 0},
+		{math.Inf(1), math.MaxFloat64},
+		{math.Inf(-1), -math.MaxFloat64},
+		{math.NaN(), 0},
+	} {
+		t.Run(strconv.FormatFloat(tc.took, 'g', -1, 64), func(t *testing.T) {
+			t.Parallel()
+			secret, p := issueAltcha(t)
+			p.Took = tc.took
+			answer := p.Encode()
+			assert.True(t, captchagate.Altcha{}.Check(secret, answer))
+			got, ok := captchagate.DecodeAltchaPayload(answer)
+			require.True(t, ok)
+			assert.Equal(t, tc.want, got.Took)
+		})
+	}
+}
