@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -164,7 +165,12 @@ type AltchaPayload struct {
 	Number    int64  `json:"number"`
 	Salt      string `json:"salt"`
 	Signature string `json:"signature"`
-	Took      int64  `json:"took,omitempty"`
+	// Took is how long the widget says it worked, in milliseconds: the v3
+	// widget writes tenths (12.3), older ones whole numbers. It is
+	// informational and compared with nothing, so any JSON number is
+	// accepted (none, or null, reads as 0); a payload whose took is not a
+	// number (a string, an object) is not the widget's and is refused.
+	Took float64 `json:"took,omitempty"`
 }
 
 // Render implements Challenge: the challenge JSON.
@@ -212,12 +218,13 @@ func (a Altcha) Check(secret []byte, answer string) bool {
 }
 
 // DecodeAltchaPayload decodes a widget payload (standard or URL base64,
-// padded or not, of a JSON object).
+// padded or not, of a JSON object). It reports false when the answer is not
+// such an object or a field has the wrong JSON type; took may be any JSON
+// number, and one beyond float64's range is held at its largest value.
 func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
-	var p AltchaPayload
 	answer = strings.TrimSpace(answer)
 	if answer == "" || len(answer) > altchaMaxAnswer {
-		return p, false
+		return AltchaPayload{}, false
 	}
 	var raw []byte
 	var err error
@@ -226,8 +233,27 @@ func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
 			break
 		}
 	}
-	if err != nil || json.Unmarshal(raw, &p) != nil {
-		return p, false
+	if err != nil {
+		return AltchaPayload{}, false
+	}
+	// took is decoded apart (this Took hides the embedded one), so that no
+	// number the widget may write (a fraction, an exponent, a huge one)
+	// refuses a right payload.
+	var w struct {
+		AltchaPayload
+		Took json.RawMessage `json:"took"`
+	}
+	if json.Unmarshal(raw, &w) != nil {
+		return AltchaPayload{}, false
+	}
+	p := w.AltchaPayload
+	if t := string(w.Took); t != "" && t != "null" {
+		// Every JSON number parses; a string, an object or a bool does not.
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return AltchaPayload{}, false
+		}
+		p.Took = max(-math.MaxFloat64, min(f, math.MaxFloat64))
 	}
 	return p, true
 }
@@ -246,8 +272,14 @@ func SolveAltcha(c AltchaChallenge) (AltchaPayload, bool) {
 	return AltchaPayload{}, false
 }
 
-// Encode returns p as the widget posts it.
+// Encode returns p as the widget posts it. JSON has no NaN or infinity: a
+// NaN Took is written as 0 (left out) and an infinite one as float64's
+// largest value, so the payload always encodes.
 func (p AltchaPayload) Encode() string {
-	b, _ := json.Marshal(p)
+	if math.IsNaN(p.Took) {
+		p.Took = 0
+	}
+	p.Took = max(-math.MaxFloat64, min(p.Took, math.MaxFloat64))
+	b, _ := json.Marshal(p) // cannot fail: strings, an int64 and a finite float64
 	return base64.StdEncoding.EncodeToString(b)
 }

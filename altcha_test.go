@@ -1,9 +1,13 @@
 package captchagate_test
 
 import (
+	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,7 +55,8 @@ func TestAltchaFlow(t *testing.T) {
 
 	p, ok := captchagate.SolveAltcha(ch)
 	require.True(t, ok)
-	payload := p.Encode()
+	// As the v3 widget writes it: took in tenths of a millisecond.
+	payload := altchaJSON(p, "12.3")
 	tok := solveWith(t, a.mux, c.ID, payload)
 	require.Equal(t, http.StatusOK, a.login(t, "alice", "right", "X-Captcha-Token", tok).Code)
 
@@ -171,5 +176,123 @@ func TestAltchaConcurrentAnswers(t *testing.T) {
 			}
 		})
 		assert.Equal(t, int64(1), ok200.Load())
+	}
+}
+
+// issueAltcha issues, renders and solves one challenge outside a gate, and
+// returns its secret and the solved payload as the widget would send it
+// without took.
+func issueAltcha(t *testing.T) ([]byte, captchagate.AltchaPayload) {
+	t.Helper()
+	a := captchagate.Altcha{MaxNumber: 1000}
+	secret, err := a.IssueFor(captchagate.IssueInfo{
+		Now:     time.Now(),
+		Expires: time.Now().Add(5 * time.Minute),
+		Sign: func(msg []byte) []byte {
+			m := hmac.New(sha256.New, testSecret)
+			m.Write(msg)
+			return m.Sum(nil)
+		},
+	})
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, err = a.Render(&buf, "id", secret, "json", "en")
+	require.NoError(t, err)
+	var ch captchagate.AltchaChallenge
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &ch))
+	p, ok := captchagate.SolveAltcha(ch)
+	require.True(t, ok)
+	return secret, p
+}
+
+// altchaJSON is p as the widget writes it, with took's JSON text as given
+// ("" leaves it out).
+func altchaJSON(p captchagate.AltchaPayload, took string) string {
+	s := `{"algorithm":` + strconv.Quote(p.Algorithm) + `,"challenge":` + strconv.Quote(p.Challenge) +
+		`,"number":` + strconv.FormatInt(p.Number, 10) + `,"salt":` + strconv.Quote(p.Salt) +
+		`,"signature":` + strconv.Quote(p.Signature)
+	if took != "" {
+		s += `,"took":` + took
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s + "}"))
+}
+
+// The ALTCHA v3 widget writes took as tenths of a millisecond
+// (Math.floor(ms * 10) / 10), so most real payloads carry a fraction. took
+// is informational: any JSON number is accepted, and a right payload passes
+// whatever it says.
+func TestAltchaTookIsAnyNumber(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		took string
+		want float64
+	}{
+		{"12.3", 12.3},
+		{"0.5", 0.5},
+		{"947.0", 947},
+		{"947", 947},
+		{"0", 0},
+		{"1.5e3", 1500},
+		{"-1", -1},
+		{"1e400", math.MaxFloat64}, // beyond float64: held at its largest
+		{"", 0},                    // absent
+		{"null", 0},                // as absent
+	} {
+		t.Run("took "+tc.took, func(t *testing.T) {
+			t.Parallel()
+			secret, p := issueAltcha(t)
+			answer := altchaJSON(p, tc.took)
+			assert.True(t, captchagate.Altcha{}.Check(secret, answer), "a right payload")
+			got, ok := captchagate.DecodeAltchaPayload(answer)
+			require.True(t, ok)
+			assert.Equal(t, p.Number, got.Number)
+			assert.EqualValues(t, tc.want, got.Took)
+			// took cannot make a wrong payload right.
+			p.Number++
+			assert.False(t, captchagate.Altcha{}.Check(secret, altchaJSON(p, tc.took)), "a wrong number")
+		})
+	}
+}
+
+// A took that is not a number is not the widget's: the payload is refused,
+// right or not.
+func TestAltchaTookNotANumber(t *testing.T) {
+	t.Parallel()
+	for _, took := range []string{`"12.3"`, `""`, `{}`, `[1]`, `true`} {
+		t.Run("took "+took, func(t *testing.T) {
+			t.Parallel()
+			secret, p := issueAltcha(t)
+			require.True(t, captchagate.Altcha{}.Check(secret, altchaJSON(p, "")), "precondition: the payload is right")
+			answer := altchaJSON(p, took)
+			_, ok := captchagate.DecodeAltchaPayload(answer)
+			assert.False(t, ok)
+			assert.False(t, captchagate.Altcha{}.Check(secret, answer))
+		})
+	}
+}
+
+// Encode writes every Took as a number the decoder reads back; JSON has no
+// NaN or infinity.
+func TestAltchaEncodeTook(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		took, want float64
+	}{
+		{12.3, 12.3},
+		{0, 0},
+		{math.Inf(1), math.MaxFloat64},
+		{math.Inf(-1), -math.MaxFloat64},
+		{math.NaN(), 0},
+	} {
+		t.Run(strconv.FormatFloat(tc.took, 'g', -1, 64), func(t *testing.T) {
+			t.Parallel()
+			secret, p := issueAltcha(t)
+			p.Took = tc.took
+			answer := p.Encode()
+			assert.True(t, captchagate.Altcha{}.Check(secret, answer))
+			got, ok := captchagate.DecodeAltchaPayload(answer)
+			require.True(t, ok)
+			assert.Equal(t, tc.want, got.Took)
+		})
 	}
 }

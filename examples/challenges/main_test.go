@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,22 +73,96 @@ func (f *fakeTurnstile) routes(mux *http.ServeMux) {
 	})
 }
 
+// gateEvents counts the events a gate reports, by kind, and keeps the
+// reasons of refused captchas and tokens.
+type gateEvents struct {
+	mu      sync.Mutex
+	n       map[captchagate.EventKind]int
+	refused []string
+}
+
+func (e *gateEvents) record(ev captchagate.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.n[ev.Kind]++
+	if ev.Kind == captchagate.EventCaptchaRejected || ev.Kind == captchagate.EventTokenRefused {
+		e.refused = append(e.refused, ev.Kind.String()+": "+ev.Reason)
+	}
+}
+
+// counts returns a copy of the counts and of the refusals so far.
+func (e *gateEvents) counts() (map[captchagate.EventKind]int, []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.n), slices.Clone(e.refused)
+}
+
+// payloadSpy wraps the demo and notes the took of every ALTCHA payload
+// posted to verify, as the widget wrote it (decoded here, not by the
+// decoder under test); it changes nothing.
+type payloadSpy struct {
+	mu   sync.Mutex
+	took []string
+	next http.Handler
+}
+
+func (p *payloadSpy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/altcha/captcha/verify" {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<14))
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		var v struct {
+			Answer string `json:"captcha_answer"`
+		}
+		var payload struct {
+			Took json.RawMessage `json:"took"`
+		}
+		if err == nil && json.Unmarshal(body, &v) == nil {
+			raw, err := base64.StdEncoding.DecodeString(v.Answer)
+			if err == nil && json.Unmarshal(raw, &payload) == nil {
+				p.mu.Lock()
+				p.took = append(p.took, string(payload.Took))
+				p.mu.Unlock()
+			}
+		}
+	}
+	p.next.ServeHTTP(w, r)
+}
+
+func (p *payloadSpy) tooks() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.took)
+}
+
 type demo struct {
 	srv    *httptest.Server
 	slider *gatetest.SliderSpy
+	altcha *gateEvents // what the ALTCHA gate answered
+	spy    *payloadSpy
 }
 
 func newDemo(t *testing.T) *demo {
 	t.Helper()
-	d := &demo{slider: &gatetest.SliderSpy{Slider: captchagate.Slider{ClientIDs: []string{ClientID}}}}
+	d := &demo{
+		slider: &gatetest.SliderSpy{Slider: captchagate.Slider{ClientIDs: []string{ClientID}}},
+		altcha: &gateEvents{n: map[captchagate.EventKind]int{}},
+	}
 	fake := &fakeTurnstile{tokens: map[string]bool{}}
 	mux := http.NewServeMux()
 	fake.routes(mux)
-	d.srv = httptest.NewServer(mux)
+	d.spy = &payloadSpy{next: mux}
+	d.srv = httptest.NewServer(d.spy)
 	t.Cleanup(d.srv.Close)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	newGate := func(prefix string, c captchagate.Challenge) *captchagate.Gate {
-		g, err := captchagate.New(captchagate.Config{Prefix: prefix, Challenge: c, Logger: quiet})
+		cfg := captchagate.Config{Prefix: prefix, Challenge: c, Logger: quiet}
+		if prefix == "/altcha/captcha/" {
+			cfg.OnEvent = d.altcha.record
+		}
+		g, err := captchagate.New(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { g.Close() })
 		return g
@@ -132,6 +211,8 @@ func TestSliderPageInBrowser(t *testing.T) {
 	id := puzzleID()
 	x, ok := d.slider.Gap(id)
 	require.True(t, ok, "the browser loaded puzzle %s", id)
+	// The keyboard step below answers 10, which must be wrong.
+	require.Greater(t, x, 10+5, "the gap is past 10 and the slider's tolerance")
 	assert.Equal(t, "INPUT", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the slider")
 	shots.Take("puzzle")
 
@@ -166,6 +247,13 @@ func TestSliderPageInBrowser(t *testing.T) {
 
 // ALTCHA's own widget, installed from npm and unmodified, solves the
 // challenge our gate serves; the sign-in then passes with the token.
+//
+// The gate must accept the first payload the widget sends, every time:
+// widget.js fetches a new challenge after a refusal, so the page alone would
+// hide a payload the gate misreads. The gate's own events are counted
+// instead: each solve is one verification and no refusal, over several
+// solves, since a payload the gate misreads may be only one in ten (took
+// without a fraction).
 func TestAltchaPageInBrowser(t *testing.T) {
 	if _, err := os.Stat(altchaScript()); err != nil {
 		msg := "the ALTCHA widget is not installed; run: npm ci --prefix examples/challenges/web"
@@ -187,13 +275,34 @@ func TestAltchaPageInBrowser(t *testing.T) {
 		b(chromedp.Click("#go"))
 		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
 	}
-	b(chromedp.SetValue("#password", "demo"))
-	clear()
-	b(chromedp.Click("#go"))
-	// The widget fetches the challenge, solves it in workers, and the page
-	// retries with the token; nothing for the visitor to do.
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+	n, _ := d.altcha.counts()
+	require.Zero(t, n[captchagate.EventCaptchaVerified], "no captcha before the threshold")
+
+	// Past the threshold every sign-in needs a captcha: the widget fetches
+	// the challenge, solves it in workers, and the page retries with the
+	// token; nothing for the visitor to do. The wrong password keeps the
+	// account tripped for the next solve; the last one signs in.
+	const solves = 5
+	for i := range solves {
+		if i == solves-1 {
+			b(chromedp.SetValue("#password", "demo"))
+		}
+		clear()
+		b(chromedp.Click("#go"))
+		if i == solves-1 {
+			assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+		} else {
+			assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "solve %d", i+1)
+		}
+		n, refused := d.altcha.counts()
+		require.Empty(t, refused, "solve %d: the gate refused what the widget sent (payloads' took: %v)", i+1, d.spy.tooks())
+		require.Equal(t, i+1, n[captchagate.EventCaptchaVerified], "solve %d: one verification a solve", i+1)
+		require.Equal(t, i+1, n[captchagate.EventTokenAccepted], "solve %d: its token let the sign-in through", i+1)
+	}
 	shots.Take("signed-in")
+	tooks := d.spy.tooks()
+	assert.Len(t, tooks, solves, "one payload a solve")
+	t.Logf("the widget's payloads said took %v", tooks)
 }
 
 // A hosted widget (a local stand-in for Turnstile's script and siteverify):
