@@ -293,17 +293,21 @@
 
   // ALTCHA: the page loads the altcha widget (npm package altcha); this
   // puts one in the container, pointed at the captcha's challenge, and
-  // verifies its payload when it has solved it (no picture, no input).
+  // verifies its payload when it has solved it (no picture, no input). The
+  // first challenge solves itself; after a refusal the next one waits for
+  // the visitor's click, so a refusing server never sets off a loop.
   kinds.altcha = function (container, body, opts) {
     var f = frame(container, body, "Checking that you are not a robot. This takes a moment.", opts);
     var c = body.captcha;
+    var first = true;
     return new Promise(function (resolve) {
       function build() {
         f.slot.textContent = "";
         var w = document.createElement("altcha-widget");
         w.setAttribute("challenge", c.challenge_url);
         w.setAttribute("name", "captcha_answer");
-        w.setAttribute("auto", "onload");
+        if (first) { w.setAttribute("auto", "onload"); }
+        first = false;
         w.setAttribute("hidefooter", "");
         w.addEventListener("verified", function (ev) {
           f.status.textContent = "Verifying…";
