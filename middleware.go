@@ -548,38 +548,11 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 // otherwise the error to answer with, carrying a fresh captcha.
 func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	g := gd.g
+	tok, id, answer, err := gd.proof(r, ev)
+	if err != nil {
+		return err
+	}
 	gd.bind(ev)
-	tok := r.Header.Get(TokenHeader)
-	var id, answer string
-	if tok == "" && r.Body != nil && r.Body != http.NoBody {
-		if err := gd.loadBody(ev); err != nil {
-			return err
-		}
-		tok, _ = bodyField(r, ev.in.body, TokenField, 256)
-		if tok == "" {
-			id, _ = bodyField(r, ev.in.body, IDField, 256)
-			var long bool
-			answer, long = bodyField(r, ev.in.body, AnswerField, g.maxAnswerLen())
-			if long {
-				return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
-			}
-		}
-	}
-	if tok == "" && id == "" && answer != "" {
-		if s := SessionFrom(r); s != nil {
-			id = s.Pending
-		}
-	}
-	if id != "" {
-		// Validate before spending: a malformed id or answer spends no
-		// captcha and issues none.
-		if err := checkID(id); err != nil {
-			return err
-		}
-		if err := g.checkAnswer(answer); err != nil {
-			return err
-		}
-	}
 	sess := g.sessionHash(r)
 	var reason string
 	var flow record // the captcha a wrong answer spent: its flow goes on
@@ -629,6 +602,42 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		return &Error{Code: CodeCaptchaInvalid, Description: reason + "; solve the new captcha", Captcha: c}
 	}
 	return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}
+}
+
+// proof reads the proof a tripped request carries: a token, or an inline
+// answer to a captcha (named by the request, or the session's pending one).
+// It validates them before anything is spent: a malformed id or answer is an
+// invalid_request that spends no captcha and issues none.
+func (gd *Guard) proof(r *http.Request, ev *eval) (tok, id, answer string, err error) {
+	tok = r.Header.Get(TokenHeader)
+	if tok == "" && r.Body != nil && r.Body != http.NoBody {
+		if err := gd.loadBody(ev); err != nil {
+			return "", "", "", err
+		}
+		tok, _ = bodyField(r, ev.in.body, TokenField, 256)
+		if tok == "" {
+			id, _ = bodyField(r, ev.in.body, IDField, 256)
+			var long bool
+			answer, long = bodyField(r, ev.in.body, AnswerField, gd.g.maxAnswerLen())
+			if long {
+				return "", "", "", invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+			}
+		}
+	}
+	if tok == "" && id == "" && answer != "" {
+		if s := SessionFrom(r); s != nil {
+			id = s.Pending
+		}
+	}
+	if id != "" {
+		if err := checkID(id); err != nil {
+			return "", "", "", err
+		}
+		if err := gd.g.checkAnswer(answer); err != nil {
+			return "", "", "", err
+		}
+	}
+	return tok, id, answer, nil
 }
 
 // level is how far past its threshold the furthest tripped failure key is.
