@@ -104,7 +104,8 @@ type Config struct {
 	StoreFailure StoreFailMode
 	// StoreTimeout bounds how long a request waits on a shared Store: all
 	// store calls of a guarded request before its handler share one budget,
-	// settling the counters after the handler gets another, and each captcha
+	// settling the counters after the handler gets another (a Batcher
+	// writes those behind, unwaited: see Batcher.Later), and each captcha
 	// endpoint request gets one. A call cut short counts as a store failure.
 	// Store calls are detached from the client's cancellation, so a client
 	// that hangs up does not cancel a counting write. Default 250ms. The

@@ -62,10 +62,17 @@ type Batcher interface {
 	// Err (an op may then have run or not).
 	Do(ctx context.Context, ops []Op)
 
-	// Later runs ops after every operation handed to the store before it,
-	// and returns without waiting. ops is the store's to keep. report, if
-	// not nil, is called once (from another goroutine) with the first
-	// failure.
+	// Later runs ops after every operation handed to the store before it
+	// and before every operation handed over after it returns; it returns
+	// without waiting. So a request counted through the same store after a
+	// guard handed over its give-back or reset reads it; other instances
+	// sharing the backend read it once it is written, within a bound the
+	// store documents (store/redisstore: two Options.Timeout, one round
+	// trip in the usual case). ops is the store's to keep; it may drop
+	// them when it cannot queue them. report, if not nil, is called once
+	// (from another goroutine) with the first failure, or the drop. The
+	// guard hands over only give-backs and resets, which lower counts: one
+	// that is late or lost errs on the safe side.
 	Later(ops []Op, report func(error))
 }
 

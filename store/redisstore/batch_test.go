@@ -3,11 +3,13 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +76,83 @@ func (p *pipelines) last() int {
 	return p.sizes[len(p.sizes)-1]
 }
 
+// hold keeps back the pipelines of a client that match, until open is
+// called: held is closed when it first keeps one back. A pipeline held past
+// its deadline fails with it.
+type hold struct {
+	match    func(cmds []redis.Cmder) bool
+	held     chan struct{}
+	release  chan struct{}
+	heldOnce sync.Once
+	openOnce sync.Once
+}
+
+func newHold(match func(cmds []redis.Cmder) bool) *hold {
+	return &hold{match: match, held: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *hold) open() { h.openOnce.Do(func() { close(h.release) }) }
+
+func (h *hold) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *hold) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *hold) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.match(cmds) {
+			h.heldOnce.Do(func() { close(h.held) })
+			select {
+			case <-h.release:
+			case <-ctx.Done():
+				for _, c := range cmds {
+					c.SetErr(ctx.Err())
+				}
+				return ctx.Err()
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// hasCommand matches pipelines with a command named name ("del").
+func hasCommand(name string) func([]redis.Cmder) bool {
+	return func(cmds []redis.Cmder) bool {
+		return slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == name })
+	}
+}
+
+// touches matches pipelines with a command on s's key k.
+func touches(s *redisstore.Store, k string) func([]redis.Cmder) bool {
+	key := s.Key(k)
+	return func(cmds []redis.Cmder) bool {
+		return slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return slices.Contains(c.Args(), any(key)) })
+	}
+}
+
+// heldStore returns a store on c (options o, a prefix of its own, a minute
+// per pipeline) and a hold on its pipelines that touch the key "busy".
+func heldStore(t *testing.T, c *redis.Client, o redisstore.Options) (*redisstore.Store, *hold) {
+	o.Prefix = fmt.Sprintf("held%d:", prefixes.Add(1))
+	o.Timeout = time.Minute
+	s, err := redisstore.New(c, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	h := newHold(touches(s, "busy"))
+	c.AddHook(h)
+	t.Cleanup(h.open)
+	return s, h
+}
+
+// busy keeps s's writer busy on a pipeline h holds back, and returns the
+// result of the held call once h lets it go.
+func busy(t *testing.T, s *redisstore.Store, h *hold) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := s.Incr(context.Background(), "busy", 1, time.Hour)
+		errc <- err
+	}()
+	<-h.held
+	return errc
+}
+
 // A guarded request waits for one round trip with all its counting in it
 // (two keys here, and a ceiling); the give-back after the handler is written
 // behind, in one more pipeline, without the request waiting for it.
@@ -102,8 +181,8 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		require.Equal(t, http.StatusOK, w.Code, "request %d: %s", i, w.Body)
-		require.Eventually(t, func() bool { return hook.count() == before+2 }, 5*time.Second, time.Millisecond,
-			"request %d: the give-back follows in one pipeline", i)
+		require.NoError(t, store.Flush(context.Background()))
+		require.Equal(t, before+2, hook.count(), "request %d: the give-back follows in one pipeline", i)
 		assert.Equal(t, 2, hook.last(), "the give-back: the username's and the IP's failure counters")
 	}
 	assert.Equal(t, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, inHandler, "pipelines before each handler ran")
@@ -199,10 +278,10 @@ func TestGiveUpLeavesNoCount(t *testing.T) {
 	}
 	wg.Wait()
 	srv.Resume()
-	assert.Eventually(t, func() bool {
-		n, _, err := s.Incr(bg, "f:k", 0, time.Hour)
-		return err == nil && n == 1
-	}, 10*time.Second, 20*time.Millisecond, "only the count made before the pause stands")
+	require.NoError(t, s.Flush(bg))
+	n, _, err := s.Incr(bg, "f:k", 0, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "only the count made before the pause stands")
 }
 
 // After Close, counter operations fail at once with ErrClosed; what was
@@ -222,6 +301,7 @@ func TestClose(t *testing.T) {
 	assert.ErrorIs(t, err, redisstore.ErrClosed)
 	var reported error
 	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: -1, Window: time.Hour}}, func(err error) { reported = err })
+	require.NoError(t, s.Flush(ctx), "after Close, Flush waits for the reports")
 	assert.ErrorIs(t, reported, redisstore.ErrClosed)
 
 	s2, err := redisstore.New(c, redisstore.Options{Prefix: "close:"})
@@ -273,4 +353,129 @@ func TestQueueFull(t *testing.T) {
 	}
 	_, _, err = s.Incr(short(), "f:3", 1, time.Hour)
 	assert.True(t, errors.Is(err, context.DeadlineExceeded), "a request waits for room within its deadline: %v", err)
+}
+
+// On one Store, a write behind is written before whatever is handed over
+// after it, even while the writer is busy: the next request on the same
+// instance reads a success's reset and a failure's give-back.
+func TestWriteBehindReadYourWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	s, h := heldStore(t, c, redisstore.Options{})
+	ctx := context.Background()
+	_, _, err := s.Incr(ctx, "f:reset", 5, time.Hour)
+	require.NoError(t, err)
+	_, _, err = s.Incr(ctx, "f:back", 3, time.Hour)
+	require.NoError(t, err)
+
+	held := busy(t, s, h)
+	report := func(err error) { t.Errorf("report: %v", err) }
+	s.Later([]captchagate.Op{{Kind: captchagate.OpReset, Key: "f:reset"}}, report)
+	s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:back", Delta: -1, Window: time.Hour}}, report)
+	counted := make(chan []captchagate.Op)
+	go func() {
+		ops := []captchagate.Op{
+			{Kind: captchagate.OpIncr, Key: "f:reset", Delta: 1, Window: time.Hour},
+			{Kind: captchagate.OpIncr, Key: "f:back", Delta: 1, Window: time.Hour},
+		}
+		s.Do(ctx, ops)
+		counted <- ops
+	}()
+	h.open()
+	require.NoError(t, <-held)
+	ops := <-counted
+	require.NoError(t, ops[0].Err)
+	require.NoError(t, ops[1].Err)
+	assert.Equal(t, int64(1), ops[0].N, "the reset came first")
+	assert.Equal(t, int64(3), ops[1].N, "the give-back came first")
+	require.NoError(t, s.Flush(ctx))
+}
+
+// Flush returns once every operation handed over before it is in Redis, or
+// has failed or been dropped and its report has returned; it sends nothing
+// itself, and returns early when its context ends.
+func TestFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	notYet := func(t *testing.T, flushed <-chan error, why string) {
+		t.Helper()
+		select {
+		case err := <-flushed:
+			t.Fatalf("Flush returned (%v) %s", err, why)
+		default:
+		}
+	}
+	flush := func(s *redisstore.Store) <-chan error {
+		flushed := make(chan error, 1)
+		go func() { flushed <- s.Flush(ctx) }()
+		return flushed
+	}
+
+	t.Run("written or reported", func(t *testing.T) {
+		c := client(t, srv)
+		var hook pipelines
+		c.AddHook(&hook)
+		s, h := heldStore(t, c, redisstore.Options{})
+		hook.warm(t, s)
+		require.NoError(t, s.Flush(ctx))
+		assert.Zero(t, hook.count(), "nothing handed over: nothing sent")
+
+		held := busy(t, s, h)
+		s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: 2, Window: time.Hour}}, nil)
+		slow := make(chan struct{})
+		var reported error
+		s.Later([]captchagate.Op{{Kind: 99, Key: "x"}}, func(err error) {
+			<-slow // an event hook that takes its time
+			reported = err
+		})
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		assert.ErrorIs(t, s.Flush(cancelled), context.Canceled, "its context ended first")
+
+		flushed := flush(s)
+		notYet(t, flushed, "while the writer was held")
+		h.open()
+		require.NoError(t, <-held)
+		notYet(t, flushed, "before the report returned")
+		close(slow)
+		require.NoError(t, <-flushed)
+		assert.ErrorContains(t, reported, "unknown operation", "the failure was reported before Flush returned")
+		n, err := c.HGet(ctx, s.Key("f:k"), "n").Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n, "the write behind is in Redis")
+	})
+
+	t.Run("dropped", func(t *testing.T) {
+		c := client(t, srv)
+		s, h := heldStore(t, c, redisstore.Options{Queue: 1})
+		held := busy(t, s, h)
+		s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: 1, Window: time.Hour}}, nil) // fills the queue
+		slow := make(chan struct{})
+		var reported error
+		s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: -1, Window: time.Hour}}, func(err error) {
+			<-slow
+			reported = err
+		})
+		flushed := flush(s)
+		h.open()
+		require.NoError(t, <-held)
+		notYet(t, flushed, "before the drop's report returned")
+		close(slow)
+		require.NoError(t, <-flushed)
+		assert.ErrorContains(t, reported, "queue full")
+		n, err := c.HGet(ctx, s.Key("f:k"), "n").Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n, "what was queued is written; the dropped give-back is not")
+	})
+
+	t.Run("closed", func(t *testing.T) {
+		c := client(t, srv)
+		s, _ := heldStore(t, c, redisstore.Options{})
+		s.Later([]captchagate.Op{{Kind: captchagate.OpIncr, Key: "f:k", Delta: 1, Window: time.Hour}}, nil)
+		require.NoError(t, s.Close())
+		require.NoError(t, s.Flush(ctx))
+		n, err := c.HGet(ctx, s.Key("f:k"), "n").Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n)
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/internal/redistest"
+	"github.com/captchagate/captchagate/store/redisstore"
 	"github.com/captchagate/captchagate/store/storetest"
 )
 
@@ -50,26 +51,40 @@ var sendPolicy = captchagate.Policy{
 type instance struct {
 	srv     *httptest.Server
 	gate    *captchagate.Gate
+	store   *redisstore.Store
 	client  *redis.Client
 	reached atomic.Int64 // requests that reached the login handler
 }
 
-func newInstance(t *testing.T, addr, prefix string, clk *storetest.Clock, mutate func(*captchagate.Config)) *instance {
+// newInstance starts an instance. Its requests may wait on Redis for 10s
+// (Config.StoreTimeout): these tests count, and a loaded machine must not
+// turn into store failures; the fault tests set a budget of their own. A
+// hook, if given, sees the commands of the instance's client.
+func newInstance(t *testing.T, addr, prefix string, clk *storetest.Clock, mutate func(*captchagate.Config), hooks ...redis.Hook) *instance {
+	t.Helper()
+	return newInstanceWith(t, addr, redisstore.Options{Prefix: prefix, Now: clk.Now}, clk, mutate, hooks...)
+}
+
+// newInstanceWith starts an instance whose store has options o.
+func newInstanceWith(t *testing.T, addr string, o redisstore.Options, clk *storetest.Clock, mutate func(*captchagate.Config), hooks ...redis.Hook) *instance {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-	store, err := newStoreWithPrefix(c, prefix, clk.Now)
+	for _, h := range hooks {
+		c.AddHook(h)
+	}
+	store, err := redisstore.New(c, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
 	cfg := captchagate.Config{
 		Secret: secret, Store: store, Challenge: gatetest.KnownDigits{}, Now: clk.Now, CreateBurst: 1000,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), StoreTimeout: 10 * time.Second,
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	g, err := captchagate.New(cfg)
 	require.NoError(t, err)
-	in := &instance{gate: g, client: c}
+	in := &instance{gate: g, store: store, client: c}
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
 	mux.Handle("POST /login", g.Guard(loginPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -142,6 +157,15 @@ func alternate(a, b *instance) func() *instance {
 	}
 }
 
+// flush waits until what in's store was handed so far (the write-behind of
+// its last requests' give-backs and resets) is in Redis.
+func (in *instance) flush(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, in.store.Flush(ctx))
+}
+
 // Two instances behind a load balancer act as one gate.
 func TestTwoInstancesShareOneGate(t *testing.T) {
 	srv := redistest.Start(t)
@@ -193,12 +217,60 @@ func TestTwoInstancesShareOneGate(t *testing.T) {
 	assert.Equal(t, int64(1), a.reached.Load()+b.reached.Load()-before)
 
 	// A captcha from B, solved on A, lets alice in on B; the success resets
-	// her counter for both.
+	// her counter for both: at once on B, on A once B has written it behind.
 	id = b.post(t, "/login", login("alice", "right")).captchaID(t)
 	v = a.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`)
 	require.Equal(t, http.StatusOK, v.status, v.raw)
 	assert.Equal(t, http.StatusOK, b.post(t, "/login", login("alice", "right"), captchagate.TokenHeader, v.body["captcha_token"].(string)).status)
+	b.flush(t)
 	assert.Equal(t, http.StatusOK, a.post(t, "/login", login("alice", "right")).status)
+}
+
+// What the next request sees of a success's reset, which the store writes
+// behind: on the same instance, always; on another, once the writer has sent
+// it, which Flush waits for. Here a hook holds B's resets back until the
+// test lets them go, so A's first look comes before B's write.
+func TestResetWrittenBehind(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := storetest.NewClock()
+	held := newHold(hasCommand("del"))
+	t.Cleanup(held.open)
+	a := newInstance(t, srv.Addr, "behind:", clk, nil)
+	b := newInstanceWith(t, srv.Addr, redisstore.Options{Prefix: "behind:", Now: clk.Now, Timeout: time.Minute}, clk, nil, held)
+
+	// trip fails alice's password five times on in and returns a token for
+	// her next try.
+	trip := func(t *testing.T, in *instance) string {
+		t.Helper()
+		for range 5 {
+			require.Equal(t, http.StatusUnauthorized, in.post(t, "/login", login("alice", "wrong")).status)
+		}
+		rp := in.post(t, "/login", login("alice", "right"))
+		require.Equal(t, http.StatusPreconditionRequired, rp.status, rp.raw)
+		v := in.post(t, "/captcha/verify", `{"captcha_id":"`+rp.captchaID(t)+`","captcha_answer":"`+answer+`"}`)
+		require.Equal(t, http.StatusOK, v.status, v.raw)
+		return v.body["captcha_token"].(string)
+	}
+
+	t.Run("same instance", func(t *testing.T) {
+		for round := range 10 {
+			tok := trip(t, a)
+			require.Equal(t, http.StatusOK, a.post(t, "/login", login("alice", "right"), captchagate.TokenHeader, tok).status, "round %d", round)
+			// No Flush: A's next counting follows A's reset.
+			require.Equal(t, http.StatusOK, a.post(t, "/login", login("alice", "right")).status, "round %d", round)
+		}
+		a.flush(t)
+	})
+	t.Run("another instance", func(t *testing.T) {
+		tok := trip(t, b)
+		require.Equal(t, http.StatusOK, b.post(t, "/login", login("alice", "right"), captchagate.TokenHeader, tok).status)
+		<-held.held // B's writer has the reset in hand; Redis has not seen it
+		assert.Equal(t, http.StatusPreconditionRequired, a.post(t, "/login", login("alice", "right")).status,
+			"A does not see B's reset before B writes it")
+		held.open()
+		b.flush(t)
+		assert.Equal(t, http.StatusOK, a.post(t, "/login", login("alice", "right")).status, "A sees it once B has written it")
+	})
 }
 
 // Concurrent bad logins spread over two instances never let more than the
@@ -239,6 +311,7 @@ func TestNoPersonalDataInRedis(t *testing.T) {
 	for range 4 {
 		a.post(t, "/sms", `{"phone":"+1 555 0199"}`)
 	}
+	a.flush(t) // the give-backs written behind are in Redis too
 	ctx := context.Background()
 	keys, err := a.client.Keys(ctx, "*").Result()
 	require.NoError(t, err)

@@ -19,9 +19,36 @@
 // captchagate.Batcher): a guarded request hands over all its counting at
 // once and waits for one round trip, and what concurrent requests hand over
 // meanwhile leaves in the same pipeline, so Redis and the client spend one
-// read and one write on many operations. Give-backs after the handler are
-// written behind, in the next pipeline, without the request waiting. Counter
-// operations run in the order they were handed over. Close stops the writer.
+// read and one write on many operations. Close stops the writer.
+//
+// # Writes behind
+//
+// When a guarded handler returns, the gate gives back what the request
+// reserved and, on a success, resets the per-account counters. The store
+// writes these behind (Batcher.Later): the request does not wait for them.
+// What the next request sees of them:
+//
+//   - On the same instance (the same Store), always: the one writer runs
+//     counter operations in the order they were handed over, and the guard
+//     hands its give-back over before its ServeHTTP returns, so the give-back
+//     is written before the counting of any request that reaches a guard
+//     after that (the client has its response only then, unless the handler
+//     flushed it early).
+//   - On another instance, eventually: the write leaves in the writer's
+//     next pipeline (a later one only if more than Options.MaxBatch
+//     operations wait ahead of it), and each pipeline is written or fails
+//     within Options.Timeout: so within two Timeouts of the handler's
+//     return, one round trip in the usual case. A write that fails, or that
+//     is dropped because the queue is full, is reported (the gate's
+//     EventStoreError); one that timed out may still reach Redis later.
+//
+// Writes behind only lower counts, so a late or lost one errs on the safe
+// side: a lost give-back leaves a count one higher until its window ends,
+// and a late reset can ask the user's next request on another instance for
+// a captcha once (a lost one leaves the count as it was, until the next
+// success or the window's end). Flush waits for the writes handed over so
+// far: tests call it before asking another instance what they changed, and
+// a graceful shutdown before Close.
 //
 // Keys are Options.Prefix followed by the gate's key, which is a kind letter
 // and a keyed hash (HMAC-SHA256 with the gate's secret) of the counted value,
@@ -95,6 +122,9 @@ type Store struct {
 	stop     chan struct{}
 	done     chan struct{}
 	closeOne sync.Once
+
+	reportMu sync.Mutex
+	running  map[chan struct{}]struct{} // reports not yet returned
 }
 
 var _ captchagate.Batcher = (*Store)(nil)
@@ -132,18 +162,111 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		o.Timeout = time.Second
 	}
 	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout,
-		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
+		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{}),
+		running: make(map[chan struct{}]struct{})}
 	go s.writer()
 	return s, nil
 }
 
 // Close stops the pipeline writer after it has written what was handed
 // over; counter operations after Close fail. It does not close the client,
-// which is the caller's. Close is idempotent.
+// which is the caller's. Close is idempotent. Its wait has no bound of its
+// own (each pipeline has Options.Timeout): call Flush first to bound it.
 func (s *Store) Close() error {
 	s.closeOne.Do(func() { close(s.stop) })
 	<-s.done
 	return nil
+}
+
+// Flush waits until every counter operation handed to the store before the
+// call (by Do, Later, and so by the gate's give-backs and resets) has been
+// written to Redis, or has failed or been dropped and its report has
+// returned. It returns nil then, or ctx's error if ctx ends first (the
+// writes go on). Flush writes nothing itself and does not delay other
+// callers.
+//
+// Tests call it before asking another instance what a write behind changed;
+// a graceful shutdown calls it, with its deadline, after http.Server's
+// Shutdown and before Close. After Close it waits only for reports still
+// running; it returns ErrClosed if Close stopped the writer before the
+// writer reached the call.
+func (s *Store) Flush(ctx context.Context) error {
+	if err := s.flushWriter(ctx); err != nil {
+		return err
+	}
+	s.reportMu.Lock()
+	running := make([]chan struct{}, 0, len(s.running))
+	for c := range s.running {
+		running = append(running, c)
+	}
+	s.reportMu.Unlock()
+	for _, c := range running {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// flushWriter waits until the writer has sent what was queued before it.
+func (s *Store) flushWriter(ctx context.Context) error {
+	wait := func(c <-chan struct{}) error {
+		select {
+		case <-c:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-s.stop: // closing: the writer sends what was queued, then stops
+		return wait(s.done)
+	default:
+	}
+	m := &batch{flushed: make(chan struct{})}
+	select {
+	case s.queue <- m:
+	case <-s.stop:
+		return wait(s.done)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-m.flushed:
+		return nil
+	case <-s.done:
+		select {
+		case <-m.flushed:
+			return nil
+		default:
+			return ErrClosed // queued after the writer's last look
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// report calls f with err on a goroutine of its own, so that a slow event
+// hook never holds up the writer or a request; Flush waits for it.
+func (s *Store) report(f func(error), err error) {
+	if f == nil {
+		return
+	}
+	done := make(chan struct{})
+	s.reportMu.Lock()
+	s.running[done] = struct{}{}
+	s.reportMu.Unlock()
+	go func() {
+		defer func() {
+			s.reportMu.Lock()
+			delete(s.running, done)
+			s.reportMu.Unlock()
+			close(done)
+		}()
+		f(err)
+	}()
 }
 
 func honoursDeadlines(c redis.UniversalClient) bool {
@@ -236,12 +359,14 @@ var ErrClosed = errors.New("redisstore: store closed")
 // errDropped reports a give-back dropped because the queue was full.
 var errDropped = errors.New("redisstore: pipeline queue full; give-back dropped (the counter stays higher until its window ends)")
 
-// batch is one hand-over to the pipeline writer.
+// batch is one hand-over to the pipeline writer: a Do's, a Later's, or a
+// Flush's mark (no ops).
 type batch struct {
-	ops    []captchagate.Op
-	done   chan struct{} // closed when ops have their results (Do)
-	report func(error)   // Later
-	state  atomic.Int32  // Do: queued, taken, gaveUp or finished
+	ops     []captchagate.Op
+	done    chan struct{} // closed when ops have their results (Do)
+	report  func(error)   // Later
+	flushed chan struct{} // Flush: closed once what came before is written
+	state   atomic.Int32  // Do: queued, taken, gaveUp or finished
 }
 
 // States of a Do's batch. A batch whose caller gave up while it was queued
@@ -299,24 +424,22 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 }
 
 // Later implements captchagate.Batcher: ops leave in the writer's next
-// pipeline, after everything handed over before them; if the queue is full
-// they are dropped and reported.
+// pipeline, after everything handed over before them and before everything
+// handed over after Later returns; if the queue is full they are dropped.
+// A failure, a drop, and a Later after Close are reported from a goroutine
+// of their own. See the package doc for what other instances see, and when.
 func (s *Store) Later(ops []captchagate.Op, report func(error)) {
 	b := &batch{ops: ops, report: report}
 	select {
 	case <-s.stop:
-		if report != nil {
-			report(ErrClosed)
-		}
+		s.report(report, ErrClosed)
 		return
 	default:
 	}
 	select {
 	case s.queue <- b:
 	default:
-		if report != nil {
-			go report(errDropped)
-		}
+		s.report(report, errDropped)
 	}
 }
 
@@ -331,13 +454,10 @@ func (s *Store) writer() {
 		case first = <-s.queue:
 		case <-s.stop:
 			// Write what was handed over before Close, then stop.
-			for {
-				select {
-				case b := <-s.queue:
-					s.send([]*batch{b})
-				default:
-					return
-				}
+			select {
+			case first = <-s.queue:
+			default:
+				return
 			}
 		}
 		bs = append(bs[:0], first)
@@ -364,16 +484,63 @@ func take(bs []*batch) []*batch {
 	})
 }
 
-// send runs the operations of bs in one pipeline (a second one re-sends
-// scripts with EVAL if Redis had lost them) and hands out the results.
+// send runs the operations of bs and hands out the results, in order: a
+// Do's caller is woken, a Later's failure reported, and a Flush's mark
+// released once everything before it is written.
 func (s *Store) send(bs []*batch) {
 	if bs = take(bs); len(bs) == 0 {
 		return
 	}
+	// One deadline for the whole hand-out: a send takes at most Timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
+	s.exec(ctx, bs)
+	var back []captchagate.Op
+	for _, b := range bs {
+		switch {
+		case b.flushed != nil:
+		case b.done != nil && b.state.CompareAndSwap(taken, finished):
+			close(b.done)
+		case b.done != nil:
+			// The caller gave up while the pipeline was out: nobody will
+			// give back what it reserved, so the store does.
+			for _, op := range b.ops {
+				if op.Kind == captchagate.OpIncr && op.Delta > 0 && op.Err == nil {
+					back = append(back, captchagate.Op{Kind: captchagate.OpIncr, Key: op.Key, Delta: -op.Delta, Window: op.Window})
+				}
+			}
+		case b.report != nil:
+			for _, op := range b.ops {
+				if op.Err != nil {
+					s.report(b.report, op.Err)
+					break
+				}
+			}
+		}
+	}
+	if len(back) > 0 {
+		// At once, before the marks of Flush calls that came after.
+		s.exec(ctx, []*batch{{ops: back}})
+	}
+	for _, b := range bs {
+		if b.flushed != nil {
+			close(b.flushed)
+		}
+	}
+}
+
+// exec runs the operations of bs in one pipeline (a second one re-sends
+// scripts with EVAL if Redis had lost them) and fills in their results.
+func (s *Store) exec(ctx context.Context, bs []*batch) {
+	n := 0
+	for _, b := range bs {
+		n += len(b.ops)
+	}
+	if n == 0 {
+		return // only marks of Flush
+	}
 	now := s.now().UnixMicro()
-	var cmds []redis.Cmder
+	cmds := make([]redis.Cmder, 0, n)
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, b := range bs {
 			for i := range b.ops {
@@ -398,32 +565,9 @@ func (s *Store) send(bs []*batch) {
 	}
 	j := 0
 	for _, b := range bs {
-		var first error
 		for i := range b.ops {
-			op := &b.ops[i]
-			s.result(op, cmds[j])
+			s.result(&b.ops[i], cmds[j])
 			j++
-			if first == nil {
-				first = op.Err
-			}
-		}
-		switch {
-		case b.done != nil && b.state.CompareAndSwap(taken, finished):
-			close(b.done)
-		case b.done != nil:
-			// The caller gave up while the pipeline was out: nobody will
-			// give back what it reserved, so the store does.
-			var back []captchagate.Op
-			for _, op := range b.ops {
-				if op.Kind == captchagate.OpIncr && op.Delta > 0 && op.Err == nil {
-					back = append(back, captchagate.Op{Kind: captchagate.OpIncr, Key: op.Key, Delta: -op.Delta, Window: op.Window})
-				}
-			}
-			if len(back) > 0 {
-				s.Later(back, nil)
-			}
-		case first != nil && b.report != nil:
-			go b.report(first) // never hold up the writer on a slow event hook
 		}
 	}
 }

@@ -141,10 +141,6 @@ func TestDeadlineWhilePaused(t *testing.T) {
 	require.Error(t, err)
 }
 
-func newStoreWithPrefix(c redis.UniversalClient, prefix string, now func() time.Time) (*redisstore.Store, error) {
-	return redisstore.New(c, redisstore.Options{Prefix: prefix, Now: now})
-}
-
 // quiet drops go-redis's own log lines (dial failures during the fault
 // tests, which are expected there).
 type quiet struct{}
