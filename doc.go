@@ -92,9 +92,10 @@
 // between instances through Redis; store/storetest is the conformance suite
 // both pass, for other backends to run too. A store whose calls are round
 // trips can also implement Batcher: a guard then hands it a request's
-// counting at once and its give-backs without waiting (redisstore does). If
-// the store fails, captcha
-// verification and token consumption fail closed; the counting step follows
+// counting at once and its give-backs without waiting (redisstore does): the
+// next request on the same instance reads them, other instances once they are
+// written, within the bound the store documents (see Batcher.Later). If the
+// store fails, captcha verification and token consumption fail closed; the counting step follows
 // Config.StoreFailure. A request waits on a shared store at most
 // Config.StoreTimeout, and a client that hangs up cannot cancel the counting
 // of its request.
