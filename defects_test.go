@@ -120,15 +120,6 @@ func TestRefreshLimitIsPerFlow(t *testing.T) {
 	}
 }
 
-func refresh(t *testing.T, h http.Handler, id string) *captchagate.Captcha {
-	t.Helper()
-	w := serve(h, "POST", "/captcha/refresh", `{"captcha_id":"`+id+`"}`, "Content-Type", "application/json")
-	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	var cb struct{ Captcha *captchagate.Captcha }
-	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &cb))
-	return cb.Captcha
-}
-
 // Nothing a client can get wrong in the request's shape spends a captcha:
 // every malformed request below is refused, then the captcha still solves.
 func TestShapeErrorsSpendNothing(t *testing.T) {

@@ -21,7 +21,18 @@ import (
 
 func newCaptcha(t *testing.T, h http.Handler, policy string) *captchagate.Captcha {
 	t.Helper()
-	w := serve(h, "POST", "/captcha/new", `{"policy":"`+policy+`"}`, "Content-Type", "application/json")
+	return captchaOf(t, serve(h, "POST", "/captcha/new", `{"policy":"`+policy+`"}`, "Content-Type", "application/json"))
+}
+
+// refresh refreshes captcha id, which must succeed, and returns the new one.
+func refresh(t *testing.T, h http.Handler, id string) *captchagate.Captcha {
+	t.Helper()
+	return captchaOf(t, serve(h, "POST", "/captcha/refresh", `{"captcha_id":"`+id+`"}`, "Content-Type", "application/json"))
+}
+
+// captchaOf returns the captcha of a 200 {"captcha":{...}} answer.
+func captchaOf(t *testing.T, w *httptest.ResponseRecorder) *captchagate.Captcha {
+	t.Helper()
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	var b struct{ Captcha *captchagate.Captcha }
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &b))

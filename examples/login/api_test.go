@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -129,18 +128,4 @@ func TestAPILoginRefusesBodyTheGuardReadsOtherwise(t *testing.T) {
 		assert.Equal(t, http.StatusUnsupportedMediaType, a.Status, "the right password under a form Content-Type")
 		assert.False(t, a.Body.OK, "signed in without the captcha")
 	})
-}
-
-func TestDemoURL(t *testing.T) {
-	t.Parallel()
-	for addr, want := range map[string]string{
-		"[::]:8080":      "http://localhost:8080/",
-		"0.0.0.0:8081":   "http://localhost:8081/",
-		"127.0.0.1:8082": "http://127.0.0.1:8082/",
-		"[::1]:8083":     "http://[::1]:8083/",
-	} {
-		a, err := net.ResolveTCPAddr("tcp", addr)
-		require.NoError(t, err)
-		assert.Equal(t, want, DemoURL(a), addr)
-	}
 }

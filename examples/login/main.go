@@ -28,7 +28,6 @@ import (
 	"log"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -38,6 +37,7 @@ import (
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/htmlform"
+	"github.com/captchagate/captchagate/internal/demo"
 	"github.com/captchagate/captchagate/store/redisstore"
 )
 
@@ -80,26 +80,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	logger.Info("captchagate demo", "url", DemoURL(ln.Addr()))
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Fatal(srv.Serve(ln))
-}
-
-// DemoURL is the URL to open for a server listening on addr: an unspecified
-// address (":8080" listens on all of them) is reached at localhost.
-func DemoURL(addr net.Addr) string {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return "http://" + addr.String() + "/"
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	log.Fatal(demo.Serve(logger, *addr, h))
 }
 
 // SessionStore is a cookie store whose keys derive from secret (random if
