@@ -20,6 +20,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -30,6 +31,8 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -60,7 +63,16 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer store.Close()
+		defer func() {
+			// The last give-backs and resets, written behind, before the
+			// writer stops (Serve returned: no request is in flight).
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := store.Flush(ctx); err != nil {
+				logger.Warn("store flush", "error", err)
+			}
+			store.Close()
+		}()
 		cfg.Store = store
 		// Instances sharing a store must share the secret that names its keys
 		// and binds its tokens (and, here, the one that signs sessions).
@@ -80,7 +92,12 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Fatal(demo.Serve(logger, *addr, h))
+	// Ctrl-C or SIGTERM: finish the requests in flight, then close.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := demo.Serve(ctx, logger, *addr, h); err != nil {
+		log.Fatal(err)
+	}
 }
 
 // SessionStore is a cookie store whose keys derive from secret (random if

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"flag"
@@ -23,6 +24,8 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -50,7 +53,12 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Fatal(demo.Serve(logger, *addr, h))
+	// Ctrl-C or SIGTERM: finish the requests in flight, then close.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := demo.Serve(ctx, logger, *addr, h); err != nil {
+		log.Fatal(err)
+	}
 }
 
 // SendPolicy: per phone, 2 codes at once then one a minute, at most 3 an
