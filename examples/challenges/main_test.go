@@ -28,6 +28,7 @@ import (
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/store/storetest"
 )
 
 // fakeTurnstile stands in for Cloudflare: a script defining the turnstile
@@ -74,11 +75,12 @@ func (f *fakeTurnstile) routes(mux *http.ServeMux) {
 }
 
 // gateEvents counts the events a gate reports, by kind, and keeps the
-// reasons of refused captchas and tokens.
+// reasons of refused captchas and tokens and the ids of issued captchas.
 type gateEvents struct {
 	mu      sync.Mutex
 	n       map[captchagate.EventKind]int
 	refused []string
+	issued  []string
 }
 
 func (e *gateEvents) record(ev captchagate.Event) {
@@ -88,6 +90,16 @@ func (e *gateEvents) record(ev captchagate.Event) {
 	if ev.Kind == captchagate.EventCaptchaRejected || ev.Kind == captchagate.EventTokenRefused {
 		e.refused = append(e.refused, ev.Kind.String()+": "+ev.Reason)
 	}
+	if ev.Kind == captchagate.EventCaptchaIssued {
+		e.issued = append(e.issued, ev.CaptchaID)
+	}
+}
+
+// issuedIDs returns the ids of the captchas issued so far, in order.
+func (e *gateEvents) issuedIDs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.issued)
 }
 
 // counts returns a copy of the counts and of the refusals so far.
@@ -144,7 +156,18 @@ type demo struct {
 	spy    *payloadSpy
 }
 
+// demoOptions adjust the demo for one test.
+type demoOptions struct {
+	altcha func(*captchagate.Config)       // changes the ALTCHA gate's Config
+	wrap   func(http.Handler) http.Handler // wraps everything the server serves
+}
+
 func newDemo(t *testing.T) *demo {
+	t.Helper()
+	return newDemoWith(t, demoOptions{})
+}
+
+func newDemoWith(t *testing.T, o demoOptions) *demo {
 	t.Helper()
 	d := &demo{
 		slider: &gatetest.SliderSpy{Slider: captchagate.Slider{ClientIDs: []string{ClientID}}},
@@ -154,13 +177,20 @@ func newDemo(t *testing.T) *demo {
 	mux := http.NewServeMux()
 	fake.routes(mux)
 	d.spy = &payloadSpy{next: mux}
-	d.srv = httptest.NewServer(d.spy)
+	var h http.Handler = d.spy
+	if o.wrap != nil {
+		h = o.wrap(h)
+	}
+	d.srv = httptest.NewServer(h)
 	t.Cleanup(d.srv.Close)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	newGate := func(prefix string, c captchagate.Challenge) *captchagate.Gate {
 		cfg := captchagate.Config{Prefix: prefix, Challenge: c, Logger: quiet}
 		if prefix == "/altcha/captcha/" {
 			cfg.OnEvent = d.altcha.record
+			if o.altcha != nil {
+				o.altcha(&cfg)
+			}
 		}
 		g, err := captchagate.New(cfg)
 		require.NoError(t, err)
@@ -255,13 +285,7 @@ func TestSliderPageInBrowser(t *testing.T) {
 // solves, since a payload the gate misreads may be only one in ten (took
 // without a fraction).
 func TestAltchaPageInBrowser(t *testing.T) {
-	if _, err := os.Stat(altchaScript()); err != nil {
-		msg := "the ALTCHA widget is not installed; run: npm ci --prefix examples/challenges/web"
-		if os.Getenv("CAPTCHAGATE_REQUIRE_BROWSER") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	needAltcha(t)
 	d := newDemo(t)
 	ctx := browsertest.New(t, 90*time.Second)
 	shots := browsertest.NewShots(t, ctx, "altcha")
@@ -303,6 +327,149 @@ func TestAltchaPageInBrowser(t *testing.T) {
 	tooks := d.spy.tooks()
 	assert.Len(t, tooks, solves, "one payload a solve")
 	t.Logf("the widget's payloads said took %v", tooks)
+}
+
+// needAltcha skips t without the npm-installed ALTCHA widget, or fails it
+// with CAPTCHAGATE_REQUIRE_BROWSER=1.
+func needAltcha(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(altchaScript()); err != nil {
+		msg := "the ALTCHA widget is not installed; run: npm ci --prefix examples/challenges/web"
+		if os.Getenv("CAPTCHAGATE_REQUIRE_BROWSER") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// After the gate refuses a payload, widget.js puts the fresh captcha's
+// ALTCHA widget up without auto: it waits for the visitor's click instead
+// of solving by itself again, so a server that refuses every payload sets
+// off no loop. Only the first widget of a solve starts on its own.
+//
+// The refusal is the gate's own, made certain by its clock: the ALTCHA gate
+// of this test reads an injected clock, which jumps past CaptchaTTL once the
+// first challenge JSON has been served, so the unmodified widget's first
+// payload, right as it is, is answered captcha_invalid (expired) with a
+// fresh captcha.
+func TestAltchaRetryWaitsForClick(t *testing.T) {
+	needAltcha(t)
+	const ttl = 5 * time.Minute
+	clk := storetest.NewClock()
+	// The widget compares the expiry written in the salt with the browser's
+	// clock: the gate's clock starts at the real time.
+	clk.Advance(time.Since(clk.Now()))
+	var (
+		mu       sync.Mutex
+		served   = map[string]int{} // GET /altcha/captcha/{id}.json, by id
+		jumped   bool
+		jumpCode int // the status of the challenge served before the jump
+	)
+	d := newDemoWith(t, demoOptions{
+		altcha: func(c *captchagate.Config) { c.Now, c.CaptchaTTL = clk.Now, ttl },
+		wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				id, isJSON := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/altcha/captcha/"), ".json")
+				if r.Method != http.MethodGet || !isJSON || !strings.HasPrefix(r.URL.Path, "/altcha/captcha/") {
+					next.ServeHTTP(w, r)
+					return
+				}
+				mu.Lock()
+				served[id]++
+				jump := !jumped
+				jumped = true
+				mu.Unlock()
+				if !jump {
+					next.ServeHTTP(w, r)
+					return
+				}
+				// The first challenge is rendered in full, then the clock
+				// moves, then the browser gets it: whatever the widget
+				// sends for it comes past its TTL (and within the minute an
+				// expired captcha still says "expired").
+				rec := httptest.NewRecorder()
+				next.ServeHTTP(rec, r)
+				clk.Advance(ttl + time.Second)
+				mu.Lock()
+				jumpCode = rec.Code
+				mu.Unlock()
+				maps.Copy(w.Header(), rec.Header())
+				w.WriteHeader(rec.Code)
+				w.Write(rec.Body.Bytes())
+			})
+		},
+	})
+	servedNow := func() (map[string]int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(served), jumpCode
+	}
+	ctx := browsertest.New(t, 90*time.Second)
+	shots := browsertest.NewShots(t, ctx, "altcha-retry")
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+
+	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SendKeys("#username", "alice"), chromedp.SendKeys("#password", "nope"))
+	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
+	for i := range 3 {
+		clear()
+		b(chromedp.Click("#go"))
+		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
+	}
+	b(chromedp.SetValue("#password", "demo"))
+	clear()
+	b(chromedp.Click("#go"))
+
+	// The first widget solves by itself; the gate refuses its payload. The
+	// refusal's message and the next widget are put up together, in the
+	// same callback.
+	browsertest.Wait(t, ctx, "the refusal and the next widget",
+		`!!document.querySelector("#captcha [data-cg-message][role=alert]") && !!document.querySelector("#captcha altcha-widget")`)
+	// The gate reports its events before it answers: these are the counts
+	// at the moment the new widget is up.
+	n, refused := d.altcha.counts()
+	issued := d.altcha.issuedIDs()
+	jsons, code := servedNow()
+	payloads := d.spy.tooks()
+	type widget struct {
+		Count     int
+		Challenge string
+		HasAuto   bool
+		Auto      string
+		State     string
+		Message   string
+	}
+	w := browsertest.Eval[widget](t, ctx, `(function(){var ws=document.querySelectorAll("altcha-widget"),w=ws[ws.length-1];
+		return {Count: ws.length, Challenge: w.getAttribute("challenge"), HasAuto: w.hasAttribute("auto"), Auto: w.getAttribute("auto") || "", State: w.getState(),
+			Message: document.querySelector("#captcha [data-cg-message]").textContent};})()`)
+	shots.Take("refused")
+	require.False(t, w.HasAuto, "the widget after a refusal has auto=%q: it solves by itself instead of waiting for a click", w.Auto)
+	require.Equal(t, []string{"captcha_rejected: expired"}, refused, "one refusal, of the first payload, as expired (payloads' took: %v)", payloads)
+	require.Zero(t, n[captchagate.EventCaptchaVerified], "no verification")
+	require.Len(t, payloads, 1, "one payload posted")
+	require.Equal(t, http.StatusOK, code, "the first challenge was served")
+	require.Len(t, issued, 2, "the guard's captcha and the refusal's fresh one")
+	assert.Equal(t, map[string]int{issued[0]: 1}, jsons, "the first challenge fetched once, the fresh one not yet")
+	assert.Equal(t, 1, w.Count, "one widget")
+	assert.Equal(t, "/altcha/captcha/"+issued[1]+".json", w.Challenge, "the new widget is the fresh captcha's")
+	assert.Equal(t, "unverified", w.State, "the new widget waits")
+	assert.Contains(t, w.Message, "expired", "the visitor is told why")
+	assert.Equal(t, "info", browsertest.Eval[string](t, ctx, `document.getElementById("state").className`), "the sign-in waits for the captcha")
+
+	// The visitor clicks the widget's checkbox (the altcha widget renders
+	// it in light DOM): it fetches the fresh challenge, solves it, and the
+	// page retries the sign-in with the token.
+	b(chromedp.Click("#captcha altcha-widget input[type=checkbox]"))
+	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+	shots.Take("signed-in")
+	n, refused = d.altcha.counts()
+	jsons, _ = servedNow()
+	assert.Equal(t, []string{"captcha_rejected: expired"}, refused, "no other refusal")
+	assert.Equal(t, 1, n[captchagate.EventCaptchaVerified], "one verification, after the click")
+	assert.Equal(t, 1, n[captchagate.EventTokenAccepted], "its token let the sign-in through")
+	assert.Equal(t, map[string]int{issued[0]: 1, issued[1]: 1}, jsons, "each challenge fetched once")
+	assert.Len(t, d.spy.tooks(), 2, "two payloads in all")
+	assert.Len(t, d.altcha.issuedIDs(), 2, "no other captcha issued")
 }
 
 // A hosted widget (a local stand-in for Turnstile's script and siteverify):
