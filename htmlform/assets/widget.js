@@ -313,6 +313,7 @@
           f.status.textContent = "Verifying…";
           verifyAnswer(c, ev.detail.payload, opts).then(function (r) {
             if (r.token) { container.textContent = ""; resolve(r.token); return; }
+            f.status.textContent = "";
             f.problem(r.error);
             if (r.captcha) { c = r.captcha; build(); }
           });
@@ -357,6 +358,7 @@
           f.status.textContent = "Verifying…";
           verifyAnswer(c, response, opts).then(function (r) {
             if (r.token) { container.textContent = ""; resolve(r.token); return; }
+            f.status.textContent = "";
             f.problem(r.error);
             if (r.captcha) { c = r.captcha; render(); }
           });
