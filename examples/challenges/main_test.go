@@ -275,23 +275,15 @@ func TestSliderPageInBrowser(t *testing.T) {
 	assert.False(t, browsertest.Eval[bool](t, ctx, `!!document.querySelector("[data-cg-range]")`), "the puzzle is gone")
 }
 
-// ALTCHA's own widget, installed from npm and unmodified, solves the
-// challenge our gate serves; the sign-in then passes with the token.
-//
-// The gate must accept the first payload the widget sends, every time:
-// widget.js fetches a new challenge after a refusal, so the page alone would
-// hide a payload the gate misreads. The gate's own events are counted
-// instead: each solve is one verification and no refusal, over several
-// solves, since a payload the gate misreads may be only one in ten (took
-// without a fraction).
-func TestAltchaPageInBrowser(t *testing.T) {
-	needAltcha(t)
-	d := newDemo(t)
+// altchaPage opens the ALTCHA page of d in a browser and fails alice's
+// login three times, then hands over the browser, its screenshots, and
+// helpers to run actions and clear the page's state.
+func altchaPage(t *testing.T, d *demo, shotsName string) (context.Context, *browsertest.Shots, func(...chromedp.Action[chromedp.Void]), func()) {
+	t.Helper()
 	ctx := browsertest.New(t, 90*time.Second)
-	shots := browsertest.NewShots(t, ctx, "altcha")
+	shots := browsertest.NewShots(t, ctx, shotsName)
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
 	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
-
 	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SendKeys("#username", "alice"), chromedp.SendKeys("#password", "nope"))
 	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
 	for i := range 3 {
@@ -299,6 +291,22 @@ func TestAltchaPageInBrowser(t *testing.T) {
 		b(chromedp.Click("#go"))
 		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
 	}
+	return ctx, shots, b, clear
+}
+
+// ALTCHA's own widget, installed from npm and unmodified, solves the
+// challenge our gate serves; the sign-in then passes with the token.
+//
+// The gate must accept the first payload the widget sends, every time:
+// widget.js shows a new challenge after a refusal, so the page alone might
+// hide a payload the gate misreads. The gate's own events are counted
+// instead: each solve is one verification and no refusal, over several
+// solves, since a payload the gate misreads may be only one in ten (took
+// without a fraction).
+func TestAltchaPageInBrowser(t *testing.T) {
+	needAltcha(t)
+	d := newDemo(t)
+	ctx, shots, b, clear := altchaPage(t, d, "altcha")
 	n, _ := d.altcha.counts()
 	require.Zero(t, n[captchagate.EventCaptchaVerified], "no captcha before the threshold")
 
@@ -404,18 +412,7 @@ func TestAltchaRetryWaitsForClick(t *testing.T) {
 		defer mu.Unlock()
 		return maps.Clone(served), jumpCode
 	}
-	ctx := browsertest.New(t, 90*time.Second)
-	shots := browsertest.NewShots(t, ctx, "altcha-retry")
-	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
-
-	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SendKeys("#username", "alice"), chromedp.SendKeys("#password", "nope"))
-	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
-	for i := range 3 {
-		clear()
-		b(chromedp.Click("#go"))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
-	}
+	ctx, shots, b, clear := altchaPage(t, d, "altcha-retry")
 	b(chromedp.SetValue("#password", "demo"))
 	clear()
 	b(chromedp.Click("#go"))
