@@ -23,19 +23,31 @@ import (
 // otherwise replace the first behind the captcha endpoints.
 func TestDuplicatePolicyNameRefused(t *testing.T) {
 	t.Parallel()
-	g, _ := newGate(t, nil)
+	spy := &gatetest.SliderSpy{}
+	g, _ := newGate(t, func(c *captchagate.Config) { c.Challenge = spy })
 	p := captchagate.Policy{Name: "login", MaxFailures: 3, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}}
 	_, err := g.NewGuard(p)
 	require.NoError(t, err)
 	q := p
-	q.MaxFailures = 100
+	q.Keys = []captchagate.Key{captchagate.Phone(captchagate.JSONField("phone"))} // a Sender key
 	_, err = g.NewGuard(q)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"login"`)
 	assert.Panics(t, func() { g.Guard(q) })
-	// The first guard still decides: its threshold of 3, not 100.
 	_, err = g.NewGuard(captchagate.Policy{Name: "other", MaxFailures: 3, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
 	require.NoError(t, err, "other names are still free")
+
+	// Behind the endpoints the first policy still stands: it has no Sender
+	// key, so the seed verify cannot bind a sender to its captcha.
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	c := newCaptcha(t, mux, "login")
+	serve(mux, "GET", c.ImageURL, "")
+	x, ok := spy.Gap(c.ID)
+	require.True(t, ok)
+	code, e, _ := seedVerify(mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "15200000000"})
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Equal(t, 4118, e.ErrorCode, "the refused duplicate's Sender key is not the policy's")
 }
 
 // A handler that writes nothing (the client went away, a bug) neither
