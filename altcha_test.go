@@ -2,6 +2,7 @@ package captchagate_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,27 +20,28 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/altcha"
 )
 
-func altchaApp(t *testing.T, a captchagate.Altcha) *loginApp {
+func altchaApp(t *testing.T, a altcha.ProofOfWork) *loginApp {
 	return newLoginApp(t, func(c *captchagate.Config) { c.Challenge = a })
 }
 
-func fetchAltcha(t *testing.T, h http.Handler, c *captchagate.Captcha) captchagate.AltchaChallenge {
+func fetchAltcha(t *testing.T, h http.Handler, c *captchagate.Captcha) altcha.Challenge {
 	t.Helper()
 	require.Equal(t, "altcha", c.Kind)
-	require.NotEmpty(t, c.ChallengeURL)
+	require.NotEmpty(t, member(c, "challenge_url"))
 	assert.Empty(t, c.ImageURL)
-	w := serve(h, "GET", c.ChallengeURL, "")
+	w := serve(h, "GET", member(c, "challenge_url"), "")
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	require.Equal(t, "application/json", w.Header().Get("Content-Type"))
-	var ch captchagate.AltchaChallenge
+	var ch altcha.Challenge
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &ch))
 	return ch
 }
 
 func TestAltchaFlow(t *testing.T) {
-	a := altchaApp(t, captchagate.Altcha{MaxNumber: 2000})
+	a := altchaApp(t, altcha.ProofOfWork{MaxNumber: 2000})
 	c := a.trip(t, "alice")
 	ch := fetchAltcha(t, a.mux, c)
 	assert.Equal(t, "SHA-256", ch.Algorithm)
@@ -53,7 +55,7 @@ func TestAltchaFlow(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, a.clock.Now().Add(5*time.Minute).Unix(), exp)
 
-	p, ok := captchagate.SolveAltcha(ch)
+	p, ok := altcha.Solve(ch)
 	require.True(t, ok)
 	// As the v3 widget writes it: took in tenths of a millisecond.
 	payload := altchaJSON(p, "12.3")
@@ -67,28 +69,28 @@ func TestAltchaFlow(t *testing.T) {
 }
 
 func TestAltchaRefusesForgedPayloads(t *testing.T) {
-	a := altchaApp(t, captchagate.Altcha{MaxNumber: 1000})
+	a := altchaApp(t, altcha.ProofOfWork{MaxNumber: 1000})
 	c := a.trip(t, "alice")
 	ch := fetchAltcha(t, a.mux, c)
-	good, ok := captchagate.SolveAltcha(ch)
+	good, ok := altcha.Solve(ch)
 	require.True(t, ok)
 
 	// A second flow, for a payload of another challenge.
 	c2 := a.trip(t, "bob")
-	other, ok := captchagate.SolveAltcha(fetchAltcha(t, a.mux, c2))
+	other, ok := altcha.Solve(fetchAltcha(t, a.mux, c2))
 	require.True(t, ok)
 
-	forgeries := map[string]func(p captchagate.AltchaPayload) captchagate.AltchaPayload{
-		"wrong number": func(p captchagate.AltchaPayload) captchagate.AltchaPayload { p.Number++; return p },
-		"wrong signature": func(p captchagate.AltchaPayload) captchagate.AltchaPayload {
+	forgeries := map[string]func(p altcha.Payload) altcha.Payload{
+		"wrong number": func(p altcha.Payload) altcha.Payload { p.Number++; return p },
+		"wrong signature": func(p altcha.Payload) altcha.Payload {
 			p.Signature = strings.Repeat("0", 64)
 			return p
 		},
-		"other algorithm":             func(p captchagate.AltchaPayload) captchagate.AltchaPayload { p.Algorithm = "SHA-1"; return p },
-		"another challenge's payload": func(captchagate.AltchaPayload) captchagate.AltchaPayload { return other },
+		"other algorithm":             func(p altcha.Payload) altcha.Payload { p.Algorithm = "SHA-1"; return p },
+		"another challenge's payload": func(altcha.Payload) altcha.Payload { return other },
 		// Splicing: moving the number's first digit to the salt keeps the
 		// hash input, and so the challenge hash, the same.
-		"spliced salt": func(p captchagate.AltchaPayload) captchagate.AltchaPayload {
+		"spliced salt": func(p altcha.Payload) altcha.Payload {
 			n := strconv.FormatInt(p.Number+1000, 10)
 			p.Salt += n[:1]
 			p.Number, _ = strconv.ParseInt(n[1:], 10, 64)
@@ -100,7 +102,7 @@ func TestAltchaRefusesForgedPayloads(t *testing.T) {
 	// one for the same flow, which the next forgery uses.
 	cc := a.trip(t, "mallory")
 	for name, forge := range forgeries {
-		sp, ok := captchagate.SolveAltcha(fetchAltcha(t, a.mux, cc))
+		sp, ok := altcha.Solve(fetchAltcha(t, a.mux, cc))
 		require.True(t, ok)
 		fp := forge(sp)
 		if fp.Challenge == "" { // the spliced payload claims the hash of its own salt and number
@@ -133,13 +135,13 @@ func TestAltchaRefusesForgedPayloads(t *testing.T) {
 }
 
 func TestAltchaDifficultyClimbs(t *testing.T) {
-	a := altchaApp(t, captchagate.Altcha{MaxNumber: 100, RaiseEvery: 2, MaxNumberLimit: 800})
+	a := altchaApp(t, altcha.ProofOfWork{MaxNumber: 100, RaiseEvery: 2, MaxNumberLimit: 800})
 	c := a.trip(t, "alice")
 	var seen []int64
 	for range 9 {
 		ch := fetchAltcha(t, a.mux, c)
 		seen = append(seen, ch.MaxNumber)
-		p, ok := captchagate.SolveAltcha(ch)
+		p, ok := altcha.Solve(ch)
 		require.True(t, ok)
 		// Solved, and the password still wrong: one more failure past the
 		// threshold.
@@ -163,10 +165,10 @@ func TestAltchaDifficultyClimbs(t *testing.T) {
 }
 
 func TestAltchaConcurrentAnswers(t *testing.T) {
-	a := altchaApp(t, captchagate.Altcha{MaxNumber: 500})
+	a := altchaApp(t, altcha.ProofOfWork{MaxNumber: 500})
 	for round := range 3 {
 		c := a.trip(t, "alice"+strconv.Itoa(round))
-		p, ok := captchagate.SolveAltcha(fetchAltcha(t, a.mux, c))
+		p, ok := altcha.Solve(fetchAltcha(t, a.mux, c))
 		require.True(t, ok)
 		payload := p.Encode()
 		var ok200 atomic.Int64
@@ -182,10 +184,10 @@ func TestAltchaConcurrentAnswers(t *testing.T) {
 // issueAltcha issues, renders and solves one challenge outside a gate, and
 // returns its secret and the solved payload as the widget would send it
 // without took.
-func issueAltcha(t *testing.T) ([]byte, captchagate.AltchaPayload) {
+func issueAltcha(t *testing.T) ([]byte, altcha.Payload) {
 	t.Helper()
-	a := captchagate.Altcha{MaxNumber: 1000}
-	secret, err := a.IssueFor(captchagate.IssueInfo{
+	a := altcha.ProofOfWork{MaxNumber: 1000}
+	secret, err := a.Issue(captchagate.IssueInfo{
 		Now:     time.Now(),
 		Expires: time.Now().Add(5 * time.Minute),
 		Sign: func(msg []byte) []byte {
@@ -198,16 +200,16 @@ func issueAltcha(t *testing.T) ([]byte, captchagate.AltchaPayload) {
 	var buf bytes.Buffer
 	_, err = a.Render(&buf, "id", secret, "json", "en")
 	require.NoError(t, err)
-	var ch captchagate.AltchaChallenge
+	var ch altcha.Challenge
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &ch))
-	p, ok := captchagate.SolveAltcha(ch)
+	p, ok := altcha.Solve(ch)
 	require.True(t, ok)
 	return secret, p
 }
 
 // altchaJSON is p as the widget writes it, with took's JSON text as given
 // ("" leaves it out).
-func altchaJSON(p captchagate.AltchaPayload, took string) string {
+func altchaJSON(p altcha.Payload, took string) string {
 	s := `{"algorithm":` + strconv.Quote(p.Algorithm) + `,"challenge":` + strconv.Quote(p.Challenge) +
 		`,"number":` + strconv.FormatInt(p.Number, 10) + `,"salt":` + strconv.Quote(p.Salt) +
 		`,"signature":` + strconv.Quote(p.Signature)
@@ -242,14 +244,14 @@ func TestAltchaTookIsAnyNumber(t *testing.T) {
 			t.Parallel()
 			secret, p := issueAltcha(t)
 			answer := altchaJSON(p, tc.took)
-			assert.True(t, captchagate.Altcha{}.Check(secret, answer), "a right payload")
-			got, ok := captchagate.DecodeAltchaPayload(answer)
+			assert.True(t, altchaOK(secret, answer), "a right payload")
+			got, ok := altcha.DecodePayload(answer)
 			require.True(t, ok)
 			assert.Equal(t, p.Number, got.Number)
 			assert.EqualValues(t, tc.want, got.Took)
 			// took cannot make a wrong payload right.
 			p.Number++
-			assert.False(t, captchagate.Altcha{}.Check(secret, altchaJSON(p, tc.took)), "a wrong number")
+			assert.False(t, altchaOK(secret, altchaJSON(p, tc.took)), "a wrong number")
 		})
 	}
 }
@@ -262,11 +264,11 @@ func TestAltchaTookNotANumber(t *testing.T) {
 		t.Run("took "+took, func(t *testing.T) {
 			t.Parallel()
 			secret, p := issueAltcha(t)
-			require.True(t, captchagate.Altcha{}.Check(secret, altchaJSON(p, "")), "precondition: the payload is right")
+			require.True(t, altchaOK(secret, altchaJSON(p, "")), "precondition: the payload is right")
 			answer := altchaJSON(p, took)
-			_, ok := captchagate.DecodeAltchaPayload(answer)
+			_, ok := altcha.DecodePayload(answer)
 			assert.False(t, ok)
-			assert.False(t, captchagate.Altcha{}.Check(secret, answer))
+			assert.False(t, altchaOK(secret, answer))
 		})
 	}
 }
@@ -289,10 +291,16 @@ func TestAltchaEncodeTook(t *testing.T) {
 			secret, p := issueAltcha(t)
 			p.Took = tc.took
 			answer := p.Encode()
-			assert.True(t, captchagate.Altcha{}.Check(secret, answer))
-			got, ok := captchagate.DecodeAltchaPayload(answer)
+			assert.True(t, altchaOK(secret, answer))
+			got, ok := altcha.DecodePayload(answer)
 			require.True(t, ok)
 			assert.Equal(t, tc.want, got.Took)
 		})
 	}
+}
+
+// altchaOK reports whether the ProofOfWork accepts answer to secret.
+func altchaOK(secret []byte, answer string) bool {
+	ok, err := altcha.ProofOfWork{}.Check(context.Background(), captchagate.CheckInfo{Secret: secret, Answer: answer})
+	return ok && err == nil
 }

@@ -2,6 +2,7 @@ package captchagate_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/altcha"
+	"github.com/captchagate/captchagate/slider"
 )
 
 // nopWriter is a ResponseWriter that discards everything, so benchmarks
@@ -172,8 +175,8 @@ func BenchmarkRenderWAV(b *testing.B) {
 // The other kinds' own costs: a slider puzzle's picture and piece, an
 // ALTCHA challenge's issue and a payload's check.
 func BenchmarkSliderRender(b *testing.B) {
-	s := captchagate.Slider{}
-	secret, _ := s.Issue()
+	s := slider.Puzzle{}
+	secret, _ := s.Issue(captchagate.IssueInfo{})
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Render(io.Discard, "x", secret, "png", "")
@@ -182,17 +185,17 @@ func BenchmarkSliderRender(b *testing.B) {
 }
 
 func BenchmarkAltchaCheck(b *testing.B) {
-	a := captchagate.Altcha{MaxNumber: 1000}
-	secret, _ := a.IssueFor(captchagate.IssueInfo{Expires: time.Now(), Sign: func(m []byte) []byte { return m[:32] }})
+	a := altcha.ProofOfWork{MaxNumber: 1000}
+	secret, _ := a.Issue(captchagate.IssueInfo{Expires: time.Now(), Sign: func(m []byte) []byte { return m[:32] }})
 	var buf bytes.Buffer
 	a.Render(&buf, "x", secret, "json", "")
-	var ch captchagate.AltchaChallenge
+	var ch altcha.Challenge
 	json.Unmarshal(buf.Bytes(), &ch)
-	p, _ := captchagate.SolveAltcha(ch)
+	p, _ := altcha.Solve(ch)
 	payload := p.Encode()
 	b.ReportAllocs()
 	for b.Loop() {
-		if !a.Check(secret, payload) {
+		if ok, _ := a.Check(context.Background(), captchagate.CheckInfo{Secret: secret, Answer: payload}); !ok {
 			b.Fatal("payload refused")
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"image/png"
 	"io"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -16,33 +15,33 @@ import (
 	"github.com/captchagate/captchagate/internal/audio"
 )
 
-// Challenge is a kind of captcha: it issues a secret, renders it as media and
-// checks an answer. The gate stores the secret, binds it to the request that
-// needed it, enforces expiry and single use, and mints the token; a Challenge
-// only deals with its own secret. Implementations must be safe for concurrent
-// use. Digits is the default; other kinds (slider puzzles, proof of work,
-// hosted verifiers) plug into the same flow.
+// Challenge is a kind of captcha: it issues a secret and checks an answer
+// to it. The gate stores the secret, binds it to the request that needed
+// it, enforces expiry and single use, and mints the token; a Challenge only
+// deals with its own secret. Implementations must be safe for concurrent
+// use.
+//
+// Digits is the default. Other kinds live in their own packages, built on
+// this interface and the optional ones below, as a third party would build
+// one: slider (a puzzle), altcha (proof of work), hosted (Turnstile,
+// hCaptcha, reCAPTCHA). A kind implements only what it needs: Renderer if
+// it has media to serve, Describer if the client needs more than URLs,
+// AnswerLimiter and AnswerValidator to shape the answers it accepts.
 type Challenge interface {
 	// Kind names the challenge on the wire ("digits").
 	Kind() string
-	// Issue returns a new secret, drawn from a cryptographic source.
-	Issue() ([]byte, error)
-	// Formats lists the media formats Render accepts ("png", "wav"), in the
-	// order the Captcha's image and audio URLs use them.
-	Formats() []string
-	// Render writes the media of secret in format to w and returns its
-	// Content-Type. id is the captcha's id; lang is a validated language tag
-	// for audio ("" when not given).
-	Render(w io.Writer, id string, secret []byte, format, lang string) (contentType string, err error)
-	// Check reports whether answer solves secret, in time independent of
-	// where they differ. An empty answer never solves anything.
-	Check(secret []byte, answer string) bool
+	// Issue returns the secret of a new captcha, drawn from a cryptographic
+	// source.
+	Issue(IssueInfo) ([]byte, error)
+	// Check reports whether c.Answer solves c.Secret, in time independent
+	// of where they differ; an empty answer never solves anything. err means
+	// the answer could not be checked (a hosted verifier failed): the gate
+	// fails closed and answers service_unavailable. ctx is detached from the
+	// client's cancellation; a checker that calls out bounds its own time.
+	Check(ctx context.Context, c CheckInfo) (ok bool, err error)
 }
 
-// Optional interfaces a Challenge may implement, for kinds that need more
-// than a secret, media and a pure check.
-
-// IssueInfo is what the gate tells an Issuer about the captcha it issues.
+// IssueInfo is what the gate tells a Challenge about the captcha it issues.
 type IssueInfo struct {
 	Now     time.Time // the gate's clock
 	Expires time.Time // when the captcha stops being accepted
@@ -56,14 +55,7 @@ type IssueInfo struct {
 	Sign func(msg []byte) []byte
 }
 
-// An Issuer is a Challenge whose secret depends on when and for whom it is
-// issued (Altcha signs and dates its challenges and scales their
-// difficulty). The gate calls IssueFor instead of Issue.
-type Issuer interface {
-	IssueFor(IssueInfo) ([]byte, error)
-}
-
-// CheckInfo is what a RemoteChecker is asked to check.
+// CheckInfo is an answer to check against a captcha's secret.
 type CheckInfo struct {
 	Secret   []byte
 	Answer   string
@@ -71,23 +63,38 @@ type CheckInfo struct {
 	Request  *http.Request // the verify or guarded request
 }
 
-// A RemoteChecker is a Challenge whose check calls out (the hosted
-// verifiers). The gate calls CheckRemote instead of Check, with a context
-// detached from the client's cancellation; the checker bounds its own time.
-// An error means the answer could not be checked: the gate fails closed and
-// answers service_unavailable.
-type RemoteChecker interface {
-	CheckRemote(ctx context.Context, c CheckInfo) (bool, error)
+// A Renderer is a Challenge with media the gate serves under
+// Config.Prefix: GET {prefix}{id}.{format}.
+type Renderer interface {
+	// Media lists the formats Render accepts.
+	Media() []Media
+	// Render writes the media of secret in format to w and returns its
+	// Content-Type. id is the captcha's id; lang is one of the format's
+	// Langs ("" when it has none).
+	Render(w io.Writer, id string, secret []byte, format, lang string) (contentType string, err error)
 }
 
-// A Describer adds what the client needs besides URLs to the Captcha it is
-// sent (a site key, a puzzle's geometry).
+// Media is one format a Renderer serves.
+type Media struct {
+	// Format is the URL's extension: "png", "wav", "piece.png".
+	Format string
+	// Member names the member of the Captcha JSON that carries the URL:
+	// "image_url" and "audio_url" fill Captcha.ImageURL and AudioURL, any
+	// other name goes to Captcha.Extra ("piece_url"). "" sends no URL.
+	Member string
+	// Langs are the languages a client may ask for with ?lang=, the first
+	// the default. None: the format has no language, and ?lang= is ignored.
+	Langs []string
+}
+
+// A Describer adds the kind's own members to the Captcha the client is
+// sent (a site key, a puzzle's geometry), in Captcha.Extra.
 type Describer interface {
-	Describe(c *Captcha)
+	Describe() map[string]any
 }
 
 // An AnswerLimiter accepts answers longer than the default 64 bytes (an
-// ALTCHA payload, a hosted service's response token).
+// ALTCHA payload, a hosted service's response token), up to 8 KiB.
 type AnswerLimiter interface {
 	MaxAnswerLen() int
 }
@@ -104,16 +111,20 @@ type AnswerValidator interface {
 // Digits is the default Challenge: distorted digits as a PNG image, drawn
 // with github.com/dchest/captcha's pure functions (never its global store),
 // and spoken digits as a WAV file, with dchest's recordings and method but
-// from reused buffers (internal/audio). The zero value uses 6 digits on a 240x80 image.
+// from reused buffers (internal/audio). The zero value uses 6 digits on a
+// 240x80 image.
 type Digits struct {
 	Length int // number of digits, default 6, at most 32
 	Width  int // image width in pixels, default 240
 	Height int // image height in pixels, default 80
 }
 
-// audioLangs are the languages the Digits audio speaks; the first is the
-// default.
-var audioLangs = []string{"en", "ru", "zh", "ja", "pt"}
+// digitsMedia are the Digits' formats; the audio speaks five languages,
+// English by default.
+var digitsMedia = []Media{
+	{Format: "png", Member: "image_url"},
+	{Format: "wav", Member: "audio_url", Langs: []string{"en", "ru", "zh", "ja", "pt"}},
+}
 
 func (d Digits) withDefaults() Digits {
 	if d.Length <= 0 {
@@ -132,15 +143,17 @@ func (d Digits) withDefaults() Digits {
 // Kind implements Challenge.
 func (Digits) Kind() string { return "digits" }
 
-// Formats implements Challenge.
-func (Digits) Formats() []string { return []string{"png", "wav"} }
+// Media implements Renderer: the picture and the sound.
+func (Digits) Media() []Media { return digitsMedia }
 
 // Issue implements Challenge. dchest/captcha draws the digits from
 // crypto/rand.
-func (d Digits) Issue() ([]byte, error) {
+func (d Digits) Issue(IssueInfo) ([]byte, error) {
 	return captcha.RandomDigits(d.withDefaults().Length), nil
 }
 
+// PNG is an encoder for the images of challenges: fast compression, pooled
+// buffers.
 var pngEncoder = &png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngPool{}}
 
 type pngPool struct{ p sync.Pool }
@@ -151,7 +164,7 @@ func (p *pngPool) Get() *png.EncoderBuffer {
 }
 func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
 
-// Render implements Challenge.
+// Render implements Renderer.
 func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
 	d = d.withDefaults()
 	for _, c := range secret {
@@ -165,7 +178,7 @@ func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang strin
 		return "image/png", pngEncoder.Encode(w, img.Paletted)
 	case "wav":
 		if lang == "" {
-			lang = audioLangs[0]
+			lang = digitsMedia[1].Langs[0]
 		}
 		_, err := audio.Write(w, id, secret, lang)
 		return "audio/wav", err
@@ -175,7 +188,11 @@ func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang strin
 
 // Check implements Challenge. Spaces and dashes in the answer are ignored, as
 // are fullwidth digits' width; anything else that is not a digit fails.
-func (d Digits) Check(secret []byte, answer string) bool {
+func (d Digits) Check(_ context.Context, c CheckInfo) (bool, error) {
+	return digitsMatch(c.Secret, c.Answer), nil
+}
+
+func digitsMatch(secret []byte, answer string) bool {
 	var buf [33]byte
 	got := buf[:0]
 	for _, r := range answer {
@@ -198,8 +215,16 @@ func (d Digits) Check(secret []byte, answer string) bool {
 	return subtle.ConstantTimeCompare(got, secret) == 1
 }
 
-func validLang(lang string) bool {
-	return slices.Contains(audioLangs, lang)
+// media returns the challenge's format named f, if it is a Renderer with one.
+func (g *Gate) mediaFormat(f string) (Media, bool) {
+	if rd, ok := g.challenge.(Renderer); ok {
+		for _, m := range rd.Media() {
+			if m.Format == f {
+				return m, true
+			}
+		}
+	}
+	return Media{}, false
 }
 
 // signer returns IssueInfo.Sign for the gate's challenge.

@@ -2,6 +2,7 @@ package captchagate_test
 
 import (
 	"bytes"
+	"context"
 	"image/png"
 	"testing"
 
@@ -31,22 +32,22 @@ func TestDigitsCheck(t *testing.T) {
 		"٠٤٢٩١٧":         false, // other scripts' digits are not accepted
 		"\xff\xfe042917": false,
 	} {
-		assert.Equal(t, want, d.Check(secret, answer), "%q", answer)
+		assert.Equal(t, want, check(d, secret, answer), "%q", answer)
 	}
-	assert.False(t, d.Check(nil, ""), "an empty answer never solves an empty secret")
-	assert.False(t, d.Check([]byte{}, "   "))
+	assert.False(t, check(d, nil, ""), "an empty answer never solves an empty secret")
+	assert.False(t, check(d, []byte{}, "   "))
 }
 
 func TestDigitsIssueAndRender(t *testing.T) {
 	t.Parallel()
 	d := captchagate.Digits{Length: 100, Width: 300, Height: 100}
-	s, err := d.Issue()
+	s, err := d.Issue(captchagate.IssueInfo{})
 	require.NoError(t, err)
 	assert.Len(t, s, 32, "length is capped at 32")
 	for _, c := range s {
 		assert.Less(t, c, byte(10))
 	}
-	s2, _ := d.Issue()
+	s2, _ := d.Issue(captchagate.IssueInfo{})
 	assert.NotEqual(t, s, s2)
 
 	var b bytes.Buffer
@@ -61,4 +62,9 @@ func TestDigitsIssueAndRender(t *testing.T) {
 	assert.Error(t, err, "a secret that is not digits is refused, not drawn")
 	_, err = d.Render(&b, "id", s, "gif", "")
 	assert.Error(t, err)
+}
+
+func check(c captchagate.Challenge, secret []byte, answer string) bool {
+	ok, err := c.Check(context.Background(), captchagate.CheckInfo{Secret: secret, Answer: answer})
+	return ok && err == nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/slider"
 )
 
 // A second policy of one name is refused at construction: it would
@@ -38,16 +40,18 @@ func TestDuplicatePolicyNameRefused(t *testing.T) {
 	require.NoError(t, err, "other names are still free")
 
 	// Behind the endpoints the first policy still stands: it has no Sender
-	// key, so the seed verify cannot bind a sender to its captcha.
+	// key, so Verify cannot bind a sender to its captcha.
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
 	c := newCaptcha(t, mux, "login")
 	serve(mux, "GET", c.ImageURL, "")
 	x, ok := spy.Gap(c.ID)
 	require.True(t, ok)
-	code, e, _ := seedVerify(mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "15200000000"})
-	assert.Equal(t, http.StatusBadRequest, code)
-	assert.Equal(t, 4118, e.ErrorCode, "the refused duplicate's Sender key is not the policy's")
+	_, err = g.Verify(httptest.NewRequest("POST", "/captcha/verify", nil),
+		captchagate.Solution{CaptchaID: c.ID, Answer: point(float64(x)), Sender: "15200000000"})
+	var e *captchagate.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, captchagate.CodeMalformedSender, e.Code, "the refused duplicate's Sender key is not the policy's")
 }
 
 // A handler that writes nothing (the client went away, a bug) neither
@@ -195,7 +199,7 @@ func TestShapeErrorsSpendNothing(t *testing.T) {
 // A slider answer that is not a point is a malformed parameter, on verify
 // and inline: it does not spend the puzzle.
 func TestMalformedSliderAnswerSpendsNothing(t *testing.T) {
-	a := newSliderApp(t, captchagate.Slider{})
+	a := newSliderApp(t, slider.Puzzle{})
 	c, x := a.puzzle(t, "15200000000")
 	for _, bad := range []string{"left", `{"x":"1"}`, "[1,2]", "1e999"} {
 		w := verify(a.mux, c.ID, bad)
@@ -214,11 +218,11 @@ type failingChallenge struct {
 	issue, render error
 }
 
-func (f failingChallenge) Issue() ([]byte, error) {
+func (f failingChallenge) Issue(in captchagate.IssueInfo) ([]byte, error) {
 	if f.issue != nil {
 		return nil, f.issue
 	}
-	return f.KnownDigits.Issue()
+	return f.KnownDigits.Issue(in)
 }
 
 func (f failingChallenge) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
@@ -228,10 +232,10 @@ func (f failingChallenge) Render(w io.Writer, id string, secret []byte, format, 
 	return f.KnownDigits.Render(w, id, secret, format, lang)
 }
 
-// downVerifier is a remote checker whose service is down.
+// downVerifier is a checker whose remote service is down.
 type downVerifier struct{ gatetest.KnownDigits }
 
-func (downVerifier) CheckRemote(context.Context, captchagate.CheckInfo) (bool, error) {
+func (downVerifier) Check(context.Context, captchagate.CheckInfo) (bool, error) {
 	return false, errors.New("verifier: connection refused")
 }
 

@@ -71,19 +71,11 @@ const (
 	CodeMissingPolicy      Code = 4106 // invalid_request: policy is empty
 	CodeUnknownPolicy      Code = 4107 // invalid_request: policy names no guarded policy
 	CodeMissingKey         Code = 4108 // invalid_request: a required key (Key.Required) is absent
-	CodeMalformedToken     Code = 4109 // invalid_request: captcha_token is not a token
 	CodeUnsupportedMedia   Code = 4110 // invalid_request: Content-Type is neither JSON nor a form
 
-	// The slider's seed-compatible verify (docs/challenges.md maps each to
-	// the seed's IDAAS.SDK.PARAM code).
-	CodeDeviceIncomplete Code = 4111 // invalid_request: a required device header is missing
-	CodeMissingClientID  Code = 4112 // invalid_request: X-client-id is empty
-	CodeUnknownClientID  Code = 4113 // invalid_request: X-client-id names no registered app
-	CodeMissingPoint     Code = 4114 // invalid_request: point_json is empty
-	CodeMalformedPoint   Code = 4115 // invalid_request: point_json is not {"x":number,"y":number}
-	CodeMissingToken     Code = 4116 // invalid_request: token (the captcha's id) is empty
-	CodeMissingSender    Code = 4117 // invalid_request: sender is empty
-	CodeMalformedSender  Code = 4118 // invalid_request: sender is too long, or the policy has no Sender key
+	// CodeMalformedSender: invalid_request: a Solution's sender is too long,
+	// or the captcha's policy has no Sender key to bind it to.
+	CodeMalformedSender Code = 4118
 )
 
 type codeInfo struct {
@@ -152,32 +144,6 @@ func (e *Error) Is(target error) bool { return target != nil && target == e.Code
 
 // Unwrap returns the underlying cause, if any.
 func (e *Error) Unwrap() error { return e.Err }
-
-// Captcha describes an issued captcha to the client. URLs are absolute paths
-// (or absolute URLs when Config.BaseURL is set).
-type Captcha struct {
-	ID       string `json:"id"`
-	Kind     string `json:"kind"`
-	ImageURL string `json:"image_url,omitempty"`
-	AudioURL string `json:"audio_url,omitempty"`
-	// PieceURL is the slider puzzle's piece (kind "slider").
-	PieceURL string `json:"piece_url,omitempty"`
-	// ChallengeURL serves the proof-of-work challenge (kind "altcha"): give
-	// it to the ALTCHA widget's challenge attribute.
-	ChallengeURL string `json:"challenge_url,omitempty"`
-	// SiteKey is the hosted service's public site key (kinds "turnstile",
-	// "hcaptcha", "recaptcha").
-	SiteKey string `json:"site_key,omitempty"`
-	// Action is the action name the hosted widget must be run with, if the
-	// verifier checks one.
-	Action string `json:"action,omitempty"`
-	// Slider is the puzzle's geometry (kind "slider").
-	Slider        *SliderGeometry `json:"slider,omitempty"`
-	RefreshURL    string          `json:"refresh_url"`
-	VerifyURL     string          `json:"verify_url"`
-	ExpiresIn     int             `json:"expires_in"` // seconds
-	RefreshesLeft int             `json:"refreshes_left"`
-}
 
 // ErrorHandler renders an error of the gate. err is usually an *Error; any
 // other error is a failure the client must not see the text of. The default,

@@ -53,6 +53,10 @@ type Config struct {
 
 	// Challenge is the kind of captcha issued. Default Digits{}.
 	Challenge Challenge
+	// Dialects are the client shapes the captcha endpoints and guards
+	// understand besides the gate's own (docs/protocol.md), tried in order.
+	// Default none.
+	Dialects []Dialect
 
 	// Prefix is the path Handler is mounted under, with a trailing slash.
 	// Default "/captcha/".
@@ -139,6 +143,7 @@ type Gate struct {
 	store                Store
 	ownStore             *memstore.Store
 	challenge            Challenge
+	dialects             []Dialect
 	ips                  ipResolver
 	prefix               string
 	urlBase              string
@@ -171,6 +176,7 @@ func New(c Config) (*Gate, error) {
 	g := &Gate{
 		store:        c.Store,
 		challenge:    c.Challenge,
+		dialects:     append([]Dialect(nil), c.Dialects...),
 		prefix:       c.Prefix,
 		captchaTTL:   c.CaptchaTTL,
 		tokenTTL:     c.TokenTTL,
@@ -201,6 +207,11 @@ func New(c Config) (*Gate, error) {
 	}
 	if g.challenge == nil {
 		g.challenge = Digits{}
+	}
+	for i, d := range g.dialects {
+		if d == nil {
+			return nil, fmt.Errorf("captchagate: Config.Dialects[%d] is nil", i)
+		}
 	}
 	if g.prefix == "" {
 		g.prefix = "/captcha/"

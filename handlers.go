@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -16,14 +17,15 @@ import (
 // Handler serves the captcha endpoints under Config.Prefix (mount it there,
 // with or without http.StripPrefix):
 //
-//	GET  {prefix}{id}.png          the image
-//	GET  {prefix}{id}.wav?lang=en  the audio (en, ru, zh, ja, pt)
+//	GET  {prefix}{id}.png          the image (the Challenge's Media)
+//	GET  {prefix}{id}.wav?lang=en  the audio (Digits: en, ru, zh, ja, pt)
 //	POST {prefix}new               {"policy":"login"}: a captcha up front, for forms that always show one
 //	POST {prefix}refresh           {"captcha_id":"..."}: a new captcha for the same flow
 //	POST {prefix}verify            {"captcha_id":"...","captcha_answer":"..."}: a captcha_token
 //
 // POST bodies are JSON or URL-encoded forms; captcha_id and policy may also be
-// query parameters. GET never changes state. See docs/protocol.md.
+// query parameters. GET never changes state. See docs/protocol.md. A POST
+// in the shape of one of Config.Dialects is answered by that Dialect.
 func (g *Gate) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
 
 const maxParamBody = 4 << 10
@@ -37,56 +39,61 @@ func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		rest = strings.TrimPrefix(r.URL.Path, "/")
 	}
-	var err error
-	switch rest {
-	case "verify", "refresh", "new":
-		if r.Method != http.MethodPost {
-			err = &Error{Code: CodeMethodNotAllowed, Description: "use POST", Allow: "POST"}
-			break
-		}
-		switch rest {
-		case "verify":
-			err = g.serveVerify(w, r)
-		case "refresh":
-			err = g.serveRefresh(w, r)
-		default:
-			err = g.serveNew(w, r)
-		}
-	default:
-		id, format, found := strings.Cut(rest, ".")
-		if !found || !g.hasFormat(format) {
-			err = &Error{Code: CodeNotFound, Description: "no such endpoint"}
-			break
+	if err := g.serveEndpoint(w, r, rest); err != nil {
+		g.Error(w, r, err)
+	}
+}
+
+func (g *Gate) serveEndpoint(w http.ResponseWriter, r *http.Request, rest string) error {
+	if id, format, found := strings.Cut(rest, "."); found {
+		m, ok := g.mediaFormat(format)
+		if !ok {
+			return &Error{Code: CodeNotFound, Description: "no such endpoint"}
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			err = &Error{Code: CodeMethodNotAllowed, Description: "use GET", Allow: "GET, HEAD"}
-			break
+			return &Error{Code: CodeMethodNotAllowed, Description: "use GET", Allow: "GET, HEAD"}
 		}
-		err = g.serveMedia(w, r, id, format)
+		return g.serveMedia(w, r, id, m)
 	}
+	own := rest == "verify" || rest == "refresh" || rest == "new"
+	if !own && len(g.dialects) == 0 {
+		return &Error{Code: CodeNotFound, Description: "no such endpoint"}
+	}
+	if r.Method != http.MethodPost {
+		return &Error{Code: CodeMethodNotAllowed, Description: "use POST", Allow: "POST"}
+	}
+	body, err := readBody(r, g.paramBody())
 	if err != nil {
-		g.fail(w, r, err)
+		return err
 	}
-}
-
-func (g *Gate) hasFormat(f string) bool {
-	for _, x := range g.challenge.Formats() {
-		if x == f {
-			return true
+	for _, d := range g.dialects {
+		if d.ServeEndpoint(g, w, r, rest, body) {
+			return nil
 		}
 	}
-	return false
+	switch rest {
+	case "verify":
+		return g.serveVerify(w, r, body)
+	case "refresh":
+		return g.serveRefresh(w, r, body)
+	case "new":
+		return g.serveNew(w, r, body)
+	}
+	return &Error{Code: CodeNotFound, Description: "no such endpoint"}
 }
 
-func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format string) error {
+func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id string, m Media) error {
 	if !validID(id) {
 		return invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
 	}
 	lang := ""
-	if format == "wav" {
+	if len(m.Langs) > 0 {
 		lang = r.URL.Query().Get("lang")
-		if lang != "" && !validLang(lang) {
-			return invalid(CodeUnsupportedLang, "lang", "lang must be one of en, ru, zh, ja, pt")
+		if lang == "" {
+			lang = m.Langs[0]
+		}
+		if !slices.Contains(m.Langs, lang) {
+			return invalid(CodeUnsupportedLang, "lang", "lang must be one of "+strings.Join(m.Langs, ", "))
 		}
 	}
 	ctx, cancel := g.storeContext(r)
@@ -99,16 +106,16 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id, format str
 	if err != nil {
 		return err
 	}
-	m, err := g.render(r.Context(), r, id, &rec, format, lang)
+	md, err := g.render(r.Context(), r, id, &rec, m.Format, lang)
 	if err != nil {
 		return err
 	}
-	defer m.release()
+	defer md.release()
 	h := w.Header()
-	h.Set("Content-Type", m.ct)
+	h.Set("Content-Type", md.ct)
 	h["Cache-Control"] = noStore
 	h["X-Content-Type-Options"] = nosniff
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(m.b))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(md.b))
 	return nil
 }
 
@@ -116,25 +123,12 @@ type params struct {
 	CaptchaID string `json:"captcha_id"`
 	Answer    string `json:"captcha_answer"`
 	Policy    string `json:"policy"`
-	// The slider's seed-compatible verify.
-	PointJSON string `json:"point_json"`
-	Token     string `json:"token"`
-	Sender    string `json:"sender"`
 }
 
-// seedDialect reports whether p is a verify request in the slider seed's
-// form.
-func (p *params) seedDialect() bool { return p.PointJSON != "" || p.Token != "" || p.Sender != "" }
-
-// readParams reads a JSON or URL-encoded body of at most limit bytes
-// (paramBody), then fills captcha_id and policy from the query where the body
-// has none.
-func readParams(r *http.Request, limit int64) (params, error) {
+// readParams parses body, JSON or URL-encoded, then fills captcha_id and
+// policy from the query where the body has none.
+func readParams(r *http.Request, body []byte) (params, error) {
 	var p params
-	body, err := readBody(r, limit)
-	if err != nil {
-		return p, err
-	}
 	if len(bytes.TrimSpace(body)) > 0 {
 		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
@@ -158,7 +152,6 @@ func readParams(r *http.Request, limit int64) (params, error) {
 				return p, invalid(CodeMalformedBody, "", "body is not a valid form")
 			}
 			p.CaptchaID, p.Answer, p.Policy = q.Get(IDField), q.Get(AnswerField), q.Get("policy")
-			p.PointJSON, p.Token, p.Sender = q.Get("point_json"), q.Get("token"), q.Get("sender")
 		}
 	}
 	if p.CaptchaID == "" || p.Policy == "" {
@@ -194,21 +187,17 @@ type captchaBody struct {
 	Captcha *Captcha `json:"captcha"`
 }
 
-func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r, g.paramBody())
+func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request, body []byte) error {
+	p, err := readParams(r, body)
 	if err != nil {
 		return err
 	}
-	if sl, ok := g.challenge.(seedSpeaker); ok && p.seedDialect() {
-		return g.serveSeedVerify(w, r, sl.slider(), &p)
-	}
-	if err := checkID(p.CaptchaID); err != nil {
+	tok, err := g.Verify(r, Solution{CaptchaID: p.CaptchaID, Answer: p.Answer})
+	if err != nil {
 		return err
 	}
-	if err := g.checkAnswer(p.Answer); err != nil {
-		return err
-	}
-	return g.verify(w, r, p.CaptchaID, p.Answer, "")
+	writeJSON(w, http.StatusOK, tokenBody{Token: tok.Value, ExpiresIn: int(tok.ExpiresIn / time.Second)})
+	return nil
 }
 
 // checkAnswer refuses an answer that no captcha of the gate's kind could
@@ -227,38 +216,64 @@ func (g *Gate) checkAnswer(answer string) error {
 	return nil
 }
 
-// verify checks answer against captcha id and answers with a token, bound
-// to sender too if it is not empty. Every check of the request's shape comes
-// before the captcha is spent.
-func (g *Gate) verify(w http.ResponseWriter, r *http.Request, id, answer, sender string) error {
+// Solution is an answer to a captcha, as the verify endpoint (or a
+// Dialect's) reads it.
+type Solution struct {
+	CaptchaID string
+	Answer    string
+	// Sender, if set, binds the token to where a code is sent (a phone
+	// number or an email address): only a request whose Key.Sender key has
+	// that value can use it. The captcha's policy must have a Sender key.
+	Sender string
+}
+
+// Token is a minted captcha_token and how long it can be used.
+type Token struct {
+	Value     string
+	ExpiresIn time.Duration
+}
+
+// Verify checks s.Answer against captcha s.CaptchaID, spending it, and
+// returns a single-use captcha_token bound like the captcha (and to
+// s.Sender if set), as POST {prefix}verify does. It fails with an *Error:
+// invalid_request for a malformed id, answer or sender (nothing spent),
+// captcha_invalid for a wrong answer or an unknown, used or expired captcha
+// (with a fresh captcha for the same flow in Error.Captcha when the captcha
+// was found), service_unavailable when the store or a verifier fails.
+func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
+	if err := checkID(s.CaptchaID); err != nil {
+		return Token{}, err
+	}
+	if err := g.checkAnswer(s.Answer); err != nil {
+		return Token{}, err
+	}
+	s.Sender = strings.TrimSpace(s.Sender)
+	if len(s.Sender) > maxKeyValue {
+		return Token{}, invalid(CodeMalformedSender, "sender", "sender is longer than 256 bytes")
+	}
 	ctx, cancel := g.storeContext(r)
 	defer cancel()
-	if sender != "" {
+	if s.Sender != "" {
 		// The sender can be bound only if the captcha's policy has a Sender
 		// key: read the captcha, unspent, to know its policy. An unknown,
 		// used or expired one is left to solve to say so.
-		rec, err := g.pending(ctx, r, id)
+		rec, err := g.pending(ctx, r, s.CaptchaID)
 		var e *Error
 		switch {
 		case err == nil:
 			if gd, ok := g.policy(rec.policy); !ok || !gd.hasSender() {
-				return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
+				return Token{}, invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
 			}
 		case !errors.As(err, &e) || e.Code != CodeNotFound:
-			return err
+			return Token{}, err
 		}
 	}
-	rec, found, reason, err := g.solve(ctx, r, id, answer)
+	rec, found, reason, err := g.solve(ctx, r, s.CaptchaID, s.Answer)
 	if err != nil {
-		return err
-	}
-	var sh *[16]byte
-	if reason == "" && sender != "" {
-		h := g.senderHash(rec.policy, sender)
-		sh = &h
+		return Token{}, err
 	}
 	if reason != "" {
-		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Request: r})
+		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: s.CaptchaID, Reason: reason, Request: r})
 		e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
 		if found { // a fresh captcha for the same flow, with its refresh count
 			c, err := g.issue(ctx, r, bindingOf(&rec), rec.refreshes)
@@ -273,19 +288,23 @@ func (g *Gate) verify(w http.ResponseWriter, r *http.Request, id, answer, sender
 		} else {
 			e.Description += "; retry the original request for a new one"
 		}
-		return e
+		return Token{}, e
+	}
+	var sh *[16]byte
+	if s.Sender != "" {
+		h := g.senderHash(rec.policy, s.Sender)
+		sh = &h
 	}
 	tok, err := g.mintToken(ctx, r, rec, sh)
 	if err != nil {
-		return err
+		return Token{}, err
 	}
-	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: id, Request: r})
-	writeJSON(w, http.StatusOK, tokenBody{Token: tok, ExpiresIn: int(g.tokenTTL / time.Second)})
-	return nil
+	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: s.CaptchaID, Request: r})
+	return Token{Value: tok, ExpiresIn: g.tokenTTL}, nil
 }
 
-func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r, g.paramBody())
+func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request, body []byte) error {
+	p, err := readParams(r, body)
 	if err != nil {
 		return err
 	}
@@ -361,23 +380,33 @@ func (g *Gate) pending(ctx context.Context, r *http.Request, id string) (record,
 	return rec, nil
 }
 
-func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r, g.paramBody())
+func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request, body []byte) error {
+	p, err := readParams(r, body)
 	if err != nil {
 		return err
 	}
-	if p.Policy == "" {
-		return invalid(CodeMissingPolicy, "policy", "policy is required")
-	}
-	if _, ok := g.policy(p.Policy); !ok {
-		return invalid(CodeUnknownPolicy, "policy", "policy names no guarded policy")
-	}
-	ctx, cancel := g.storeContext(r)
-	defer cancel()
-	c, err := g.issue(ctx, r, g.bindingFor(p.Policy, 0, nil, g.sessionHash(r)), 0)
+	c, err := g.NewCaptcha(r, p.Policy)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, captchaBody{Captcha: c})
 	return nil
+}
+
+// NewCaptcha issues a captcha for policy up front, as POST {prefix}new does,
+// for forms that always show one: a token minted from it passes the policy's
+// guard whichever keys trip, as long as it has the request's session (if
+// any). It fails with an *Error: invalid_request for a missing or unknown
+// policy, too_many_requests past the client's creation limit,
+// service_unavailable when the store fails.
+func (g *Gate) NewCaptcha(r *http.Request, policy string) (*Captcha, error) {
+	if policy == "" {
+		return nil, invalid(CodeMissingPolicy, "policy", "policy is required")
+	}
+	if _, ok := g.policy(policy); !ok {
+		return nil, invalid(CodeUnknownPolicy, "policy", "policy names no guarded policy")
+	}
+	ctx, cancel := g.storeContext(r)
+	defer cancel()
+	return g.issue(ctx, r, g.bindingFor(policy, 0, nil, g.sessionHash(r)), 0)
 }

@@ -211,3 +211,18 @@ func (a *loginApp) trip(t *testing.T, user string) *captchagate.Captcha {
 	require.NotNil(t, e.Captcha)
 	return e.Captcha
 }
+
+// member returns the kind's member name of c (Captcha.Extra) as a string,
+// whether c was decoded from JSON or built in process; "" if it has none.
+func member(c *captchagate.Captcha, name string) string {
+	switch v := c.Extra[name].(type) {
+	case string:
+		return v
+	case json.RawMessage:
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s
+		}
+	}
+	return ""
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/hosted"
 )
 
 // siteverify is a local stand-in for a hosted service's siteverify API,
@@ -24,7 +25,7 @@ import (
 // for reCAPTCHA v3 and hCaptcha Enterprise). Tokens it hands out are valid
 // once; a second use is a duplicate, answered with the service's own code.
 type siteverify struct {
-	service  captchagate.Service
+	service  hosted.Service
 	secret   string
 	hostname string
 	action   string
@@ -39,7 +40,7 @@ type siteverify struct {
 	srv      *httptest.Server
 }
 
-func newSiteverify(t *testing.T, service captchagate.Service) *siteverify {
+func newSiteverify(t *testing.T, service hosted.Service) *siteverify {
 	s := &siteverify{service: service, secret: "0x4AAAAAAAsecret", hostname: "example.com", action: "login", score: 0.9, tokens: map[string]bool{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() {
@@ -65,7 +66,7 @@ func (s *siteverify) solve() string {
 }
 
 func (s *siteverify) duplicateCode() string {
-	if s.service == captchagate.ServiceHCaptcha {
+	if s.service == hosted.ServiceHCaptcha {
 		return "already-seen-response"
 	}
 	return "timeout-or-duplicate"
@@ -120,13 +121,13 @@ func (s *siteverify) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	out := map[string]any{"success": true, "challenge_ts": "2026-11-21T10:00:00Z", "hostname": s.hostname, "error-codes": []string{}}
 	switch s.service {
-	case captchagate.ServiceTurnstile:
+	case hosted.ServiceTurnstile:
 		out["action"] = s.action
 		out["cdata"] = ""
-	case captchagate.ServiceReCaptchaV3:
+	case hosted.ServiceReCaptchaV3:
 		out["action"] = s.action
 		out["score"] = s.score
-	case captchagate.ServiceHCaptcha:
+	case hosted.ServiceHCaptcha:
 		out["credit"] = false
 	}
 	writeVerify(w, out)
@@ -137,10 +138,10 @@ func writeVerify(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func hostedApp(t *testing.T, sv *siteverify, mutate func(*captchagate.Hosted)) (*loginApp, *bytes.Buffer) {
-	h := &captchagate.Hosted{Service: sv.service, SiteKey: "1x00000000000000000000AA", Secret: sv.secret, VerifyURL: sv.srv.URL,
+func hostedApp(t *testing.T, sv *siteverify, mutate func(*hosted.Verifier)) (*loginApp, *bytes.Buffer) {
+	h := &hosted.Verifier{Service: sv.service, SiteKey: "1x00000000000000000000AA", Secret: sv.secret, VerifyURL: sv.srv.URL,
 		Hostnames: []string{"example.com"}, Timeout: 200 * time.Millisecond}
-	if sv.service == captchagate.ServiceTurnstile || sv.service == captchagate.ServiceReCaptchaV3 {
+	if sv.service == hosted.ServiceTurnstile || sv.service == hosted.ServiceReCaptchaV3 {
 		h.Action = "login"
 	}
 	if mutate != nil {
@@ -154,18 +155,18 @@ func hostedApp(t *testing.T, sv *siteverify, mutate func(*captchagate.Hosted)) (
 	return a, &logs
 }
 
-var services = []captchagate.Service{captchagate.ServiceTurnstile, captchagate.ServiceHCaptcha, captchagate.ServiceReCaptchaV2, captchagate.ServiceReCaptchaV3}
+var services = []hosted.Service{hosted.ServiceTurnstile, hosted.ServiceHCaptcha, hosted.ServiceReCaptchaV2, hosted.ServiceReCaptchaV3}
 
 func TestHostedFlow(t *testing.T) {
 	for _, svc := range services {
 		sv := newSiteverify(t, svc)
 		a, logs := hostedApp(t, sv, nil)
 		c := a.trip(t, "alice")
-		kind := map[captchagate.Service]string{captchagate.ServiceTurnstile: "turnstile", captchagate.ServiceHCaptcha: "hcaptcha",
-			captchagate.ServiceReCaptchaV2: "recaptcha", captchagate.ServiceReCaptchaV3: "recaptcha_v3"}[svc]
+		kind := map[hosted.Service]string{hosted.ServiceTurnstile: "turnstile", hosted.ServiceHCaptcha: "hcaptcha",
+			hosted.ServiceReCaptchaV2: "recaptcha", hosted.ServiceReCaptchaV3: "recaptcha_v3"}[svc]
 		assert.Equal(t, kind, c.Kind)
-		assert.Equal(t, "1x00000000000000000000AA", c.SiteKey, kind)
-		assert.Empty(t, c.ImageURL+c.AudioURL+c.ChallengeURL+c.PieceURL, kind)
+		assert.Equal(t, "1x00000000000000000000AA", member(c, "site_key"), kind)
+		assert.Empty(t, c.ImageURL+c.AudioURL+member(c, "challenge_url")+member(c, "piece_url"), kind)
 		assert.Equal(t, http.StatusNotFound, serve(a.mux, "GET", "/captcha/"+c.ID+".png", "").Code, kind)
 
 		resp := sv.solve()
@@ -178,7 +179,7 @@ func TestHostedFlow(t *testing.T) {
 		assert.Equal(t, sv.secret, req["secret"][0], kind)
 		assert.Equal(t, resp, req["response"][0], kind)
 		assert.Equal(t, "192.0.2.1", req["remoteip"][0], kind)
-		if svc == captchagate.ServiceHCaptcha {
+		if svc == hosted.ServiceHCaptcha {
 			assert.Equal(t, "1x00000000000000000000AA", req["sitekey"][0])
 		}
 
@@ -195,37 +196,37 @@ func TestHostedFlow(t *testing.T) {
 func TestHostedChecks(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		svc    captchagate.Service
-		mutate func(*siteverify, *captchagate.Hosted)
+		svc    hosted.Service
+		mutate func(*siteverify, *hosted.Verifier)
 		status int
 	}{
-		{"wrong hostname", captchagate.ServiceTurnstile, func(s *siteverify, _ *captchagate.Hosted) { s.hostname = "evil.example" }, 403},
-		{"wrong action", captchagate.ServiceTurnstile, func(s *siteverify, _ *captchagate.Hosted) { s.action = "signup" }, 403},
-		{"v3 wrong action", captchagate.ServiceReCaptchaV3, func(s *siteverify, _ *captchagate.Hosted) { s.action = "homepage" }, 403},
-		{"v3 low score", captchagate.ServiceReCaptchaV3, func(s *siteverify, _ *captchagate.Hosted) { s.score = 0.3 }, 403},
-		{"v3 score at threshold", captchagate.ServiceReCaptchaV3, func(s *siteverify, h *captchagate.Hosted) { s.score, h.MinScore = 0.7, 0.7 }, 200},
-		{"v2 any hostname when none configured", captchagate.ServiceReCaptchaV2, func(s *siteverify, h *captchagate.Hosted) {
+		{"wrong hostname", hosted.ServiceTurnstile, func(s *siteverify, _ *hosted.Verifier) { s.hostname = "evil.example" }, 403},
+		{"wrong action", hosted.ServiceTurnstile, func(s *siteverify, _ *hosted.Verifier) { s.action = "signup" }, 403},
+		{"v3 wrong action", hosted.ServiceReCaptchaV3, func(s *siteverify, _ *hosted.Verifier) { s.action = "homepage" }, 403},
+		{"v3 low score", hosted.ServiceReCaptchaV3, func(s *siteverify, _ *hosted.Verifier) { s.score = 0.3 }, 403},
+		{"v3 score at threshold", hosted.ServiceReCaptchaV3, func(s *siteverify, h *hosted.Verifier) { s.score, h.MinScore = 0.7, 0.7 }, 200},
+		{"v2 any hostname when none configured", hosted.ServiceReCaptchaV2, func(s *siteverify, h *hosted.Verifier) {
 			s.hostname, h.Hostnames = "other.example", nil
 		}, 200},
-		{"hcaptcha sitekey-secret-mismatch", captchagate.ServiceHCaptcha, func(s *siteverify, _ *captchagate.Hosted) {
+		{"hcaptcha sitekey-secret-mismatch", hosted.ServiceHCaptcha, func(s *siteverify, _ *hosted.Verifier) {
 			s.raw = `{"success":false,"error-codes":["sitekey-secret-mismatch"]}`
 		}, 503},
-		{"wrong secret", captchagate.ServiceTurnstile, func(s *siteverify, h *captchagate.Hosted) { h.Secret = "0x4AAAAAAAwrong" }, 503},
-		{"no secret", captchagate.ServiceTurnstile, func(s *siteverify, h *captchagate.Hosted) { h.Secret = "" }, 503},
-		{"service down", captchagate.ServiceReCaptchaV2, func(s *siteverify, _ *captchagate.Hosted) { s.status = 502 }, 503},
-		{"not JSON", captchagate.ServiceHCaptcha, func(s *siteverify, _ *captchagate.Hosted) { s.raw = "<html>maintenance</html>" }, 503},
-		{"JSON without success", captchagate.ServiceHCaptcha, func(s *siteverify, _ *captchagate.Hosted) { s.raw = `{"hostname":"example.com"}` }, 503},
-		{"internal-error", captchagate.ServiceTurnstile, func(s *siteverify, _ *captchagate.Hosted) {
+		{"wrong secret", hosted.ServiceTurnstile, func(s *siteverify, h *hosted.Verifier) { h.Secret = "0x4AAAAAAAwrong" }, 503},
+		{"no secret", hosted.ServiceTurnstile, func(s *siteverify, h *hosted.Verifier) { h.Secret = "" }, 503},
+		{"service down", hosted.ServiceReCaptchaV2, func(s *siteverify, _ *hosted.Verifier) { s.status = 502 }, 503},
+		{"not JSON", hosted.ServiceHCaptcha, func(s *siteverify, _ *hosted.Verifier) { s.raw = "<html>maintenance</html>" }, 503},
+		{"JSON without success", hosted.ServiceHCaptcha, func(s *siteverify, _ *hosted.Verifier) { s.raw = `{"hostname":"example.com"}` }, 503},
+		{"internal-error", hosted.ServiceTurnstile, func(s *siteverify, _ *hosted.Verifier) {
 			s.raw = `{"success":false,"error-codes":["internal-error"]}`
 		}, 503},
-		{"hangs past the timeout", captchagate.ServiceTurnstile, func(s *siteverify, _ *captchagate.Hosted) { s.hang = make(chan struct{}) }, 503},
-		{"unreachable", captchagate.ServiceHCaptcha, func(s *siteverify, h *captchagate.Hosted) { h.VerifyURL = "http://127.0.0.1:1/siteverify" }, 503},
+		{"hangs past the timeout", hosted.ServiceTurnstile, func(s *siteverify, _ *hosted.Verifier) { s.hang = make(chan struct{}) }, 503},
+		{"unreachable", hosted.ServiceHCaptcha, func(s *siteverify, h *hosted.Verifier) { h.VerifyURL = "http://127.0.0.1:1/siteverify" }, 503},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sv := newSiteverify(t, tc.svc)
-			var hosted *captchagate.Hosted
-			a, logs := hostedApp(t, sv, func(h *captchagate.Hosted) { hosted = h })
-			tc.mutate(sv, hosted)
+			var v *hosted.Verifier
+			a, logs := hostedApp(t, sv, func(h *hosted.Verifier) { v = h })
+			tc.mutate(sv, v)
 			c := a.trip(t, "alice")
 			w := verify(a.mux, c.ID, sv.solve())
 			require.Equal(t, tc.status, w.Code, w.Body.String())
@@ -238,7 +239,7 @@ func TestHostedChecks(t *testing.T) {
 				// without the secret.
 				assert.Equal(t, 5004, e.ErrorCode, "a verifier failure, not the store's")
 				assert.NotContains(t, w.Body.String(), "secret")
-				assert.Contains(t, logs.String(), "hosted verifier failed")
+				assert.Contains(t, logs.String(), "hosted: verifier failed")
 				assert.NotContains(t, logs.String(), "0x4AAAAAAA")
 			} else {
 				assert.Equal(t, 4002, e.ErrorCode)
@@ -250,7 +251,7 @@ func TestHostedChecks(t *testing.T) {
 }
 
 func TestHostedInlineAnswerAndConcurrency(t *testing.T) {
-	sv := newSiteverify(t, captchagate.ServiceTurnstile)
+	sv := newSiteverify(t, hosted.ServiceTurnstile)
 	a, _ := hostedApp(t, sv, nil)
 	c := a.trip(t, "alice")
 	body, _ := json.Marshal(map[string]string{"username": "alice", "password": "right", "captcha_id": c.ID, "captcha_answer": sv.solve()})

@@ -164,7 +164,7 @@ func (g *Gate) render(ctx context.Context, r *http.Request, id string, rec *reco
 	defer func() { <-g.renderSlots }()
 	buf := renderBuffers.Get().(*bytes.Buffer)
 	defer putRenderBuffer(buf)
-	ct, err := g.challenge.Render(buf, id, rec.secret, format, lang)
+	ct, err := g.challenge.(Renderer).Render(buf, id, rec.secret, format, lang)
 	if err != nil {
 		return nil, g.failure(r, rec.policy, CodeRenderUnavailable, err)
 	}

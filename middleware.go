@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +141,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	ev := getEval()
 	defer putEval(ev)
 	if err := gd.extract(r, ev); err != nil {
-		gd.g.fail(w, r, err)
+		gd.g.Error(w, r, err)
 		return
 	}
 	ctx, cancel := gd.g.storeContext(r)
@@ -151,7 +152,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	if err != nil {
 		gd.refund(ctx, ev)
 		cancel()
-		gd.g.fail(w, r, err)
+		gd.g.Error(w, r, err)
 		return
 	}
 	cancel()
@@ -605,7 +606,8 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 }
 
 // proof reads the proof a tripped request carries: a token, or an inline
-// answer to a captcha (named by the request, or the session's pending one).
+// answer to a captcha (named by the request, or the session's pending one),
+// in the gate's own shape or else a ProofReader dialect's.
 // It validates them before anything is spent: a malformed id or answer is an
 // invalid_request that spends no captcha and issues none.
 func (gd *Guard) proof(r *http.Request, ev *eval) (tok, id, answer string, err error) {
@@ -621,6 +623,16 @@ func (gd *Guard) proof(r *http.Request, ev *eval) (tok, id, answer string, err e
 			answer, long = bodyField(r, ev.in.body, AnswerField, gd.g.maxAnswerLen())
 			if long {
 				return "", "", "", invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+			}
+		}
+	}
+	if tok == "" && id == "" && answer == "" {
+		for _, d := range gd.g.dialects {
+			if pr, ok := d.(ProofReader); ok {
+				if p, ok := pr.ReadProof(r, ev.in.body); ok {
+					tok, id, answer = strings.TrimSpace(p.Token), strings.TrimSpace(p.CaptchaID), p.Answer
+					break
+				}
 			}
 		}
 	}

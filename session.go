@@ -53,8 +53,10 @@ func (g *Gate) sessionHash(r *http.Request) *[16]byte {
 	return h
 }
 
-// fail answers err with the request's Session error handler or the gate's.
-func (g *Gate) fail(w http.ResponseWriter, r *http.Request, err error) {
+// Error answers err as the gate answers its own errors: with the request's
+// Session.ErrorHandler if it has one, else Config.ErrorHandler. A Dialect
+// answers its failures through it.
+func (g *Gate) Error(w http.ResponseWriter, r *http.Request, err error) {
 	if s := SessionFrom(r); s != nil && s.ErrorHandler != nil {
 		s.ErrorHandler(w, r, err)
 		return

@@ -15,7 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/dialect/idaas"
 	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/slider"
 )
 
 // sliderApp: an SMS send endpoint guarded per phone (one send, then a
@@ -37,10 +39,13 @@ var smsPolicy = captchagate.Policy{
 	}()},
 }
 
-func newSliderApp(t *testing.T, sl captchagate.Slider) *sliderApp {
-	a := &sliderApp{spy: &gatetest.SliderSpy{Slider: sl}, mux: http.NewServeMux()}
+// The gate speaks the identity service's verify (dialect/idaas), accepting
+// clientIDs if any are given.
+func newSliderApp(t *testing.T, sl slider.Puzzle, clientIDs ...string) *sliderApp {
+	a := &sliderApp{spy: &gatetest.SliderSpy{Puzzle: sl}, mux: http.NewServeMux()}
 	a.gate, _ = newGate(t, func(c *captchagate.Config) {
 		c.Challenge = a.spy
+		c.Dialects = []captchagate.Dialect{idaas.Dialect{ClientIDs: clientIDs}}
 		c.OnEvent = a.events.hook
 	})
 	a.mux.Handle("/captcha/", a.gate.Handler())
@@ -112,17 +117,18 @@ func seedVerify(h http.Handler, body map[string]string, hdr ...string) (int, api
 func point(x float64) string { return fmt.Sprintf(`{"x":%.1f,"y":5.0}`, x) }
 
 func TestSliderRenders(t *testing.T) {
-	a := newSliderApp(t, captchagate.Slider{})
+	a := newSliderApp(t, slider.Puzzle{})
 	c, x := a.puzzle(t, "15200000000")
 	assert.Equal(t, "slider", c.Kind)
 	assert.Empty(t, c.AudioURL)
-	require.NotNil(t, c.Slider)
-	assert.Equal(t, captchagate.SliderGeometry{Width: 320, Height: 160, PieceWidth: 48, Y: 5}, *c.Slider)
-	assert.Equal(t, "/captcha/"+c.ID+".piece.png", c.PieceURL)
+	var geo slider.Geometry
+	require.NoError(t, json.Unmarshal(c.Extra["slider"].(json.RawMessage), &geo))
+	assert.Equal(t, slider.Geometry{Width: 320, Height: 160, PieceWidth: 48, Y: 5}, geo)
+	assert.Equal(t, "/captcha/"+c.ID+".piece.png", member(c, "piece_url"))
 
 	bg := decodePNG(t, serve(a.mux, "GET", c.ImageURL, "").Body.Bytes())
 	assert.Equal(t, image.Rect(0, 0, 320, 160), bg.Bounds())
-	pieceImg := decodePNG(t, serve(a.mux, "GET", c.PieceURL, "").Body.Bytes())
+	pieceImg := decodePNG(t, serve(a.mux, "GET", member(c, "piece_url"), "").Body.Bytes())
 	assert.Equal(t, image.Rect(0, 0, 48, 160), pieceImg.Bounds())
 	// The piece is opaque somewhere, transparent in the corners of its
 	// image, and its opaque pixels are those of the picture's gap region
@@ -160,7 +166,7 @@ func decodePNG(t *testing.T, b []byte) image.Image {
 }
 
 func TestSliderSeedVerify(t *testing.T) {
-	a := newSliderApp(t, captchagate.Slider{})
+	a := newSliderApp(t, slider.Puzzle{})
 	const phone = "15200000000"
 	c, x := a.puzzle(t, phone)
 
@@ -189,7 +195,7 @@ func TestSliderSeedVerify(t *testing.T) {
 }
 
 func TestSliderTolerance(t *testing.T) {
-	a := newSliderApp(t, captchagate.Slider{Tolerance: 4})
+	a := newSliderApp(t, slider.Puzzle{Tolerance: 4})
 	for _, tc := range []struct {
 		dx float64
 		ok bool
@@ -212,7 +218,7 @@ func TestSliderTolerance(t *testing.T) {
 }
 
 func TestSliderSeedParameterErrors(t *testing.T) {
-	a := newSliderApp(t, captchagate.Slider{ClientIDs: []string{"nTo1eRIub60vPb54WeE6aojPwYwImtl4"}})
+	a := newSliderApp(t, slider.Puzzle{}, "nTo1eRIub60vPb54WeE6aojPwYwImtl4")
 	c, x := a.puzzle(t, "15200000000")
 	good := map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "15200000000"}
 	with := func(k, v string) map[string]string {
@@ -274,7 +280,10 @@ func TestSliderSeedParameterErrors(t *testing.T) {
 
 func TestSliderSenderNeedsSenderKey(t *testing.T) {
 	spy := &gatetest.SliderSpy{}
-	g, _ := newGate(t, func(c *captchagate.Config) { c.Challenge = spy })
+	g, _ := newGate(t, func(c *captchagate.Config) {
+		c.Challenge = spy
+		c.Dialects = []captchagate.Dialect{idaas.Dialect{}}
+	})
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
 	g.Guard(captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1}}})
@@ -295,7 +304,7 @@ func TestSliderSenderNeedsSenderKey(t *testing.T) {
 }
 
 func TestSliderInlineAndConcurrent(t *testing.T) {
-	a := newSliderApp(t, captchagate.Slider{})
+	a := newSliderApp(t, slider.Puzzle{})
 	const phone = "15200000000"
 	c, x := a.puzzle(t, phone)
 	// Inline, on the guarded request itself: point_json or a bare x.

@@ -240,7 +240,7 @@ func TestFormFlowMountsOtherKinds(t *testing.T) {
 	var c captchagate.Captcha
 	require.NoError(t, json.Unmarshal([]byte(html.UnescapeString(m[1])), &c))
 	assert.Equal(t, "slider", c.Kind)
-	require.NotNil(t, c.Slider)
+	require.Contains(t, c.Extra, "slider", "the puzzle's geometry")
 	assert.Contains(t, page, `<input type="hidden" name="captcha_token" data-cg-token>`)
 
 	// What widget.js does: load the picture, answer, put the token in the form.

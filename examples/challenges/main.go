@@ -36,7 +36,11 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/altcha"
+	"github.com/captchagate/captchagate/dialect/idaas"
+	"github.com/captchagate/captchagate/hosted"
 	"github.com/captchagate/captchagate/htmlform"
+	"github.com/captchagate/captchagate/slider"
 )
 
 // SendPolicy: one code per phone number, then one a minute with a captcha;
@@ -215,8 +219,8 @@ func altchaScript() string {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	flag.Parse()
-	newGate := func(prefix string, c captchagate.Challenge) *captchagate.Gate {
-		g, err := captchagate.New(captchagate.Config{Prefix: prefix, Challenge: c})
+	newGate := func(prefix string, c captchagate.Challenge, d ...captchagate.Dialect) *captchagate.Gate {
+		g, err := captchagate.New(captchagate.Config{Prefix: prefix, Challenge: c, Dialects: d})
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -228,9 +232,9 @@ func main() {
 		siteKey, secret = "1x00000000000000000000AA", "1x0000000000000000000000000000000AA"
 	}
 	gates := Gates{
-		Slider: newGate("/slider/captcha/", captchagate.Slider{ClientIDs: []string{ClientID}}),
-		Altcha: newGate("/altcha/captcha/", captchagate.Altcha{}),
-		Hosted: newGate("/hosted/captcha/", captchagate.Turnstile(siteKey, secret)),
+		Slider: newGate("/slider/captcha/", slider.Puzzle{}, idaas.Dialect{ClientIDs: []string{ClientID}}),
+		Altcha: newGate("/altcha/captcha/", altcha.ProofOfWork{}),
+		Hosted: newGate("/hosted/captcha/", hosted.Turnstile(siteKey, secret)),
 	}
 	key := make([]byte, 32)
 	if _, err := io.ReadFull(rand.Reader, key); err != nil {

@@ -26,6 +26,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/altcha"
+	"github.com/captchagate/captchagate/dialect/idaas"
+	"github.com/captchagate/captchagate/hosted"
 	"github.com/captchagate/captchagate/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/store/storetest"
@@ -170,7 +173,7 @@ func newDemo(t *testing.T) *demo {
 func newDemoWith(t *testing.T, o demoOptions) *demo {
 	t.Helper()
 	d := &demo{
-		slider: &gatetest.SliderSpy{Slider: captchagate.Slider{ClientIDs: []string{ClientID}}},
+		slider: &gatetest.SliderSpy{},
 		altcha: &gateEvents{n: map[captchagate.EventKind]int{}},
 	}
 	fake := &fakeTurnstile{tokens: map[string]bool{}}
@@ -184,8 +187,8 @@ func newDemoWith(t *testing.T, o demoOptions) *demo {
 	d.srv = httptest.NewServer(h)
 	t.Cleanup(d.srv.Close)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	newGate := func(prefix string, c captchagate.Challenge) *captchagate.Gate {
-		cfg := captchagate.Config{Prefix: prefix, Challenge: c, Logger: quiet}
+	newGate := func(prefix string, c captchagate.Challenge, ds ...captchagate.Dialect) *captchagate.Gate {
+		cfg := captchagate.Config{Prefix: prefix, Challenge: c, Dialects: ds, Logger: quiet}
 		if prefix == "/altcha/captcha/" {
 			cfg.OnEvent = d.altcha.record
 			if o.altcha != nil {
@@ -197,12 +200,12 @@ func newDemoWith(t *testing.T, o demoOptions) *demo {
 		t.Cleanup(func() { g.Close() })
 		return g
 	}
-	ts := captchagate.Turnstile("1x00000000000000000000AA", "test-secret")
+	ts := hosted.Turnstile("1x00000000000000000000AA", "test-secret")
 	ts.VerifyURL = d.srv.URL + "/fake/siteverify"
 	store := sessions.NewCookieStore(gatetest.Secret)
 	app, err := NewApp(Gates{
-		Slider: newGate("/slider/captcha/", d.slider),
-		Altcha: newGate("/altcha/captcha/", captchagate.Altcha{MaxNumber: 20_000}),
+		Slider: newGate("/slider/captcha/", d.slider, idaas.Dialect{ClientIDs: []string{ClientID}}),
+		Altcha: newGate("/altcha/captcha/", altcha.ProofOfWork{MaxNumber: 20_000}),
 		Hosted: newGate("/hosted/captcha/", ts),
 	}, store, Options{AltchaScript: altchaScript(), HostedScriptURL: "/fake/turnstile.js"})
 	require.NoError(t, err)

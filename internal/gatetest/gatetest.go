@@ -12,6 +12,8 @@ import (
 	"github.com/gorilla/sessions"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/slidersecret"
+	"github.com/captchagate/captchagate/slider"
 )
 
 // Together runs f in n goroutines released at once by a barrier, and waits
@@ -39,7 +41,7 @@ const Answer = "123456"
 type KnownDigits struct{ captchagate.Digits }
 
 // Issue implements captchagate.Challenge.
-func (KnownDigits) Issue() ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
+func (KnownDigits) Issue(captchagate.IssueInfo) ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
 
 // Secret is a 32-byte gate secret for tests.
 var Secret = []byte("0123456789abcdef0123456789abcdef")
@@ -91,17 +93,18 @@ func SpyGate(t testing.TB) (*captchagate.Gate, *Spy, sessions.Store) {
 	return gate, spy, store
 }
 
-// SliderSpy is the Slider challenge that remembers the gap of every puzzle
-// it renders, as Spy does for digits. Use a pointer.
+// SliderSpy is the slider Puzzle that remembers the gap of every puzzle it
+// renders, as Spy does for digits. Use a pointer.
 type SliderSpy struct {
-	captchagate.Slider
+	slider.Puzzle
 	mu   sync.Mutex
 	gaps map[string]int
 }
 
 // Render implements captchagate.Challenge and records the gap of id.
 func (s *SliderSpy) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
-	if x, ok := s.Slider.X(secret); ok {
+	if p, ok := slidersecret.Parse(secret); ok {
+		x := p.X
 		s.mu.Lock()
 		if s.gaps == nil {
 			s.gaps = map[string]int{}
@@ -109,7 +112,7 @@ func (s *SliderSpy) Render(w io.Writer, id string, secret []byte, format, lang s
 		s.gaps[id] = x
 		s.mu.Unlock()
 	}
-	return s.Slider.Render(w, id, secret, format, lang)
+	return s.Puzzle.Render(w, id, secret, format, lang)
 }
 
 // Gap returns the gap's x of the puzzle id once it has been rendered.

@@ -1,4 +1,8 @@
-package captchagate
+// Package hosted is the kind of captcha solved on a hosted service
+// (Cloudflare Turnstile, hCaptcha, Google reCAPTCHA v2 or v3) for
+// captchagate. It is built on captchagate's exported Challenge, Describer
+// and AnswerLimiter only: it has no media of its own.
+package hosted
 
 import (
 	"context"
@@ -11,9 +15,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/captchagate/captchagate"
 )
 
-// Hosted is a Challenge solved on a hosted service (Cloudflare Turnstile,
+// Verifier is a captchagate.Challenge solved on a hosted service (Cloudflare Turnstile,
 // hCaptcha, Google reCAPTCHA v2 or v3): the visitor runs the service's widget
 // with SiteKey, and its response token is the answer, checked by calling the
 // service's siteverify API with Secret, the token and the client's address.
@@ -26,7 +32,7 @@ import (
 // and logs the cause); timeout-or-duplicate and already-seen-response, like
 // every other client-side code, are a wrong answer. Build one with
 // Turnstile, HCaptcha, ReCaptchaV2 or ReCaptchaV3.
-type Hosted struct {
+type Verifier struct {
 	Service Service
 	// SiteKey is the public key the widget is run with; sent to the client in
 	// the Captcha (and to hCaptcha's siteverify, which checks it).
@@ -68,29 +74,29 @@ const (
 )
 
 // Turnstile returns a Cloudflare Turnstile verifier.
-func Turnstile(siteKey, secret string) *Hosted {
-	return &Hosted{Service: ServiceTurnstile, SiteKey: siteKey, Secret: secret}
+func Turnstile(siteKey, secret string) *Verifier {
+	return &Verifier{Service: ServiceTurnstile, SiteKey: siteKey, Secret: secret}
 }
 
 // HCaptcha returns an hCaptcha verifier.
-func HCaptcha(siteKey, secret string) *Hosted {
-	return &Hosted{Service: ServiceHCaptcha, SiteKey: siteKey, Secret: secret}
+func HCaptcha(siteKey, secret string) *Verifier {
+	return &Verifier{Service: ServiceHCaptcha, SiteKey: siteKey, Secret: secret}
 }
 
 // ReCaptchaV2 returns a Google reCAPTCHA v2 (checkbox or invisible) verifier.
-func ReCaptchaV2(siteKey, secret string) *Hosted {
-	return &Hosted{Service: ServiceReCaptchaV2, SiteKey: siteKey, Secret: secret}
+func ReCaptchaV2(siteKey, secret string) *Verifier {
+	return &Verifier{Service: ServiceReCaptchaV2, SiteKey: siteKey, Secret: secret}
 }
 
 // ReCaptchaV3 returns a Google reCAPTCHA v3 verifier that wants action and
 // a score of at least minScore (0.5 if 0).
-func ReCaptchaV3(siteKey, secret, action string, minScore float64) *Hosted {
-	return &Hosted{Service: ServiceReCaptchaV3, SiteKey: siteKey, Secret: secret, Action: action, MinScore: minScore}
+func ReCaptchaV3(siteKey, secret, action string, minScore float64) *Verifier {
+	return &Verifier{Service: ServiceReCaptchaV3, SiteKey: siteKey, Secret: secret, Action: action, MinScore: minScore}
 }
 
-// Kind implements Challenge: "turnstile", "hcaptcha", "recaptcha" or
+// Kind implements captchagate.Challenge: "turnstile", "hcaptcha", "recaptcha" or
 // "recaptcha_v3".
-func (h *Hosted) Kind() string {
+func (h *Verifier) Kind() string {
 	switch h.Service {
 	case ServiceTurnstile:
 		return "turnstile"
@@ -104,32 +110,25 @@ func (h *Hosted) Kind() string {
 	return "hosted"
 }
 
-// Formats implements Challenge: a hosted widget needs no media of ours.
-func (*Hosted) Formats() []string { return nil }
+// Issue implements captchagate.Challenge: the stored captcha only carries
+// the flow; the service holds the puzzle.
+func (*Verifier) Issue(captchagate.IssueInfo) ([]byte, error) { return []byte{}, nil }
 
-// Issue implements Challenge: the stored captcha only carries the flow; the
-// service holds the puzzle.
-func (*Hosted) Issue() ([]byte, error) { return []byte{}, nil }
-
-// Render implements Challenge; there is nothing to render.
-func (*Hosted) Render(io.Writer, string, []byte, string, string) (string, error) {
-	return "", errors.New("captchagate: a hosted challenge has no media")
+// Describe implements captchagate.Describer: the "site_key" the widget is
+// run with and, if the verifier checks one, its "action".
+func (h *Verifier) Describe() map[string]any {
+	m := map[string]any{"site_key": h.SiteKey}
+	if h.Action != "" {
+		m["action"] = h.Action
+	}
+	return m
 }
 
-// Check implements Challenge; the gate calls CheckRemote instead, so Check
-// never accepts.
-func (*Hosted) Check([]byte, string) bool { return false }
+// MaxAnswerLen implements captchagate.AnswerLimiter: response tokens run to
+// a few KiB.
+func (*Verifier) MaxAnswerLen() int { return 4 << 10 }
 
-// Describe implements Describer.
-func (h *Hosted) Describe(c *Captcha) {
-	c.SiteKey = h.SiteKey
-	c.Action = h.Action
-}
-
-// MaxAnswerLen implements AnswerLimiter: response tokens run to a few KiB.
-func (*Hosted) MaxAnswerLen() int { return 4 << 10 }
-
-func (h *Hosted) verifyURL() string {
+func (h *Verifier) verifyURL() string {
 	if h.VerifyURL != "" {
 		return h.VerifyURL
 	}
@@ -160,10 +159,12 @@ var clientErrors = []string{
 
 // ErrVerifier is matched (errors.Is) by every failure of a hosted verifier
 // to give a verdict.
-var ErrVerifier = errors.New("captchagate: hosted verifier failed")
+var ErrVerifier = errors.New("hosted: verifier failed")
 
-// CheckRemote implements RemoteChecker.
-func (h *Hosted) CheckRemote(ctx context.Context, c CheckInfo) (bool, error) {
+// Check implements captchagate.Challenge by calling the service's
+// siteverify API, bounded by Timeout. An error is a failure to get a
+// verdict: the gate fails closed.
+func (h *Verifier) Check(ctx context.Context, c captchagate.CheckInfo) (bool, error) {
 	answer := strings.TrimSpace(c.Answer)
 	if answer == "" || len(answer) > h.MaxAnswerLen() {
 		return false, nil

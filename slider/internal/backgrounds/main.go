@@ -1,6 +1,6 @@
 // Command backgrounds draws the slider puzzle's background pictures into
-// ../../../backgrounds (run it from the repository root: go run
-// ./internal/cmd/backgrounds). They are our own work, made of gradients,
+// slider/backgrounds (run it from the repository root: go run
+// ./slider/internal/backgrounds). They are our own work, made of gradients,
 // hills and shapes from a fixed seed, so the output is the same every run.
 package main
 
@@ -38,7 +38,7 @@ func mix(a, b color.RGBA, t float64) color.RGBA {
 }
 
 func main() {
-	dir := "backgrounds"
+	dir := "slider/backgrounds"
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		log.Fatal(err)
 	}

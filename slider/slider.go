@@ -1,7 +1,12 @@
-package captchagate
+// Package slider is a slider-puzzle kind of captcha for captchagate: a
+// background picture with a piece cut out, and the piece, which the visitor
+// drags to the gap. It is built on captchagate's exported Challenge,
+// Renderer, Describer, AnswerLimiter and AnswerValidator only.
+package slider
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/binary"
@@ -16,36 +21,36 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/slidersecret"
 )
 
-// Slider is a slider-puzzle Challenge, as in the identity-service flow of
-// the seeds: a background picture with a piece cut out, and the piece, which
-// the visitor drags to the gap. The answer is the piece's x position,
+// Puzzle is a slider-puzzle captchagate.Challenge, as in the
+// identity-service flow of the seeds. The answer is the piece's x position,
 // within Tolerance pixels; y is fixed, as in that flow.
 //
 // Pictures are drawn on the server with the standard library: one of the
-// backgrounds shipped in the package (drawn by internal/cmd/backgrounds),
+// backgrounds shipped in the package (drawn by internal/backgrounds),
 // cropped at a random offset, mirrored at random and given grain, so no two
 // puzzles share pixels. The gap's position and the picture's variation come
 // from crypto/rand.
 //
 // Answers, on verify or inline as captcha_answer, are the seed's point_json
-// (`{"x":237.0,"y":5.0}`) or a bare x ("237"). The gate's verify endpoint
-// also speaks the seed's request (point_json, token, sender and device
-// headers); see docs/challenges.md.
-type Slider struct {
+// (`{"x":237.0,"y":5.0}`) or a bare x ("237"). The seed's own verify request
+// (point_json, token, sender and device headers) is the dialect of package
+// dialect/idaas; see docs/challenges.md.
+type Puzzle struct {
 	Width     int // picture width in pixels, default 320
 	Height    int // picture height, default 160
 	Tolerance int // how far from the gap an answer may be, default 5 pixels
-	// ClientIDs, if set, are the X-client-id values the seed-compatible
-	// verify accepts; others are answered "app not registered" (4113).
-	ClientIDs []string
 }
 
-// SliderGeometry tells the client how to lay the puzzle out: the picture's
-// size, the piece image's size (as tall as the picture, the piece drawn at
-// its height) and the y every answer carries.
-type SliderGeometry struct {
+// Geometry tells the client how to lay the puzzle out: the picture's size,
+// the piece image's size (as tall as the picture, the piece drawn at its
+// height) and the y every answer carries. It is the Captcha's "slider"
+// member.
+type Geometry struct {
 	Width      int     `json:"width"`
 	Height     int     `json:"height"`
 	PieceWidth int     `json:"piece_width"`
@@ -57,10 +62,12 @@ const (
 	sliderSquare  = 36
 	sliderKnob    = 7
 	sliderFixedY  = 5.0
-	sliderSecret  = 13 // x, y (uint16 each), background, flip, grain seed (8)
 	sliderMaxSide = 1024
 )
 
+// The backgrounds are embedded here, and so only in binaries that use the
+// slider.
+//
 //go:embed backgrounds/*.png
 var backgroundFS embed.FS
 
@@ -84,7 +91,7 @@ var backgrounds = sync.OnceValue(func() []*image.RGBA {
 	return out
 })
 
-func (s Slider) withDefaults() Slider {
+func (s Puzzle) withDefaults() Puzzle {
 	if s.Width <= 0 {
 		s.Width = 320
 	}
@@ -99,25 +106,29 @@ func (s Slider) withDefaults() Slider {
 	return s
 }
 
-// Kind implements Challenge.
-func (Slider) Kind() string { return "slider" }
+// Kind implements captchagate.Challenge.
+func (Puzzle) Kind() string { return "slider" }
 
-// Formats implements Challenge: the picture and the piece.
-func (Slider) Formats() []string { return []string{"png", "piece.png"} }
-
-// Describe implements Describer.
-func (s Slider) Describe(c *Captcha) {
-	s = s.withDefaults()
-	c.Slider = &SliderGeometry{Width: s.Width, Height: s.Height, PieceWidth: sliderPiece, Y: sliderFixedY}
+// Media implements captchagate.Renderer: the picture and the piece.
+func (Puzzle) Media() []captchagate.Media {
+	return []captchagate.Media{{Format: "png", Member: "image_url"}, {Format: "piece.png", Member: "piece_url"}}
 }
 
-// MaxAnswerLen implements AnswerLimiter: point_json is longer than digits.
-func (Slider) MaxAnswerLen() int { return 128 }
-
-// Issue implements Challenge.
-func (s Slider) Issue() ([]byte, error) {
+// Describe implements captchagate.Describer: the puzzle's Geometry, as the
+// "slider" member.
+func (s Puzzle) Describe() map[string]any {
 	s = s.withDefaults()
-	b := make([]byte, sliderSecret)
+	return map[string]any{"slider": Geometry{Width: s.Width, Height: s.Height, PieceWidth: sliderPiece, Y: sliderFixedY}}
+}
+
+// MaxAnswerLen implements captchagate.AnswerLimiter: point_json is longer
+// than digits.
+func (Puzzle) MaxAnswerLen() int { return 128 }
+
+// Issue implements captchagate.Challenge.
+func (s Puzzle) Issue(captchagate.IssueInfo) ([]byte, error) {
+	s = s.withDefaults()
+	b := make([]byte, slidersecret.Len)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
@@ -130,40 +141,12 @@ func (s Slider) Issue() ([]byte, error) {
 	return b, nil
 }
 
-type sliderSecretParts struct {
-	x, y  int
-	bg    int
-	flip  bool
-	grain uint64
-}
-
-func parseSliderSecret(secret []byte) (sliderSecretParts, bool) {
-	if len(secret) != sliderSecret {
-		return sliderSecretParts{}, false
-	}
-	return sliderSecretParts{
-		x:     int(binary.BigEndian.Uint16(secret[0:2])),
-		y:     int(binary.BigEndian.Uint16(secret[2:4])),
-		bg:    int(secret[4]),
-		flip:  secret[5]&1 == 1,
-		grain: binary.BigEndian.Uint64(secret[5:13]) | 1, // xorshift needs a non-zero seed
-	}, true
-}
-
-// X returns the gap's x position in secret, for tests that solve puzzles
-// the way a person would (and nothing else: the secret never leaves the
-// server).
-func (Slider) X(secret []byte) (int, bool) {
-	p, ok := parseSliderSecret(secret)
-	return p.x, ok
-}
-
-// Render implements Challenge.
-func (s Slider) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+// Render implements captchagate.Renderer.
+func (s Puzzle) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
 	s = s.withDefaults()
-	p, ok := parseSliderSecret(secret)
-	if !ok || p.x+sliderPiece > s.Width || p.y+sliderPiece > s.Height {
-		return "", errors.New("captchagate: malformed slider secret")
+	p, ok := slidersecret.Parse(secret)
+	if !ok || p.X+sliderPiece > s.Width || p.Y+sliderPiece > s.Height {
+		return "", errors.New("slider: malformed secret")
 	}
 	bg := s.background(p)
 	switch format {
@@ -172,12 +155,12 @@ func (s Slider) Render(w io.Writer, id string, secret []byte, format, lang strin
 			for xx := range sliderPiece {
 				switch pieceMask(xx, yy) {
 				case maskInside:
-					o := bg.PixOffset(p.x+xx, p.y+yy)
+					o := bg.PixOffset(p.X+xx, p.Y+yy)
 					for c := range 3 { // the gap: darkened
 						bg.Pix[o+c] = bg.Pix[o+c] / 3
 					}
 				case maskEdge:
-					bg.SetRGBA(p.x+xx, p.y+yy, color.RGBA{255, 255, 255, 200})
+					bg.SetRGBA(p.X+xx, p.Y+yy, color.RGBA{255, 255, 255, 200})
 				}
 			}
 		}
@@ -188,30 +171,30 @@ func (s Slider) Render(w io.Writer, id string, secret []byte, format, lang strin
 			for xx := range sliderPiece {
 				switch pieceMask(xx, yy) {
 				case maskInside:
-					c := bg.RGBAAt(p.x+xx, p.y+yy)
-					piece.SetNRGBA(xx, p.y+yy, color.NRGBA{c.R, c.G, c.B, 255})
+					c := bg.RGBAAt(p.X+xx, p.Y+yy)
+					piece.SetNRGBA(xx, p.Y+yy, color.NRGBA{c.R, c.G, c.B, 255})
 				case maskEdge:
-					piece.SetNRGBA(xx, p.y+yy, color.NRGBA{255, 255, 255, 255})
+					piece.SetNRGBA(xx, p.Y+yy, color.NRGBA{255, 255, 255, 255})
 				}
 			}
 		}
 		return "image/png", pngEncoder.Encode(w, piece)
 	}
-	return "", errors.New("captchagate: unsupported format " + format)
+	return "", errors.New("slider: unsupported format " + format)
 }
 
 // background is the puzzle's picture before the gap: a crop of one of the
 // shipped backgrounds, mirrored or not, with grain.
-func (s Slider) background(p sliderSecretParts) *image.RGBA {
+func (s Puzzle) background(p slidersecret.Parts) *image.RGBA {
 	out := image.NewRGBA(image.Rect(0, 0, s.Width, s.Height))
 	set := backgrounds()
 	if len(set) == 0 { // cannot happen: the backgrounds are embedded
 		draw.Draw(out, out.Bounds(), image.NewUniform(color.RGBA{90, 120, 150, 255}), image.Point{}, draw.Src)
 		return out
 	}
-	src := set[p.bg%len(set)]
+	src := set[p.BG%len(set)]
 	sb := src.Bounds()
-	g := p.grain
+	g := p.Grain
 	next := func() uint64 { // xorshift over the secret's seed
 		g ^= g << 13
 		g ^= g >> 7
@@ -224,7 +207,7 @@ func (s Slider) background(p sliderSecretParts) *image.RGBA {
 		sy := sb.Min.Y + (oy+y)%sb.Dy()
 		for x := range s.Width {
 			sx := x
-			if p.flip {
+			if p.Flip {
 				sx = s.Width - 1 - x
 			}
 			sx = sb.Min.X + (ox+sx)%sb.Dx()
@@ -278,32 +261,32 @@ func pieceDist(x, y float64) float64 {
 	return math.Min(d, math.Min(top, right))
 }
 
-// Check implements Challenge: answer is point_json or a bare x, within
-// Tolerance of the gap.
-func (s Slider) Check(secret []byte, answer string) bool {
-	p, ok := parseSliderSecret(secret)
+// Check implements captchagate.Challenge: the answer is point_json or a
+// bare x, within Tolerance of the gap.
+func (s Puzzle) Check(_ context.Context, c captchagate.CheckInfo) (bool, error) {
+	p, ok := slidersecret.Parse(c.Secret)
 	if !ok {
-		return false
+		return false, nil
 	}
-	x, ok := parseSliderAnswer(answer)
+	x, ok := parseAnswer(c.Answer)
 	if !ok {
-		return false
+		return false, nil
 	}
 	tol := float64(s.withDefaults().Tolerance)
 	// Not a byte comparison: the distance alone decides, and it is computed
 	// the same way wherever the gap is.
-	return math.Abs(x-float64(p.x)) <= tol
+	return math.Abs(x-float64(p.X)) <= tol, nil
 }
 
-// ValidAnswer implements AnswerValidator: answer is a point or an x on the
+// ValidAnswer implements captchagate.AnswerValidator: answer is a point or an x on the
 // picture.
-func (Slider) ValidAnswer(answer string) bool {
-	_, ok := parseSliderAnswer(answer)
+func (Puzzle) ValidAnswer(answer string) bool {
+	_, ok := parseAnswer(answer)
 	return ok
 }
 
-// parseSliderAnswer reads point_json ({"x":237.0,"y":5.0}) or a bare x.
-func parseSliderAnswer(answer string) (float64, bool) {
+// parseAnswer reads point_json ({"x":237.0,"y":5.0}) or a bare x.
+func parseAnswer(answer string) (float64, bool) {
 	answer = strings.TrimSpace(answer)
 	if answer == "" {
 		return 0, false
@@ -331,3 +314,13 @@ func parseSliderAnswer(answer string) (float64, bool) {
 	}
 	return x, true
 }
+
+var pngEncoder = &png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: &pngPool{}}
+
+type pngPool struct{ p sync.Pool }
+
+func (p *pngPool) Get() *png.EncoderBuffer {
+	b, _ := p.p.Get().(*png.EncoderBuffer)
+	return b
+}
+func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }

@@ -1,6 +1,11 @@
-package captchagate
+// Package altcha is an invisible proof-of-work kind of captcha for
+// captchagate, in the format the ALTCHA web component solves unmodified. It
+// is built on captchagate's exported Challenge, Renderer, AnswerLimiter and
+// AnswerValidator only.
+package altcha
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -14,9 +19,12 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+
+	"github.com/captchagate/captchagate"
 )
 
-// Altcha is an invisible proof-of-work Challenge in the format the ALTCHA
+// ProofOfWork is an invisible proof-of-work captchagate.Challenge in the
+// format the ALTCHA
 // web component (npm package altcha, its v1 challenge format, which the v3
 // widget still speaks) solves unmodified: no picture, no puzzle, only CPU
 // time in the visitor's browser.
@@ -34,7 +42,7 @@ import (
 //
 // Difficulty is MaxNumber, doubled for every RaiseEvery failures a key has
 // past its threshold, up to MaxNumberLimit.
-type Altcha struct {
+type ProofOfWork struct {
 	// MaxNumber bounds the secret number: the browser tries about half of
 	// it on average. Default 50,000 (well under a second on a phone).
 	MaxNumber int64
@@ -51,7 +59,7 @@ const (
 	altchaMaxAnswer = 2 << 10
 )
 
-func (a Altcha) withDefaults() Altcha {
+func (a ProofOfWork) withDefaults() ProofOfWork {
 	if a.MaxNumber <= 0 {
 		a.MaxNumber = 50_000
 	}
@@ -66,7 +74,7 @@ func (a Altcha) withDefaults() Altcha {
 }
 
 // maxNumber is the difficulty for level.
-func (a Altcha) maxNumber(level int) int64 {
+func (a ProofOfWork) maxNumber(level int) int64 {
 	a = a.withDefaults()
 	n := a.MaxNumber
 	if a.RaiseEvery > 0 {
@@ -80,32 +88,33 @@ func (a Altcha) maxNumber(level int) int64 {
 	return min(n, a.MaxNumberLimit)
 }
 
-// Kind implements Challenge.
-func (Altcha) Kind() string { return "altcha" }
+// Kind implements captchagate.Challenge.
+func (ProofOfWork) Kind() string { return "altcha" }
 
-// Formats implements Challenge: the challenge JSON.
-func (Altcha) Formats() []string { return []string{"json"} }
-
-// MaxAnswerLen implements AnswerLimiter.
-func (Altcha) MaxAnswerLen() int { return altchaMaxAnswer }
-
-// ValidAnswer implements AnswerValidator: answer decodes as a payload.
-func (Altcha) ValidAnswer(answer string) bool {
-	_, ok := DecodeAltchaPayload(answer)
-	return ok
+// Media implements captchagate.Renderer: the challenge JSON, whose URL is
+// the Captcha's "challenge_url" member (give it to the widget's challenge
+// attribute).
+func (ProofOfWork) Media() []captchagate.Media {
+	return []captchagate.Media{{Format: "json", Member: "challenge_url"}}
 }
 
-// Issue implements Challenge; the gate calls IssueFor instead.
-func (a Altcha) Issue() ([]byte, error) {
-	return nil, errors.New("captchagate: Altcha is issued by a Gate (IssueFor)")
+// MaxAnswerLen implements captchagate.AnswerLimiter.
+func (ProofOfWork) MaxAnswerLen() int { return altchaMaxAnswer }
+
+// ValidAnswer implements captchagate.AnswerValidator: answer decodes as a
+// payload.
+func (ProofOfWork) ValidAnswer(answer string) bool {
+	_, ok := DecodePayload(answer)
+	return ok
 }
 
 // The secret: number (8 bytes), maxnumber (8), signature (64 hex
 // characters), salt.
 const altchaHead = 16 + 64
 
-// IssueFor implements Issuer.
-func (a Altcha) IssueFor(in IssueInfo) ([]byte, error) {
+// Issue implements captchagate.Challenge: a challenge signed with in.Sign,
+// dated to in.Expires, its difficulty raised for in.Level.
+func (a ProofOfWork) Issue(in captchagate.IssueInfo) ([]byte, error) {
 	maxn := a.maxNumber(in.Level)
 	nb, err := rand.Int(rand.Reader, big.NewInt(maxn+1))
 	if err != nil {
@@ -149,8 +158,8 @@ func parseAltchaSecret(b []byte) (altchaSecret, bool) {
 	}, true
 }
 
-// AltchaChallenge is the challenge JSON the widget fetches.
-type AltchaChallenge struct {
+// Challenge is the challenge JSON the widget fetches.
+type Challenge struct {
 	Algorithm string `json:"algorithm"`
 	Challenge string `json:"challenge"`
 	MaxNumber int64  `json:"maxnumber"`
@@ -158,8 +167,8 @@ type AltchaChallenge struct {
 	Signature string `json:"signature"`
 }
 
-// AltchaPayload is what the widget posts, base64-encoded JSON.
-type AltchaPayload struct {
+// Payload is what the widget posts, base64-encoded JSON.
+type Payload struct {
 	Algorithm string `json:"algorithm"`
 	Challenge string `json:"challenge"`
 	Number    int64  `json:"number"`
@@ -173,16 +182,16 @@ type AltchaPayload struct {
 	Took float64 `json:"took,omitempty"`
 }
 
-// Render implements Challenge: the challenge JSON.
-func (a Altcha) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
+// Render implements captchagate.Renderer: the challenge JSON.
+func (a ProofOfWork) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
 	s, ok := parseAltchaSecret(secret)
 	if !ok {
-		return "", errors.New("captchagate: malformed altcha secret")
+		return "", errors.New("altcha: malformed secret")
 	}
 	if format != "json" {
-		return "", errors.New("captchagate: unsupported format " + format)
+		return "", errors.New("altcha: unsupported format " + format)
 	}
-	b, err := json.Marshal(AltchaChallenge{
+	b, err := json.Marshal(Challenge{
 		Algorithm: altchaAlgorithm,
 		Challenge: altchaHash(s.salt, s.number),
 		MaxNumber: s.maxNumber,
@@ -196,15 +205,16 @@ func (a Altcha) Render(w io.Writer, id string, secret []byte, format, lang strin
 	return "application/json", err
 }
 
-// Check implements Challenge: answer is the widget's payload.
-func (a Altcha) Check(secret []byte, answer string) bool {
-	s, ok := parseAltchaSecret(secret)
+// Check implements captchagate.Challenge: the answer is the widget's
+// payload.
+func (a ProofOfWork) Check(_ context.Context, c captchagate.CheckInfo) (bool, error) {
+	s, ok := parseAltchaSecret(c.Secret)
 	if !ok {
-		return false
+		return false, nil
 	}
-	p, ok := DecodeAltchaPayload(answer)
+	p, ok := DecodePayload(c.Answer)
 	if !ok {
-		return false
+		return false, nil
 	}
 	want := altchaHash(s.salt, s.number)
 	// Every field is compared, all of them every time.
@@ -214,17 +224,17 @@ func (a Altcha) Check(secret []byte, answer string) bool {
 	eq &= subtle.ConstantTimeCompare([]byte(p.Signature), []byte(s.signature))
 	eq &= subtle.ConstantTimeEq(int32(p.Number>>32), int32(s.number>>32))
 	eq &= subtle.ConstantTimeEq(int32(p.Number), int32(s.number))
-	return eq == 1
+	return eq == 1, nil
 }
 
-// DecodeAltchaPayload decodes a widget payload (standard or URL base64,
+// DecodePayload decodes a widget payload (standard or URL base64,
 // padded or not, of a JSON object). It reports false when the answer is not
 // such an object or a field has the wrong JSON type; took may be any JSON
 // number, and one beyond float64's range is held at its largest value.
-func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
+func DecodePayload(answer string) (Payload, bool) {
 	answer = strings.TrimSpace(answer)
 	if answer == "" || len(answer) > altchaMaxAnswer {
-		return AltchaPayload{}, false
+		return Payload{}, false
 	}
 	var raw []byte
 	var err error
@@ -234,48 +244,48 @@ func DecodeAltchaPayload(answer string) (AltchaPayload, bool) {
 		}
 	}
 	if err != nil {
-		return AltchaPayload{}, false
+		return Payload{}, false
 	}
 	// took is decoded apart (this Took hides the embedded one), so that no
 	// number the widget may write (a fraction, an exponent, a huge one)
 	// refuses a right payload.
 	var w struct {
-		AltchaPayload
+		Payload
 		Took json.RawMessage `json:"took"`
 	}
 	if json.Unmarshal(raw, &w) != nil {
-		return AltchaPayload{}, false
+		return Payload{}, false
 	}
-	p := w.AltchaPayload
+	p := w.Payload
 	if t := string(w.Took); t != "" && t != "null" {
 		// Every JSON number parses; a string, an object or a bool does not.
 		f, err := strconv.ParseFloat(t, 64)
 		if err != nil && !errors.Is(err, strconv.ErrRange) {
-			return AltchaPayload{}, false
+			return Payload{}, false
 		}
 		p.Took = max(-math.MaxFloat64, min(f, math.MaxFloat64))
 	}
 	return p, true
 }
 
-// SolveAltcha finds the number of a challenge the way the widget does, for
+// Solve finds the number of a challenge the way the widget does, for
 // tests and non-browser clients; it gives up past c.MaxNumber.
-func SolveAltcha(c AltchaChallenge) (AltchaPayload, bool) {
+func Solve(c Challenge) (Payload, bool) {
 	if c.Algorithm != altchaAlgorithm {
-		return AltchaPayload{}, false
+		return Payload{}, false
 	}
 	for n := int64(0); n <= c.MaxNumber; n++ {
 		if altchaHash(c.Salt, n) == c.Challenge {
-			return AltchaPayload{Algorithm: c.Algorithm, Challenge: c.Challenge, Number: n, Salt: c.Salt, Signature: c.Signature}, true
+			return Payload{Algorithm: c.Algorithm, Challenge: c.Challenge, Number: n, Salt: c.Salt, Signature: c.Signature}, true
 		}
 	}
-	return AltchaPayload{}, false
+	return Payload{}, false
 }
 
 // Encode returns p as the widget posts it. JSON has no NaN or infinity: a
 // NaN Took is written as 0 (left out) and an infinite one as float64's
 // largest value, so the payload always encodes.
-func (p AltchaPayload) Encode() string {
+func (p Payload) Encode() string {
 	if math.IsNaN(p.Took) {
 		p.Took = 0
 	}

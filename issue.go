@@ -1,0 +1,183 @@
+package captchagate
+
+import (
+	"cmp"
+	"context"
+	"net/http"
+	"time"
+)
+
+// clientKey is the store key of one of the client's buckets: kind 'n' for
+// captcha creation, 'm' for media fetches.
+func (g *Gate) clientKey(r *http.Request, kind byte) string {
+	var buf [32]byte
+	var k []byte
+	if a, ok := g.ips.clientAddr(r); ok {
+		k = appendAddrKey(buf[:0], a)
+	}
+	var sum [32]byte
+	g.mac(&sum, []byte("client\x00"), k)
+	return string(kind) + ":" + b64.EncodeToString(sum[:16])
+}
+
+// allowCreate takes one captcha creation from the client's budget.
+func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
+	return g.allowClient(ctx, r, 'n', g.createInterval, g.createBurst, "too many captchas requested; retry later")
+}
+
+// allowClient takes one token from the client's bucket of kind; interval 0
+// means no limit.
+func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, interval time.Duration, burst int, desc string) error {
+	if interval == 0 {
+		return nil
+	}
+	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, kind), interval, burst, true)
+	if err != nil {
+		return g.unavailable(r, "", err)
+	}
+	if !ok {
+		return &Error{Code: CodeTooManyRequests, Description: desc, RetryAfter: max(wait, time.Second)}
+	}
+	return nil
+}
+
+// issue creates and stores a captcha bound to b, charging the client's
+// creation budget.
+func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
+	if err := g.allowCreate(ctx, r); err != nil {
+		return nil, err
+	}
+	return g.issueUncharged(ctx, r, b, refreshes)
+}
+
+// issueUncharged is issue for a caller that has charged the budget already.
+func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
+	now := g.now()
+	exp := now.Add(g.captchaTTL)
+	secret, err := g.challenge.Issue(IssueInfo{Now: now, Expires: exp, Level: int(b.level), Sign: g.signer()})
+	if err != nil {
+		return nil, g.failure(r, b.policy, CodeInternal, err)
+	}
+	id, err := randomString(idBytes)
+	if err != nil {
+		return nil, g.failure(r, b.policy, CodeInternal, err)
+	}
+	rec := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, refreshes: refreshes,
+		level: b.level, expires: exp.UnixNano(), secret: secret}
+	if err := g.store.Put(ctx, captchaKey(id), rec.encode(), g.captchaTTL+graceTTL); err != nil {
+		return nil, g.unavailable(r, b.policy, err)
+	}
+	g.emit(Event{Kind: EventCaptchaIssued, Policy: b.policy, CaptchaID: id, Request: r})
+	return g.describe(id, int(refreshes)), nil
+}
+
+func (g *Gate) describe(id string, refreshes int) *Captcha {
+	c := &Captcha{
+		Kind:          g.challenge.Kind(),
+		ID:            id,
+		RefreshURL:    g.urlBase + "refresh?captcha_id=" + id,
+		VerifyURL:     g.urlBase + "verify",
+		ExpiresIn:     int(g.captchaTTL / time.Second),
+		RefreshesLeft: max(g.maxRefreshes-refreshes, 0),
+	}
+	if rd, ok := g.challenge.(Renderer); ok {
+		for _, m := range rd.Media() {
+			u := g.urlBase + id + "." + m.Format
+			switch m.Member {
+			case "":
+			case "image_url":
+				c.ImageURL = cmp.Or(c.ImageURL, u)
+			case "audio_url":
+				c.AudioURL = cmp.Or(c.AudioURL, u)
+			default:
+				c.setExtra(m.Member, u)
+			}
+		}
+	}
+	if d, ok := g.challenge.(Describer); ok {
+		for k, v := range d.Describe() {
+			c.setExtra(k, v)
+		}
+	}
+	return c
+}
+
+// Reasons a proof is refused, for descriptions and events.
+const (
+	reasonUnknown  = "unknown or already used"
+	reasonExpired  = "expired"
+	reasonWrong    = "wrong answer"
+	reasonMismatch = "issued for another request"
+	reasonSender   = "verified for another sender"
+)
+
+// solve consumes captcha id atomically and checks answer against it. It
+// returns the consumed record (for a fresh captcha's binding) and, when the
+// answer does not solve it, the reason. err is a failure, reported and
+// classified (a store failure, or a verifier's).
+//
+// The Challenge is asked with a context detached from the client's; its
+// failure is returned as err (fail closed), the captcha spent.
+func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (rec record, found bool, reason string, err error) {
+	v, found, err := g.store.Take(ctx, captchaKey(id))
+	if err == nil && found {
+		rec, err = decodeRecord(v)
+	}
+	if err != nil {
+		return rec, false, reasonUnknown, g.unavailable(r, "", err)
+	}
+	if !found {
+		return rec, false, reasonUnknown, nil
+	}
+	if g.now().UnixNano() >= rec.expires {
+		return rec, true, reasonExpired, nil
+	}
+	ip := ""
+	if a, ok := g.ips.clientAddr(r); ok {
+		ip = a.String()
+	}
+	ok, err := g.challenge.Check(context.WithoutCancel(r.Context()), CheckInfo{Secret: rec.secret, Answer: answer, ClientIP: ip, Request: r})
+	if err != nil {
+		return rec, true, "", g.failure(r, rec.policy, CodeVerifierUnavailable, err)
+	}
+	if !ok {
+		return rec, true, reasonWrong, nil
+	}
+	return rec, true, "", nil
+}
+
+// mintToken stores a single-use token bound like rec and, if sender is not
+// nil, to that sender too. err is a failure, reported and classified.
+func (g *Gate) mintToken(ctx context.Context, r *http.Request, rec record, sender *[16]byte) (string, error) {
+	tok, err := randomString(tokenBytes)
+	if err != nil {
+		return "", g.failure(r, rec.policy, CodeInternal, err)
+	}
+	b := bindingOf(&rec)
+	if sender != nil {
+		g.bindSender(&b, sender)
+	}
+	t := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
+	if err := g.store.Put(ctx, g.tokenKey(tok), t.encode(), g.tokenTTL+graceTTL); err != nil {
+		return "", g.unavailable(r, rec.policy, err)
+	}
+	return tok, nil
+}
+
+// redeem consumes token atomically and returns its record.
+func (g *Gate) redeem(ctx context.Context, tok string) (rec record, reason string, err error) {
+	if !validB64(tok, tokenLen) {
+		return rec, reasonUnknown, nil
+	}
+	v, found, err := g.store.Take(ctx, g.tokenKey(tok))
+	if err != nil || !found {
+		return rec, reasonUnknown, err
+	}
+	if rec, err = decodeRecord(v); err != nil {
+		return rec, reasonUnknown, err
+	}
+	if g.now().UnixNano() >= rec.expires {
+		return rec, reasonExpired, nil
+	}
+	return rec, "", nil
+}

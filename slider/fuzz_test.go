@@ -1,0 +1,34 @@
+package slider
+
+import (
+	"context"
+	"testing"
+
+	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/slidersecret"
+)
+
+// FuzzChallengeAnswers: no answer makes the slider's check panic, and it
+// accepts only answers within its tolerance of the gap.
+func FuzzChallengeAnswers(f *testing.F) {
+	f.Add(`{"x":100.0,"y":5.0}`)
+	f.Add("100")
+	f.Add(`{"x":1e308,"y":5}`)
+	f.Add(`{"x":-0,"y":null}`)
+	f.Add("eyJhbGdvcml0aG0iOiJTSEEtMjU2In0=")
+	sl := Puzzle{Tolerance: 5}
+	secret := make([]byte, slidersecret.Len)
+	secret[1] = 100 // the gap at x = 100
+	f.Fuzz(func(t *testing.T, answer string) {
+		ok, err := sl.Check(context.Background(), captchagate.CheckInfo{Secret: secret, Answer: answer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			x, ok := parseAnswer(answer)
+			if !ok || x < 95 || x > 105 {
+				t.Fatalf("slider accepted %q (x %v)", answer, x)
+			}
+		}
+	})
+}
