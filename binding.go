@@ -100,7 +100,6 @@ func senderNorm(s string) string {
 	return s
 }
 
-
 // hasSender reports whether the policy has a Sender key.
 func (gd *Guard) hasSender() bool {
 	for i := range gd.keys {

@@ -69,7 +69,6 @@ func decodeRecord(b []byte) (record, error) {
 	return rec, nil
 }
 
-
 const (
 	idBytes    = 16 // 128-bit captcha ids, 22 characters
 	tokenBytes = 24 // 192-bit tokens, 32 characters
@@ -111,4 +110,3 @@ func (g *Gate) tokenKey(tok string) string {
 	g.mac(&sum, []byte("token\x00"), []byte(tok))
 	return "t:" + b64.EncodeToString(sum[:16])
 }
-
