@@ -103,7 +103,22 @@
 // # Challenges
 //
 // Digits (github.com/dchest/captcha's distorted-digit images, and its digit
-// recordings spoken over noise) is the default Challenge. The interface
-// (Issue, Render, Check) lets other kinds plug into the same verify-and-token
-// flow.
+// recordings spoken over noise) is the default Challenge. Other kinds are
+// packages of their own, built on the exported extension points only, as a
+// third party would build one: slider (a puzzle), altcha (proof of work for
+// the ALTCHA widget) and hosted (Turnstile, hCaptcha, reCAPTCHA). A
+// Challenge issues a secret and checks an answer; a kind with media is a
+// Renderer, and Describer, AnswerLimiter and AnswerValidator add the rest.
+// The gate keeps everything else: storage, binding, expiry, single use,
+// tokens, limits.
+//
+// # Dialects
+//
+// The gate's own wire shapes are in docs/protocol.md. A Dialect
+// (Config.Dialects) speaks another client's: it answers the captcha
+// endpoints' requests in its shape with the Gate's operations (Verify,
+// Refresh, NewCaptcha, Lookup, Error), and, as a ProofReader, finds proof in
+// guarded requests where its clients put it. Package dialect/idaas is the
+// identity service's slider verify; docs/architecture.md shows the data path
+// and where each extension point plugs in.
 package captchagate
