@@ -1,6 +1,9 @@
 package captchagate
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // A Dialect speaks one client's shapes of the captcha endpoints, on top of
 // the gate's flow: a client SDK written for another service sends its own
@@ -37,4 +40,18 @@ type Proof struct {
 	Token     string
 	CaptchaID string
 	Answer    string
+}
+
+// dialectProof asks the ProofReader dialects, in order, for the proof r
+// carries.
+func (g *Gate) dialectProof(r *http.Request, body []byte) Proof {
+	for _, d := range g.dialects {
+		if pr, ok := d.(ProofReader); ok {
+			if p, ok := pr.ReadProof(r, body); ok {
+				p.Token, p.CaptchaID = strings.TrimSpace(p.Token), strings.TrimSpace(p.CaptchaID)
+				return p
+			}
+		}
+	}
+	return Proof{}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -627,14 +626,8 @@ func (gd *Guard) proof(r *http.Request, ev *eval) (tok, id, answer string, err e
 		}
 	}
 	if tok == "" && id == "" && answer == "" {
-		for _, d := range gd.g.dialects {
-			if pr, ok := d.(ProofReader); ok {
-				if p, ok := pr.ReadProof(r, ev.in.body); ok {
-					tok, id, answer = strings.TrimSpace(p.Token), strings.TrimSpace(p.CaptchaID), p.Answer
-					break
-				}
-			}
-		}
+		p := gd.g.dialectProof(r, ev.in.body)
+		tok, id, answer = p.Token, p.CaptchaID, p.Answer
 	}
 	if tok == "" && id == "" && answer != "" {
 		if s := SessionFrom(r); s != nil {
