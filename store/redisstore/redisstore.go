@@ -281,9 +281,6 @@ func honoursDeadlines(c redis.UniversalClient) bool {
 	return true // a wrapper of the caller's own: its business
 }
 
-// Key returns the Redis key under which the store keeps the gate's key k.
-func (s *Store) Key(k string) string { return s.prefix + k }
-
 // micros converts a duration to whole microseconds, at least 1.
 func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 
