@@ -2,6 +2,7 @@ package captchagate_test
 
 import (
 	"context"
+	"encoding/base64"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -173,3 +174,29 @@ func ExampleDialect() {
 type personReads struct{ captchagate.Digits }
 
 func (personReads) Issue(captchagate.IssueInfo) ([]byte, error) { return []byte{1, 2, 3, 4, 5, 6}, nil }
+
+// A dialect whose clients want the picture inline, as a data: URL.
+func ExampleGate_RenderMedia() {
+	gate, err := captchagate.New(captchagate.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gate.Close()
+	gate.Guard(captchagate.Policy{Name: "signin", MaxFailures: 5, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})
+	r := httptest.NewRequest("POST", "/v1/captcha/data", nil)
+	c, err := gate.NewCaptcha(r, "signin")
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, ct, err := gate.RenderMedia(r, c.ID, "png", "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	data := "data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(b)
+	fmt.Println(data[:22], len(b) > 1000)
+	_, _, err = gate.RenderMedia(r, c.ID, "gif", "")
+	fmt.Println(err)
+	// Output:
+	// data:image/png;base64, true
+	// captchagate: not_found: no such format
+}

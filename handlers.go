@@ -2,6 +2,7 @@ package captchagate
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,30 +84,7 @@ func (g *Gate) serveEndpoint(w http.ResponseWriter, r *http.Request, rest string
 }
 
 func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id string, m Media) error {
-	if !validID(id) {
-		return invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
-	}
-	lang := ""
-	if len(m.Langs) > 0 {
-		lang = r.URL.Query().Get("lang")
-		if lang == "" {
-			lang = m.Langs[0]
-		}
-		if !slices.Contains(m.Langs, lang) {
-			return invalid(CodeUnsupportedLang, "lang", "lang must be one of "+strings.Join(m.Langs, ", "))
-		}
-	}
-	ctx, cancel := g.storeContext(r)
-	err := g.allowMedia(ctx, r)
-	var rec record
-	if err == nil {
-		rec, err = g.pending(ctx, r, id)
-	}
-	cancel()
-	if err != nil {
-		return err
-	}
-	md, err := g.render(r.Context(), r, id, &rec, m.Format, lang)
+	md, err := g.fetchMedia(r, id, m, r.URL.Query().Get("lang"))
 	if err != nil {
 		return err
 	}
@@ -117,6 +95,51 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id string, m M
 	h["X-Content-Type-Options"] = nosniff
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(md.b))
 	return nil
+}
+
+// RenderMedia returns the media of captcha id in format (and lang, for a
+// format with languages; "" for its default), as GET {prefix}{id}.{format}
+// serves it, charged to the client's media budget: for a Dialect whose
+// clients want it inline (a data: URL). It fails with an *Error like the
+// endpoint: not_found for a format the Challenge does not render or a
+// captcha that cannot be answered, invalid_request for a malformed id or
+// an unsupported lang, too_many_requests past Config.MediaRate,
+// service_unavailable when the store or the renderer fails.
+func (g *Gate) RenderMedia(r *http.Request, id, format, lang string) (b []byte, contentType string, err error) {
+	m, ok := g.mediaFormat(format)
+	if !ok {
+		return nil, "", &Error{Code: CodeNotFound, Description: "no such format"}
+	}
+	md, err := g.fetchMedia(r, id, m, lang)
+	if err != nil {
+		return nil, "", err
+	}
+	defer md.release()
+	return bytes.Clone(md.b), md.ct, nil
+}
+
+// fetchMedia charges the client's media budget and returns the media of
+// captcha id in m's format, held for the caller (release it).
+func (g *Gate) fetchMedia(r *http.Request, id string, m Media, lang string) (*media, error) {
+	if !validID(id) {
+		return nil, invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
+	}
+	if len(m.Langs) == 0 {
+		lang = ""
+	} else if lang = cmp.Or(lang, m.Langs[0]); !slices.Contains(m.Langs, lang) {
+		return nil, invalid(CodeUnsupportedLang, "lang", "lang must be one of "+strings.Join(m.Langs, ", "))
+	}
+	ctx, cancel := g.storeContext(r)
+	err := g.allowMedia(ctx, r)
+	var rec record
+	if err == nil {
+		rec, err = g.pending(ctx, r, id)
+	}
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	return g.render(r.Context(), r, id, &rec, m.Format, lang)
 }
 
 type params struct {
