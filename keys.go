@@ -3,6 +3,7 @@ package captchagate
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -11,7 +12,8 @@ import (
 )
 
 // Source extracts one key value from a request. Build one with ClientIP,
-// Header, FormField, JSONField, Field, Query or Combine; refine it with Fold and
+// Header, FormField, JSONField, Field, Query or Combine, or from a function of
+// the application's with SourceFunc or BodySourceFunc; refine it with Fold and
 // Normalize. Every value is trimmed of surrounding white space and cut to 256
 // bytes after normalisation; an empty value means the key is absent.
 //
@@ -37,7 +39,8 @@ type input struct {
 }
 
 // Name returns the key's name as it appears in events and logs ("ip",
-// "json:username", "header:X-Device-Fingerprint", "json:username+ip").
+// "json:username", "header:X-Device-Fingerprint", "json:username+ip",
+// "func:tenant").
 func (s Source) Name() string { return s.name }
 
 // Fold returns a copy of s that lower-cases values (Unicode simple case
@@ -166,6 +169,83 @@ func Combine(srcs ...Source) Source {
 		}
 		return dst, true
 	}}
+}
+
+// SourceFunc is a key whose value f reads from the request: a path value,
+// a cookie, the user an authentication middleware put in the context. f
+// returns the value and whether the request has one; its value is trimmed,
+// folded and normalised (Fold, Normalize) and cut to 256 bytes as a
+// built-in source's is, and a value empty after trimming is absent.
+//
+// The key's name is "func:" and name; name must be unique among the
+// policy's keys. f may be called more than once for a request (again when a
+// key trips, to bind the captcha) and must return the same value each time;
+// it must not read r.Body (use BodySourceFunc). SourceFunc panics if name is
+// empty, longer than 64 bytes, or holds a '+' or a control character, or if f
+// is nil.
+//
+//	tenant := captchagate.SourceFunc("tenant", func(r *http.Request) (string, bool) {
+//		v := r.PathValue("tenant") // under a pattern such as "POST /{tenant}/login"
+//		return v, v != ""
+//	})
+func SourceFunc(name string, f func(r *http.Request) (string, bool)) Source {
+	key := funcName("SourceFunc", name)
+	if f == nil {
+		panic(fmt.Sprintf("captchagate: SourceFunc %q has a nil func", name))
+	}
+	return Source{name: key, extract: func(in *input, dst []byte) ([]byte, bool) {
+		v, ok := f(in.r)
+		if !ok {
+			return dst, false
+		}
+		return append(dst, v...), true
+	}}
+}
+
+// BodySourceFunc is SourceFunc for a value in the request body, such as a
+// nested JSON member. f gets the body the guard read: at most
+// Config.MaxBodyBytes (a longer body is refused before any key is read), nil
+// for a request without one. The guard puts the body back for the handler:
+// f must not modify body or keep it after returning, and must not read
+// r.Body itself.
+//
+//	email := captchagate.BodySourceFunc("account.email", func(r *http.Request, body []byte) (string, bool) {
+//		var v struct{ Account struct{ Email string } }
+//		if json.Unmarshal(body, &v) != nil {
+//			return "", false
+//		}
+//		return v.Account.Email, true
+//	})
+func BodySourceFunc(name string, f func(r *http.Request, body []byte) (string, bool)) Source {
+	key := funcName("BodySourceFunc", name)
+	if f == nil {
+		panic(fmt.Sprintf("captchagate: BodySourceFunc %q has a nil func", name))
+	}
+	return Source{name: key, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		v, ok := f(in.r, in.body)
+		if !ok {
+			return dst, false
+		}
+		return append(dst, v...), true
+	}}
+}
+
+const maxFuncName = 64
+
+// funcName validates the name of a function's key and returns the key's
+// name. The "func:" prefix keeps it apart from the built-in sources' names,
+// and without '+' it cannot pose as a Combine of them; control characters
+// (NUL separates the name from the value in the counter's hash) are refused.
+func funcName(ctor, name string) string {
+	switch {
+	case name == "":
+		panic("captchagate: " + ctor + " needs a name")
+	case len(name) > maxFuncName:
+		panic(fmt.Sprintf("captchagate: %s name %q is longer than %d bytes", ctor, name, maxFuncName))
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return r == '+' || r < 0x20 || r == 0x7f }):
+		panic(fmt.Sprintf("captchagate: %s name %q holds a '+', a control character or invalid UTF-8", ctor, name))
+	}
+	return "func:" + name
 }
 
 // value extracts, trims, folds, normalises and bounds the value, appending it
