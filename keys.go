@@ -27,7 +27,8 @@ type Source struct {
 	normalize func(string) string
 	fold      bool
 	raw       bool     // binary value, already normalised (ClientIP, Combine)
-	parts     []Source // for Combine: Fold and Normalize apply to the parts
+	identity  Identity // what the value is (Username, Email, Phone): see as
+	parts     []Source // for Combine: Fold, Normalize and identities apply to the parts
 }
 
 // input is what extractors read: the request and, when a key needs it, the
@@ -55,7 +56,9 @@ func (s Source) Fold() Source {
 
 // Normalize returns a copy of s that passes trimmed (and folded) values
 // through f, for identities the application treats as one in its own way
-// (say, removing dots in Gmail addresses). f must be deterministic.
+// (say, removing dots in Gmail addresses). f must be deterministic. It
+// replaces an earlier Normalize, and runs after the normalisation of a phone
+// number (Phone, IdentityPhone).
 func (s Source) Normalize(f func(string) string) Source {
 	if s.parts != nil {
 		return s.mapParts(func(p Source) Source { return p.Normalize(f) })
@@ -71,7 +74,22 @@ func (s Source) mapParts(f func(Source) Source) Source {
 	for i, p := range s.parts {
 		parts[i] = f(p)
 	}
-	return Combine(parts...)
+	c := Combine(parts...)
+	c.identity = s.identity
+	return c
+}
+
+// as returns a copy of s that counts its values as id says (folded for a
+// username or an email address, without separators for a phone number)
+// and remembers id, so that a Key built from it gets id's flags.
+func (s Source) as(id Identity) Source {
+	if s.parts != nil {
+		s = s.mapParts(func(p Source) Source { return p.as(id) })
+	} else if id == IdentityUsername || id == IdentityEmail {
+		s.fold = !s.raw
+	}
+	s.identity = id
+	return s
 }
 
 // ClientIP is the client's address: RemoteAddr, or behind proxies listed in
@@ -260,17 +278,24 @@ func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 		return dst, len(dst) > start
 	}
 	v := bytes.TrimSpace(dst[start:])
-	if s.fold && s.normalize == nil && asciiLower(v) {
+	mapped := s.normalize != nil || s.identity == IdentityPhone
+	if s.fold && !mapped && asciiLower(v) {
 		// Folded in place: strings.ToLower gives the same for ASCII.
 		n := copy(dst[start:], v)
 		dst = dst[:start+n]
-	} else if s.fold || s.normalize != nil {
+	} else if s.fold || mapped {
 		str := string(v)
 		if s.fold {
 			str = strings.ToLower(str)
 		}
+		if s.identity == IdentityPhone {
+			str = normalizePhone(str)
+		}
 		if s.normalize != nil {
-			str = strings.TrimSpace(s.normalize(str))
+			str = s.normalize(str)
+		}
+		if mapped {
+			str = strings.TrimSpace(str)
 		}
 		dst = append(dst[:start], str...)
 	} else if len(v) != len(dst)-start {
