@@ -242,3 +242,24 @@ func panicMessage(f func()) (msg string) {
 	f()
 	return ""
 }
+
+// BenchmarkGuardAllowedSourceFunc: an allowed request counted by a key from a
+// function (a header the application reads itself), beside
+// BenchmarkGuardAllowedIP.
+func BenchmarkGuardAllowedSourceFunc(b *testing.B) {
+	tenant := captchagate.SourceFunc("tenant", func(r *http.Request) (string, bool) {
+		v := r.Header["X-Tenant"]
+		if len(v) == 0 {
+			return "", false
+		}
+		return v[0], true
+	})
+	h := benchGate(b).Guard(captchagate.Policy{Name: "t", Keys: []captchagate.Key{{Source: tenant, MaxFailures: 1 << 30}}})(okHandler)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("X-Tenant", "acme")
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
+}
