@@ -65,10 +65,16 @@
 // whose X-Forwarded-For to believe, and groups IPv6 addresses by /64. Header,
 // Query, FormField and JSONField read request values (JSONField matches
 // member names as encoding/json does, so what is counted is what the
-// application decodes), Combine joins them, and Fold and Normalize make the
-// identities the application treats as one count as one. Values are trimmed,
-// cut to 256 bytes, and never stored: a shared store sees an HMAC under
-// Config.Secret, the in-process store a seeded 64-bit hash.
+// application decodes); SourceFunc and BodySourceFunc read any other (a path
+// value, a cookie, a nested member, the user in the context) with a function
+// of the application's. Combine joins them, and Fold and Normalize make the
+// identities the application treats as one count as one. A Key's Identity
+// (set by Username, Email and Phone) says the value is a username, an email
+// address or a phone number: it is folded or normalised as such, and the key
+// resets on success and, for an address or a number, is a Sender, whatever
+// thresholds the Key adds. Values are trimmed, cut to 256 bytes, and never
+// stored: a shared store sees an HMAC under Config.Secret, the in-process
+// store a seeded 64-bit hash.
 //
 // # Errors
 //

@@ -3,6 +3,7 @@ package captchagate
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -11,7 +12,8 @@ import (
 )
 
 // Source extracts one key value from a request. Build one with ClientIP,
-// Header, FormField, JSONField, Field, Query or Combine; refine it with Fold and
+// Header, FormField, JSONField, Field, Query or Combine, or from a function of
+// the application's with SourceFunc or BodySourceFunc; refine it with Fold and
 // Normalize. Every value is trimmed of surrounding white space and cut to 256
 // bytes after normalisation; an empty value means the key is absent.
 //
@@ -25,7 +27,8 @@ type Source struct {
 	normalize func(string) string
 	fold      bool
 	raw       bool     // binary value, already normalised (ClientIP, Combine)
-	parts     []Source // for Combine: Fold and Normalize apply to the parts
+	identity  Identity // what the value is (Username, Email, Phone): see as
+	parts     []Source // for Combine: Fold, Normalize and identities apply to the parts
 }
 
 // input is what extractors read: the request and, when a key needs it, the
@@ -37,7 +40,8 @@ type input struct {
 }
 
 // Name returns the key's name as it appears in events and logs ("ip",
-// "json:username", "header:X-Device-Fingerprint", "json:username+ip").
+// "json:username", "header:X-Device-Fingerprint", "json:username+ip",
+// "func:tenant").
 func (s Source) Name() string { return s.name }
 
 // Fold returns a copy of s that lower-cases values (Unicode simple case
@@ -52,7 +56,9 @@ func (s Source) Fold() Source {
 
 // Normalize returns a copy of s that passes trimmed (and folded) values
 // through f, for identities the application treats as one in its own way
-// (say, removing dots in Gmail addresses). f must be deterministic.
+// (say, removing dots in Gmail addresses). f must be deterministic. It
+// replaces an earlier Normalize, and runs after the normalisation of a phone
+// number (Phone, IdentityPhone).
 func (s Source) Normalize(f func(string) string) Source {
 	if s.parts != nil {
 		return s.mapParts(func(p Source) Source { return p.Normalize(f) })
@@ -68,7 +74,22 @@ func (s Source) mapParts(f func(Source) Source) Source {
 	for i, p := range s.parts {
 		parts[i] = f(p)
 	}
-	return Combine(parts...)
+	c := Combine(parts...)
+	c.identity = s.identity
+	return c
+}
+
+// as returns a copy of s that counts its values as id says (folded for a
+// username or an email address, without separators for a phone number)
+// and remembers id, so that a Key built from it gets id's flags.
+func (s Source) as(id Identity) Source {
+	if s.parts != nil {
+		s = s.mapParts(func(p Source) Source { return p.as(id) })
+	} else if id == IdentityUsername || id == IdentityEmail {
+		s.fold = !s.raw
+	}
+	s.identity = id
+	return s
 }
 
 // ClientIP is the client's address: RemoteAddr, or behind proxies listed in
@@ -168,6 +189,83 @@ func Combine(srcs ...Source) Source {
 	}}
 }
 
+// SourceFunc is a key whose value f reads from the request: a path value,
+// a cookie, the user an authentication middleware put in the context. f
+// returns the value and whether the request has one; its value is trimmed,
+// folded and normalised (Fold, Normalize) and cut to 256 bytes as a
+// built-in source's is, and a value empty after trimming is absent.
+//
+// The key's name is "func:" and name; name must be unique among the
+// policy's keys. f may be called more than once for a request (again when a
+// key trips, to bind the captcha) and must return the same value each time;
+// it must not read r.Body (use BodySourceFunc). SourceFunc panics if name is
+// empty, longer than 64 bytes, or holds a '+' or a control character, or if f
+// is nil.
+//
+//	tenant := captchagate.SourceFunc("tenant", func(r *http.Request) (string, bool) {
+//		v := r.PathValue("tenant") // under a pattern such as "POST /{tenant}/login"
+//		return v, v != ""
+//	})
+func SourceFunc(name string, f func(r *http.Request) (string, bool)) Source {
+	key := funcName("SourceFunc", name)
+	if f == nil {
+		panic(fmt.Sprintf("captchagate: SourceFunc %q has a nil func", name))
+	}
+	return Source{name: key, extract: func(in *input, dst []byte) ([]byte, bool) {
+		v, ok := f(in.r)
+		if !ok {
+			return dst, false
+		}
+		return append(dst, v...), true
+	}}
+}
+
+// BodySourceFunc is SourceFunc for a value in the request body, such as a
+// nested JSON member. f gets the body the guard read: at most
+// Config.MaxBodyBytes (a longer body is refused before any key is read), nil
+// for a request without one. The guard puts the body back for the handler:
+// f must not modify body or keep it after returning, and must not read
+// r.Body itself.
+//
+//	email := captchagate.BodySourceFunc("account.email", func(r *http.Request, body []byte) (string, bool) {
+//		var v struct{ Account struct{ Email string } }
+//		if json.Unmarshal(body, &v) != nil {
+//			return "", false
+//		}
+//		return v.Account.Email, true
+//	})
+func BodySourceFunc(name string, f func(r *http.Request, body []byte) (string, bool)) Source {
+	key := funcName("BodySourceFunc", name)
+	if f == nil {
+		panic(fmt.Sprintf("captchagate: BodySourceFunc %q has a nil func", name))
+	}
+	return Source{name: key, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		v, ok := f(in.r, in.body)
+		if !ok {
+			return dst, false
+		}
+		return append(dst, v...), true
+	}}
+}
+
+const maxFuncName = 64
+
+// funcName validates the name of a function's key and returns the key's
+// name. The "func:" prefix keeps it apart from the built-in sources' names,
+// and without '+' it cannot pose as a Combine of them; control characters
+// (NUL separates the name from the value in the counter's hash) are refused.
+func funcName(ctor, name string) string {
+	switch {
+	case name == "":
+		panic("captchagate: " + ctor + " needs a name")
+	case len(name) > maxFuncName:
+		panic(fmt.Sprintf("captchagate: %s name %q is longer than %d bytes", ctor, name, maxFuncName))
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return r == '+' || r < 0x20 || r == 0x7f }):
+		panic(fmt.Sprintf("captchagate: %s name %q holds a '+', a control character or invalid UTF-8", ctor, name))
+	}
+	return "func:" + name
+}
+
 // value extracts, trims, folds, normalises and bounds the value, appending it
 // to dst.
 func (s Source) value(in *input, dst []byte) ([]byte, bool) {
@@ -180,17 +278,24 @@ func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 		return dst, len(dst) > start
 	}
 	v := bytes.TrimSpace(dst[start:])
-	if s.fold && s.normalize == nil && asciiLower(v) {
+	mapped := s.normalize != nil || s.identity == IdentityPhone
+	if s.fold && !mapped && asciiLower(v) {
 		// Folded in place: strings.ToLower gives the same for ASCII.
 		n := copy(dst[start:], v)
 		dst = dst[:start+n]
-	} else if s.fold || s.normalize != nil {
+	} else if s.fold || mapped {
 		str := string(v)
 		if s.fold {
 			str = strings.ToLower(str)
 		}
+		if s.identity == IdentityPhone {
+			str = normalizePhone(str)
+		}
 		if s.normalize != nil {
-			str = strings.TrimSpace(s.normalize(str))
+			str = s.normalize(str)
+		}
+		if mapped {
+			str = strings.TrimSpace(str)
 		}
 		dst = append(dst[:start], str...)
 	} else if len(v) != len(dst)-start {

@@ -39,8 +39,15 @@ func (q req) build() *http.Request {
 // key. It fails the test if first has no key value at all.
 func sameKey(t *testing.T, src captchagate.Source, mutate func(*captchagate.Config), first, second req) bool {
 	t.Helper()
+	return sameKeyOf(t, captchagate.Key{Source: src}, mutate, first, second)
+}
+
+// sameKeyOf is sameKey for a whole Key (its MaxFailures left to the
+// policy's one).
+func sameKeyOf(t *testing.T, key captchagate.Key, mutate func(*captchagate.Config), first, second req) bool {
+	t.Helper()
 	g, _ := newGate(t, mutate)
-	h := g.Guard(captchagate.Policy{Name: "k", MaxFailures: 1, Keys: []captchagate.Key{{Source: src}}})(
+	h := g.Guard(captchagate.Policy{Name: "k", MaxFailures: 1, Keys: []captchagate.Key{key}})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, first.build())

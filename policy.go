@@ -1,6 +1,7 @@
 package captchagate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,8 +40,28 @@ type Policy struct {
 // Key is one thing a Policy counts by, with its thresholds.
 type Key struct {
 	// Source extracts the key's value from the request (ClientIP, Header,
-	// FormField, JSONField, Query, Combine). Required.
+	// FormField, JSONField, Field, Query, Combine, SourceFunc,
+	// BodySourceFunc). Required.
 	Source Source
+
+	// Identity says the value is a username, an email address or a phone
+	// number. The key then counts the value folded or normalised as that
+	// kind of value, and resets on success (ResetOnSuccess) and, for an
+	// email address or a phone number, is a Sender, whatever those fields
+	// say. Username, Email and Phone set it, so a key from them keeps its
+	// meaning when thresholds are added:
+	//
+	//	k := captchagate.Phone(captchagate.JSONField("phone"))
+	//	k.Rate, k.Burst = rate.Every(20*time.Minute), 3
+	//
+	// or in a literal:
+	//
+	//	{Source: captchagate.JSONField("phone"), Identity: captchagate.IdentityPhone,
+	//		Rate: rate.Every(20 * time.Minute), Burst: 3}
+	//
+	// The Source of a Key from Username, Email or Phone carries the same
+	// Identity, which a Key built from it with Identity unset takes.
+	Identity Identity
 
 	// MaxFailures is the number of failures in Window after which the key
 	// needs a captcha: with 5, the sixth attempt needs one. 0 means the
@@ -66,13 +87,14 @@ type Key struct {
 	// ResetOnSuccess resets the key's failure counter when the handler
 	// succeeds. Set it for per-account keys (username, username+IP), never for
 	// IP-wide ones, or an attacker's own successful logins would clear the
-	// counter of the address it attacks from. Username, Email and Phone set it.
+	// counter of the address it attacks from. Every Identity implies it.
 	ResetOnSuccess bool
 
 	// Sender marks a key that holds where a code is sent (a phone number or
 	// an email address). A verify request that names a sender (the slider's
 	// seed-compatible verify does) mints a token usable only by a request
-	// whose Sender key has that value. Phone and Email set it.
+	// whose Sender key has that value. IdentityEmail and IdentityPhone imply
+	// it.
 	Sender bool
 
 	// Required answers invalid_request when the key is absent. Without it, an
@@ -88,21 +110,43 @@ const (
 	maxKeysInPolicy = 16
 )
 
-// Username is a per-account key from src, case-folded, reset on success.
-func Username(src Source) Key { return Key{Source: src.Fold(), ResetOnSuccess: true} }
+// Identity is what a key's value names, when it names an account or where
+// a code is sent: it decides how the value is counted and the key's flags
+// (see Key.Identity). The zero Identity says nothing: the value is counted as
+// its Source gives it, with the flags the Key sets.
+type Identity uint8
 
-// Email is like Username, for email addresses, and a Sender.
-func Email(src Source) Key {
-	k := Username(src)
-	k.Sender = true
-	return k
+// The identities a key can have.
+const (
+	// IdentityUsername is an account name: case-folded (as Source.Fold);
+	// the key resets on success.
+	IdentityUsername Identity = iota + 1
+	// IdentityEmail is an email address: case-folded; the key resets on
+	// success and is a Sender.
+	IdentityEmail
+	// IdentityPhone is a phone number: spaces, dashes, dots and parentheses
+	// removed; the key resets on success and is a Sender.
+	IdentityPhone
+)
+
+// Username is a per-account key from src (IdentityUsername): case-folded,
+// reset on success. Set its thresholds on the Key it returns, or name
+// IdentityUsername in a Key literal.
+func Username(src Source) Key { return identityKey(src, IdentityUsername) }
+
+// Email is like Username, for email addresses (IdentityEmail), and a Sender.
+func Email(src Source) Key { return identityKey(src, IdentityEmail) }
+
+// Phone is a per-number key from src (IdentityPhone) with spaces, dashes,
+// dots and parentheses removed, reset on success, and a Sender.
+func Phone(src Source) Key { return identityKey(src, IdentityPhone) }
+
+func identityKey(src Source, id Identity) Key {
+	return Key{Source: src.as(id), Identity: id, ResetOnSuccess: true, Sender: id.sender()}
 }
 
-// Phone is a per-number key from src with spaces, dashes, dots and
-// parentheses removed, and a Sender.
-func Phone(src Source) Key {
-	return Key{Source: src.Normalize(normalizePhone), ResetOnSuccess: true, Sender: true}
-}
+// sender reports whether id names where a code is sent.
+func (id Identity) sender() bool { return id == IdentityEmail || id == IdentityPhone }
 
 func normalizePhone(s string) string {
 	return strings.Map(func(r rune) rune {
@@ -151,6 +195,15 @@ func compilePolicy(p Policy) ([]guardKey, []int, error) {
 			return nil, nil, fmt.Errorf("captchagate: policy %q counts %s twice", p.Name, gk.name)
 		}
 		seen[gk.name] = true
+		switch id := cmp.Or(k.Identity, k.Source.identity); {
+		case id > IdentityPhone:
+			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has an unknown Identity %d", p.Name, gk.name, id)
+		case id != 0:
+			gk.Identity = id
+			gk.Source = k.Source.as(id)
+			gk.ResetOnSuccess = true
+			gk.Sender = gk.Sender || id.sender()
+		}
 		switch {
 		case k.MaxFailures > 0:
 			gk.maxFailures = int64(k.MaxFailures)

@@ -67,7 +67,7 @@ func main() {
 var SendPolicy = captchagate.Policy{
 	Name: "send-code",
 	Keys: []captchagate.Key{
-		{Source: captchagate.Phone(captchagate.Field("phone")).Source, Rate: rate.Every(time.Minute), Burst: 2,
+		{Source: captchagate.Field("phone"), Identity: captchagate.IdentityPhone, Rate: rate.Every(time.Minute), Burst: 2,
 			Ceiling: 3, CeilingWindow: time.Hour, Required: true},
 		{Source: captchagate.ClientIP(), Rate: rate.Every(10 * time.Second), Burst: 10, Ceiling: 30, CeilingWindow: time.Hour},
 	},
