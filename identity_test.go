@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/dialect/idaas"
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
@@ -46,7 +47,7 @@ func TestPhoneKeyKeepsFlagsWithRate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			spy := &gatetest.SliderSpy{}
-			g, _ := newGate(t, func(c *captchagate.Config) { c.Challenge = spy })
+			g, _ := newGate(t, func(c *captchagate.Config) { c.Challenge, c.Dialects = spy, []captchagate.Dialect{idaas.Dialect{}} })
 			mux := http.NewServeMux()
 			mux.Handle("/captcha/", g.Handler())
 			// One code per number, then a captcha.
@@ -137,7 +138,7 @@ func TestIdentityInLiteral(t *testing.T) {
 
 	// Senders: only a policy with an Email (or Phone) key can bind one.
 	spy := &gatetest.SliderSpy{}
-	g, _ = newGate(t, func(c *captchagate.Config) { c.Challenge = spy })
+	g, _ = newGate(t, func(c *captchagate.Config) { c.Challenge, c.Dialects = spy, []captchagate.Dialect{idaas.Dialect{}} })
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
 	for id, policy := range map[captchagate.Identity]string{captchagate.IdentityUsername: "user", captchagate.IdentityEmail: "email"} {
