@@ -2,9 +2,9 @@ package captchagate_test
 
 import (
 	"context"
-	"encoding/base64"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log"
