@@ -26,7 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
-	"github.com/captchagate/captchagate/internal/browsertest"
+	"github.com/captchagate/captchagate/examples/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/store/storetest"
 )

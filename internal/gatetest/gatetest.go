@@ -4,12 +4,7 @@ package gatetest
 
 import (
 	"io"
-	"log/slog"
-	"net/http"
 	"sync"
-	"testing"
-
-	"github.com/gorilla/sessions"
 
 	"github.com/captchagate/captchagate"
 )
@@ -74,21 +69,6 @@ func (s *Spy) Answer(id string) (string, bool) {
 	defer s.mu.Unlock()
 	a, ok := s.answers[id]
 	return a, ok
-}
-
-// SpyGate returns a gate on the in-memory store that issues Digits through a
-// Spy and logs nothing, closed when t ends, and a session cookie store for
-// plain-http test servers.
-func SpyGate(t testing.TB) (*captchagate.Gate, *Spy, sessions.Store) {
-	spy := &Spy{}
-	gate, err := captchagate.New(captchagate.Config{Challenge: spy, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gate.Close() })
-	store := sessions.NewCookieStore(Secret)
-	store.Options = &sessions.Options{Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	return gate, spy, store
 }
 
 // SliderSpy is the Slider challenge that remembers the gap of every puzzle
