@@ -28,8 +28,8 @@ import (
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/altcha"
 	"github.com/captchagate/captchagate/dialect/idaas"
+	"github.com/captchagate/captchagate/examples/internal/browsertest"
 	"github.com/captchagate/captchagate/hosted"
-	"github.com/captchagate/captchagate/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/store/storetest"
 )

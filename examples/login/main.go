@@ -39,8 +39,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/examples/internal/demo"
 	"github.com/captchagate/captchagate/htmlform"
-	"github.com/captchagate/captchagate/internal/demo"
 	"github.com/captchagate/captchagate/store/redisstore"
 )
 

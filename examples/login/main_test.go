@@ -9,12 +9,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchagate/captchagate/internal/browsertest"
+	"github.com/captchagate/captchagate/examples/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
 func newServer(t *testing.T) (*httptest.Server, *gatetest.Spy) {
-	gate, spy, store := gatetest.SpyGate(t)
+	gate, spy, store := browsertest.SpyGate(t)
 	h, err := NewApp(gate, store)
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

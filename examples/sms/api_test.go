@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/examples/internal/browsertest"
 )
 
 // The send-code API reads its body the way the guard's Field("phone") does:
@@ -20,7 +20,7 @@ import (
 // read, and no code is sent. The code goes to the number the guard counted.
 func TestSendCodeAPIContentType(t *testing.T) {
 	t.Parallel()
-	gate, _, store := gatetest.SpyGate(t)
+	gate, _, store := browsertest.SpyGate(t)
 	var sent atomic.Int64
 	h, err := NewApp(gate, store, func(phone, code string) { sent.Add(1) })
 	require.NoError(t, err)

@@ -32,8 +32,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/examples/internal/demo"
 	"github.com/captchagate/captchagate/htmlform"
-	"github.com/captchagate/captchagate/internal/demo"
 )
 
 func main() {

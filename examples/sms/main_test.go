@@ -11,14 +11,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchagate/captchagate/internal/browsertest"
-	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/examples/internal/browsertest"
 )
 
 // The send-code page in a real browser: two codes, then the captcha (refresh,
 // audio, a wrong answer, the right one) for the third, then the ceiling.
 func TestSendCodePageInBrowser(t *testing.T) {
-	gate, spy, store := gatetest.SpyGate(t)
+	gate, spy, store := browsertest.SpyGate(t)
 	var sent atomic.Int64
 	h, err := NewApp(gate, store, func(phone, code string) {
 		assert.Equal(t, "+1 555 0100", phone)

@@ -4,12 +4,7 @@ package gatetest
 
 import (
 	"io"
-	"log/slog"
-	"net/http"
 	"sync"
-	"testing"
-
-	"github.com/gorilla/sessions"
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/internal/slidersecret"
@@ -78,21 +73,6 @@ func (s *Spy) Answer(id string) (string, bool) {
 	return a, ok
 }
 
-// SpyGate returns a gate on the in-memory store that issues Digits through a
-// Spy and logs nothing, closed when t ends, and a session cookie store for
-// plain-http test servers.
-func SpyGate(t testing.TB) (*captchagate.Gate, *Spy, sessions.Store) {
-	spy := &Spy{}
-	gate, err := captchagate.New(captchagate.Config{Challenge: spy, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gate.Close() })
-	store := sessions.NewCookieStore(Secret)
-	store.Options = &sessions.Options{Path: "/", MaxAge: 3600, HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	return gate, spy, store
-}
-
 // SliderSpy is the slider Puzzle that remembers the gap of every puzzle it
 // renders, as Spy does for digits. Use a pointer.
 type SliderSpy struct {
@@ -101,7 +81,7 @@ type SliderSpy struct {
 	gaps map[string]int
 }
 
-// Render implements captchagate.Challenge and records the gap of id.
+// Render implements captchagate.Renderer and records the gap of id.
 func (s *SliderSpy) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
 	if p, ok := slidersecret.Parse(secret); ok {
 		x := p.X

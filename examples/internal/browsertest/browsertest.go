@@ -1,7 +1,8 @@
 // Package browsertest starts headless Chromium for end-to-end tests, through
 // github.com/chromedp/chromedp. Without Chromium the tests skip, unless
 // CAPTCHAGATE_REQUIRE_BROWSER=1 is set (as CI does), which makes that a
-// failure.
+// failure. SpyGate gives the servers under test a gate whose answers the
+// tests can read.
 package browsertest
 
 import (
