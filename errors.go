@@ -26,9 +26,9 @@ var (
 	// ErrStoreUnavailable: the store failed and the gate failed closed (wire
 	// code 5003). The store's own error is wrapped but never sent to clients.
 	ErrStoreUnavailable = errors.New("captchagate: store unavailable")
-	// ErrVerifierUnavailable: a RemoteChecker (a hosted verifier such as
-	// Turnstile) could not check an answer; the gate failed closed (wire code
-	// 5004).
+	// ErrVerifierUnavailable: a Challenge's Check returned an error (a
+	// hosted verifier such as Turnstile could not check an answer); the gate
+	// failed closed (wire code 5004).
 	ErrVerifierUnavailable = errors.New("captchagate: verifier unavailable")
 	// ErrRenderUnavailable: a captcha's image or sound could not be rendered,
 	// because every render slot stayed busy or the Challenge's Render failed

@@ -19,7 +19,7 @@ const (
 	EventTokenAccepted                        // a captcha_token let a request through
 	EventTokenRefused                         // a captcha_token was unknown, used, expired or for another request
 	EventStoreError                           // the store failed
-	EventVerifierError                        // a RemoteChecker (hosted verifier) failed
+	EventVerifierError                        // a Challenge's Check failed (a hosted verifier)
 	EventRenderError                          // an image or sound could not be rendered
 	EventInternalError                        // crypto/rand or the Challenge's Issue failed
 )
