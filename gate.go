@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/captchagate/captchagate/internal/memhash"
 	"github.com/captchagate/captchagate/store/memstore"
 )
 
@@ -153,9 +154,9 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	mem                  *memstore.Store // the store, when it is the in-process one: counted by hash
-	batcher              Batcher         // the store, when it batches
-	seed                 maphash.Seed    // counting hashes for the in-process store
+	mem                  *memhash.Store // the store, when it is the in-process one: counted by hash
+	batcher              Batcher        // the store, when it batches
+	seed                 maphash.Seed   // counting hashes for the in-process store
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -271,7 +272,7 @@ func New(c Config) (*Gate, error) {
 	}
 	if m, ok := g.store.(*memstore.Store); ok {
 		g.storeTimeout = 0
-		g.mem = m
+		g.mem = (*memhash.Store)(m) // memstore.Store is defined as memhash.Store
 		g.seed = maphash.MakeSeed()
 	} else if b, ok := g.store.(Batcher); ok {
 		g.batcher = b

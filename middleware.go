@@ -328,11 +328,11 @@ func (g *Gate) run(ctx context.Context, now int64, ops []Op) {
 func (g *Gate) runMem(op *Op, now int64) {
 	switch op.Kind {
 	case OpIncr:
-		op.N, op.Reset, op.Err = g.mem.IncrHash(op.h, op.Delta, op.Window, now)
+		op.N, op.Reset, op.Err = g.mem.Incr(op.h, op.Delta, op.Window, now)
 	case OpAllow:
-		op.OK, op.Wait, op.Err = g.mem.AllowHash(op.h, op.Interval, op.Burst, op.Take, now)
+		op.OK, op.Wait, op.Err = g.mem.Allow(op.h, op.Interval, op.Burst, op.Take, now)
 	case OpReset:
-		g.mem.ResetHash(op.h)
+		g.mem.Reset(op.h)
 	}
 }
 
