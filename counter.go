@@ -50,7 +50,7 @@ const (
 type opNote struct {
 	key  uint8
 	kind counterKind
-	h    uint64 // memCounter's name of the counter; 0 with a shared store
+	h    uint64 // memCounter's name of the counter, set by run; 0 with a shared store
 }
 
 // counter runs a request's counting on the Gate's store: the one place where
@@ -67,16 +67,14 @@ type counter interface {
 	// policy and the key): it sets ev.ch[i], or the binding hash
 	// ev.hashes[i] (then i joins ev.bound).
 	hashKey(ev *eval, i int, prefix, v []byte)
-	// name names ev.ops[j] in the store, as ev.notes[j] describes it: its
-	// Key, or the note's h.
-	name(ev *eval, j int)
-	// run runs ops (ev's, described by notes) and fills in their results
-	// and errors, waiting for them within ctx.
+	// run names ops (ev's) in the store after their notes (the op's Key,
+	// or the note's h), runs them, and fills in their results and errors,
+	// waiting for them within ctx.
 	run(ctx context.Context, ev *eval, ops []Op, notes []opNote)
-	// giveBack hands over ops that only lower counts (give-backs and
-	// resets): run at once by memCounter, written behind by batchCounter,
-	// run within ctx one call each by storeCounter. A failure goes to
-	// report, possibly later, from another goroutine.
+	// giveBack hands over ops, named by run, that only lower counts
+	// (give-backs and resets): run at once by memCounter, written behind by
+	// batchCounter, run within ctx one call each by storeCounter. A failure
+	// goes to report, possibly later, from another goroutine.
 	giveBack(ctx context.Context, ev *eval, ops []Op, notes []opNote, report storeReport)
 }
 
@@ -119,11 +117,6 @@ func (c *memCounter) hashKey(ev *eval, i int, prefix, v []byte) {
 	ev.ch[i] = mh.Sum64()
 }
 
-func (c *memCounter) name(ev *eval, j int) {
-	n := &ev.notes[j]
-	n.h = mixKind(ev.ch[n.key], n.kind)
-}
-
 func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) {
 	if len(ops) == 0 {
 		return
@@ -132,7 +125,9 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 		ev.now = c.s.Now()
 	}
 	for j := range ops {
-		op, h := &ops[j], notes[j].h
+		op, n := &ops[j], &notes[j]
+		h := mixKind(ev.ch[n.key], n.kind)
+		n.h = h // for giveBack
 		switch op.Kind {
 		case OpIncr:
 			op.N, op.Reset, op.Err = c.s.Incr(h, op.Delta, op.Window, ev.now)
@@ -144,9 +139,18 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 	}
 }
 
-func (c *memCounter) giveBack(ctx context.Context, ev *eval, ops []Op, notes []opNote, report storeReport) {
-	c.run(ctx, ev, ops, notes)
-	reportErrs(ops, report)
+// giveBack runs ops at once, at the request's time. The in-process store
+// never fails to lower a count (it fails only to add an entry, ErrFull):
+// there is nothing to report, and no result to fill in.
+func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opNote, _ storeReport) {
+	for j := range ops {
+		switch h := notes[j].h; ops[j].Kind {
+		case OpIncr:
+			c.s.Incr(h, ops[j].Delta, ops[j].Window, ev.now)
+		case OpReset:
+			c.s.Reset(h)
+		}
+	}
 }
 
 // mixKind names the counter of kind for a key's counting hash in the
@@ -165,9 +169,12 @@ type hmacNames struct{ g *Gate }
 
 func (n hmacNames) hashKey(ev *eval, i int, prefix, v []byte) { n.g.bindKey(ev, i, prefix, v) }
 
-func (hmacNames) name(ev *eval, j int) {
-	n := &ev.notes[j]
-	ev.ops[j].Key = storeKey(n.kind, &ev.hashes[n.key])
+// name sets the Key of each of ops: its counter's kind and its key's
+// binding hash (storeKey).
+func (hmacNames) name(ev *eval, ops []Op, notes []opNote) {
+	for j, n := range notes {
+		ops[j].Key = storeKey(n.kind, &ev.hashes[n.key])
+	}
 }
 
 // storeKey names a counter in a shared store: kind, ':' and the key hash in
@@ -184,7 +191,10 @@ type batchCounter struct {
 	b Batcher
 }
 
-func (c *batchCounter) run(ctx context.Context, _ *eval, ops []Op, _ []opNote) { c.b.Do(ctx, ops) }
+func (c *batchCounter) run(ctx context.Context, ev *eval, ops []Op, notes []opNote) {
+	c.name(ev, ops, notes)
+	c.b.Do(ctx, ops)
+}
 
 func (c *batchCounter) giveBack(_ context.Context, _ *eval, ops []Op, _ []opNote, report storeReport) {
 	// ops are ev's, which goes back to its pool: Later keeps a copy.
@@ -197,20 +207,16 @@ type storeCounter struct {
 	s Store
 }
 
-func (c *storeCounter) run(ctx context.Context, _ *eval, ops []Op, _ []opNote) {
+func (c *storeCounter) run(ctx context.Context, ev *eval, ops []Op, notes []opNote) {
+	c.name(ev, ops, notes)
 	for j := range ops {
 		ops[j].Run(ctx, c.s)
 	}
 }
 
-func (c *storeCounter) giveBack(ctx context.Context, ev *eval, ops []Op, notes []opNote, report storeReport) {
-	c.run(ctx, ev, ops, notes)
-	reportErrs(ops, report)
-}
-
-// reportErrs reports the failure of each of ops that failed.
-func reportErrs(ops []Op, report storeReport) {
+func (c *storeCounter) giveBack(ctx context.Context, _ *eval, ops []Op, _ []opNote, report storeReport) {
 	for j := range ops {
+		ops[j].Run(ctx, c.s)
 		if ops[j].Err != nil {
 			report.report(ops[j].Err)
 		}

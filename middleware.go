@@ -272,12 +272,10 @@ type replayBody struct{ bytes.Reader }
 
 func (*replayBody) Close() error { return nil }
 
-// addOp appends op, the counter of kind of key i, to ev.ops, with its note,
-// and has c name it.
-func (ev *eval) addOp(c counter, op Op, kind counterKind, i int) {
+// addOp appends op, the counter of kind of key i, to ev.ops, with its note.
+func (ev *eval) addOp(op Op, kind counterKind, i int) {
 	ev.ops = append(ev.ops, op)
 	ev.notes = append(ev.notes, opNote{key: uint8(i), kind: kind})
-	c.name(ev, len(ev.ops)-1)
 }
 
 // count counts the ceilings, then reserves the failure counters and takes
@@ -298,7 +296,7 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode coun
 	}
 	for i := range gd.keys {
 		if k := &gd.keys[i]; ev.present.has(i) && k.Ceiling > 0 {
-			ev.addOp(c, Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
 		}
 	}
 	start := 0
@@ -315,10 +313,10 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode coun
 			continue
 		}
 		if k.maxFailures > 0 {
-			ev.addOp(c, Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
 		}
 		if k.interval > 0 {
-			ev.addOp(c, Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
+			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
 		}
 	}
 	c.run(ctx, ev, ev.ops[start:], ev.notes[start:])
@@ -418,7 +416,7 @@ func (gd *Guard) refund(ctx context.Context, ev *eval) {
 func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset keySet) {
 	n := 0
 	for j := range ev.ops {
-		op, note := ev.ops[j], ev.notes[j]
+		op, note := &ev.ops[j], ev.notes[j]
 		i := int(note.key)
 		switch {
 		case note.kind == failureCount && reset.has(i):
@@ -429,7 +427,9 @@ func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset keySe
 			continue
 		}
 		op.Err = nil
-		ev.ops[n], ev.notes[n] = op, note
+		if n < j {
+			ev.ops[n], ev.notes[n] = *op, note
+		}
 		n++
 	}
 	if n > 0 {
