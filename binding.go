@@ -11,7 +11,7 @@ import (
 // captchas.
 type binding struct {
 	policy string
-	mask   uint16
+	mask   keySet
 	flags  uint8
 	bind   [16]byte
 	level  uint8
@@ -23,12 +23,12 @@ func bindingOf(rec *record) binding {
 
 // bindingFor computes the binding of policy to the keys in mask, whose hashes
 // are in hashes, and to the session whose hash is sess (nil: none).
-func (g *Gate) bindingFor(policy string, mask uint16, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte) binding {
+func (g *Gate) bindingFor(policy string, mask keySet, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte) binding {
 	b := binding{policy: policy, mask: mask}
 	var buf [3 + (maxKeysInPolicy+1)*16]byte
-	m := binary.BigEndian.AppendUint16(buf[:0], mask)
+	m := binary.BigEndian.AppendUint16(buf[:0], uint16(mask))
 	for i := range maxKeysInPolicy {
-		if mask&(1<<i) != 0 {
+		if mask.has(i) {
 			m = append(m, hashes[i][:]...)
 		}
 	}
@@ -49,7 +49,7 @@ func (g *Gate) bindingFor(policy string, mask uint16, hashes *[maxKeysInPolicy][
 //
 // A token verified for a sender (flagSender) also needs one of senders, the
 // sender hashes of the request's Sender keys, to be that sender.
-func (g *Gate) matches(rec *record, policy string, present uint16, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte, senders [][16]byte) bool {
+func (g *Gate) matches(rec *record, policy string, present keySet, hashes *[maxKeysInPolicy][16]byte, sess *[16]byte, senders [][16]byte) bool {
 	if rec.policy != policy || rec.mask&present != rec.mask {
 		return false
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -158,9 +157,7 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	mem                  *memstore.Store // the store, when it is the in-process one: counted by hash
-	batcher              Batcher         // the store, when it batches
-	seed                 maphash.Seed    // counting hashes for the in-process store
+	counter              counter // how guards count on the store
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -280,12 +277,14 @@ func New(c Config) (*Gate, error) {
 		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: c.Now}) // nil: its own cheaper clock
 		g.store = g.ownStore
 	}
-	if m, ok := g.store.(*memstore.Store); ok {
-		g.storeTimeout = 0
-		g.mem = m
-		g.seed = maphash.MakeSeed()
-	} else if b, ok := g.store.(Batcher); ok {
-		g.batcher = b
+	switch s := g.store.(type) {
+	case *memstore.Store:
+		g.storeTimeout = 0 // it never waits
+		g.counter = newMemCounter(s)
+	case Batcher:
+		g.counter = &batchCounter{hmacNames{g}, s}
+	default:
+		g.counter = &storeCounter{hmacNames{g}, s}
 	}
 	return g, nil
 }

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"net/http"
 	"slices"
@@ -88,24 +87,26 @@ const (
 type eval struct {
 	in       input
 	bodyRead bool
-	bound    bool                   // hashes are the binding HMACs (else counting hashes)
-	present  uint16                 // keys with a value
-	reserved uint16                 // failure counters incremented for this request
-	ceiled   uint16                 // ceiling counters incremented for this request
-	tripped  uint16                 // keys that need a captcha
-	counts   [maxKeysInPolicy]int64 // failure counts including this request
-	hashes   [maxKeysInPolicy][16]byte
-	ch       [maxKeysInPolicy]uint64 // counting hashes, with the in-process store
-	now      int64                   // the in-process store's clock, read once per request
-	ops      []Op                    // the store operations count ran (ceilings, failures, rates)
+	present  keySet                    // keys with a value
+	bound    keySet                    // keys whose hashes are the binding HMACs
+	reserved keySet                    // failure counters incremented for this request
+	ceiled   keySet                    // ceiling counters incremented for this request
+	tripped  keySet                    // keys that need a captcha
+	counts   [maxKeysInPolicy]int64    // failure counts including this request
+	hashes   [maxKeysInPolicy][16]byte // binding hashes (of the keys in bound)
+	ch       [maxKeysInPolicy]uint64   // counting hashes, with the in-process store
+	now      int64                     // the in-process store's clock, read once per request (0: not yet)
+	ops      []Op                      // the store operations count ran (ceilings, failures, rates)
+	notes    []opNote                  // what each of ops counts
 	opsBuf   [8]Op
+	notesBuf [8]opNote
 	buf      [2*maxKeyValue + 64]byte // key values
 	sum      [32]byte
 }
 
 var evalPool = sync.Pool{New: func() any {
 	ev := new(eval)
-	ev.ops = ev.opsBuf[:0]
+	ev.ops, ev.notes = ev.opsBuf[:0], ev.notesBuf[:0]
 	return ev
 }}
 
@@ -114,10 +115,11 @@ func getEval() *eval { return evalPool.Get().(*eval) }
 // putEval returns ev to the pool, dropping what it refers to.
 func putEval(ev *eval) {
 	ev.in = input{}
-	ev.bodyRead, ev.bound = false, false
-	ev.present, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0
+	ev.bodyRead = false
+	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0, 0
+	ev.now = 0
 	clear(ev.ops)
-	ev.ops = ev.ops[:0]
+	ev.ops, ev.notes = ev.ops[:0], ev.notes[:0]
 	evalPool.Put(ev)
 }
 
@@ -144,7 +146,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		return
 	}
 	ctx, cancel := gd.g.storeContext(r)
-	err := gd.count(ctx, r, ev, false)
+	err := gd.count(ctx, r, ev, serving)
 	if err == nil && ev.tripped != 0 {
 		err = gd.prove(ctx, r, ev)
 	}
@@ -166,8 +168,8 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	cancel()
 }
 
-// extract reads the keys' values (and the body, if a key needs it) and hashes
-// them.
+// extract reads the keys' values (and the body, if a key needs it) and has
+// the counter name their counters.
 func (gd *Guard) extract(r *http.Request, ev *eval) error {
 	ev.in = input{r: r, g: gd.g}
 	if gd.needBody {
@@ -184,41 +186,31 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 			}
 			continue
 		}
-		ev.present |= 1 << i
-		if gd.g.mem != nil {
-			// The in-process store names a counter by a 64-bit hash anyway:
-			// a seeded maphash of the same input is enough to count by,
-			// and the HMACs that bind captchas wait until a key trips.
-			var mh maphash.Hash
-			mh.SetSeed(gd.g.seed)
-			mh.Write(k.prefix)
-			mh.Write(v)
-			ev.ch[i] = mh.Sum64()
-			continue
-		}
-		gd.g.mac(&ev.sum, k.prefix, v)
-		copy(ev.hashes[i][:], ev.sum[:16])
+		ev.present.add(i)
+		gd.g.counter.hashKey(ev, i, k.prefix, v)
 	}
-	ev.bound = gd.g.mem == nil
 	return nil
 }
 
-// bind makes sure ev.hashes are the keyed HMACs that bind captchas and
-// tokens (with the in-process store, extract computed only counting hashes).
+// bind makes sure ev.hashes hold the keyed HMACs that bind captchas and
+// tokens, for every key present (memCounter counts by other hashes).
 func (gd *Guard) bind(ev *eval) {
-	if ev.bound {
-		return
-	}
-	ev.bound = true
 	for i := range gd.keys {
-		if ev.present&(1<<i) == 0 {
+		if !ev.present.has(i) || ev.bound.has(i) {
 			continue
 		}
 		k := &gd.keys[i]
 		v, _ := k.Source.value(&ev.in, ev.buf[:0])
-		gd.g.mac(&ev.sum, k.prefix, v)
-		copy(ev.hashes[i][:], ev.sum[:16])
+		gd.g.bindKey(ev, i, k.prefix, v)
 	}
+}
+
+// bindKey sets the binding hash of key i: the HMAC of prefix (the policy and
+// the key's name) and its value v.
+func (g *Gate) bindKey(ev *eval, i int, prefix, v []byte) {
+	g.mac(&ev.sum, prefix, v)
+	copy(ev.hashes[i][:], ev.sum[:16])
+	ev.bound.add(i)
 }
 
 func (gd *Guard) loadBody(ev *eval) error {
@@ -280,60 +272,10 @@ type replayBody struct{ bytes.Reader }
 
 func (*replayBody) Close() error { return nil }
 
-// storeKey names a counter: kind, ':' and the key hash in base64url.
-func storeKey(kind byte, h *[16]byte) string {
-	var b [24]byte
-	return string(b64.AppendEncode(append(b[:0], kind, ':'), h[:]))
-}
-
-// mixKind names the counter of kind for a key's counting hash in the
-// in-process store: splitmix64's finalizer over the hash and the kind, a
-// bijection for each kind.
-func mixKind(h uint64, kind byte) uint64 {
-	x := h + uint64(kind)*0x9e3779b97f4a7c15
-	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-	x = (x ^ x>>27) * 0x94d049bb133111eb
-	return x ^ x>>31
-}
-
-// addOp appends op, the counter of kind for key i, to ev.ops. With the
-// in-process store it is named by a hash (no key string is built).
-func (ev *eval) addOp(g *Gate, op Op, kind byte, i int) {
-	op.kind, op.key = kind, uint8(i)
-	if g.mem != nil {
-		op.h = mixKind(ev.ch[i], kind)
-	} else {
-		op.Key = storeKey(kind, &ev.hashes[i])
-	}
+// addOp appends op, the counter of kind of key i, to ev.ops, with its note.
+func (ev *eval) addOp(op Op, kind counterKind, i int) {
 	ev.ops = append(ev.ops, op)
-}
-
-// run runs ops: on the in-process store directly by hash at the request's
-// time, on a Batcher in one round trip, on any other store one call each.
-func (g *Gate) run(ctx context.Context, now int64, ops []Op) {
-	switch {
-	case g.mem != nil:
-		for i := range ops {
-			g.runMem(&ops[i], now)
-		}
-	case g.batcher != nil:
-		g.batcher.Do(ctx, ops)
-	default:
-		for i := range ops {
-			ops[i].Run(ctx, g.store)
-		}
-	}
-}
-
-func (g *Gate) runMem(op *Op, now int64) {
-	switch op.Kind {
-	case OpIncr:
-		op.N, op.Reset, op.Err = g.mem.IncrHash(op.h, op.Delta, op.Window, now)
-	case OpAllow:
-		op.OK, op.Wait, op.Err = g.mem.AllowHash(op.h, op.Interval, op.Burst, op.Take, now)
-	case OpReset:
-		g.mem.ResetHash(op.h)
-	}
+	ev.notes = append(ev.notes, opNote{key: uint8(i), kind: kind})
 }
 
 // count counts the ceilings, then reserves the failure counters and takes
@@ -344,99 +286,87 @@ func (g *Gate) runMem(op *Op, now int64) {
 // send-rate token: a policy with both ceilings and send rates counts in two
 // rounds, any other in one (one round trip on a Batcher).
 //
-// With peek (Check), count reads instead of writing, judges the counts as if
+// Peeking (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
-func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, peek bool) error {
-	g := gd.g
+func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode countMode) error {
+	c := gd.g.counter
 	delta := int64(1)
-	if peek {
+	if mode == peeking {
 		delta = 0
 	}
-	if g.mem != nil {
-		ev.now = g.mem.Now()
-	}
 	for i := range gd.keys {
-		if k := &gd.keys[i]; ev.present&(1<<i) != 0 && k.Ceiling > 0 {
-			ev.addOp(g, Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, 'x', i)
+		if k := &gd.keys[i]; ev.present.has(i) && k.Ceiling > 0 {
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
 		}
 	}
 	start := 0
 	if len(ev.ops) > 0 && gd.rates {
-		g.run(ctx, ev.now, ev.ops)
-		if err := gd.judge(r, ev, ev.ops, peek); err != nil {
+		c.run(ctx, ev, ev.ops, ev.notes)
+		if err := gd.judge(r, ev, 0, mode); err != nil {
 			return err
 		}
 		start = len(ev.ops)
 	}
 	for i := range gd.keys {
 		k := &gd.keys[i]
-		if ev.present&(1<<i) == 0 {
+		if !ev.present.has(i) {
 			continue
 		}
 		if k.maxFailures > 0 {
-			ev.addOp(g, Op{Kind: OpIncr, Delta: delta, Window: k.window}, 'f', i)
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
 		}
 		if k.interval > 0 {
-			ev.addOp(g, Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: !peek}, 'r', i)
+			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
 		}
 	}
-	g.run(ctx, ev.now, ev.ops[start:])
-	return gd.judge(r, ev, ev.ops[start:], peek)
+	c.run(ctx, ev, ev.ops[start:], ev.notes[start:])
+	return gd.judge(r, ev, start, mode)
 }
 
-// judge reads the results of ops: it records reservations, trips keys and
-// returns the error that refuses the request outright (a ceiling reached,
-// or a store failure under FailClosed or in Check).
-func (gd *Guard) judge(r *http.Request, ev *eval, ops []Op, peek bool) error {
+// judge reads the results of ev.ops from the index from on: it records
+// reservations, trips keys and returns the error that refuses the request
+// outright (a ceiling reached, or a store failure under FailClosed or in
+// Check).
+func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) error {
 	g := gd.g
 	this := int64(0) // Check judges the counts as if this request were added
-	if peek {
+	if mode == peeking {
 		this = 1
 	}
 	var failed error
 	var retry time.Duration
 	blocked := false
-	for j := range ops {
-		op := &ops[j]
-		i := int(op.key)
-		bit, k := uint16(1)<<i, &gd.keys[i]
+	for j := from; j < len(ev.ops); j++ {
+		op, note := &ev.ops[j], ev.notes[j]
+		i, k := int(note.key), &gd.keys[note.key]
 		if op.Err != nil {
-			switch {
-			case peek:
-				failed = cmp.Or(failed, error(unavailableError(op.Err)))
-			case op.kind == 'x':
-				if gd.storeFailed(r, op.Err, bit) != 0 {
-					failed = cmp.Or(failed, error(unavailableError(op.Err)))
-				}
-			default:
-				ev.tripped |= gd.storeFailed(r, op.Err, bit)
-			}
+			failed = cmp.Or(failed, gd.countFailed(r, ev, note, op.Err, mode))
 			continue
 		}
-		switch op.kind {
-		case 'x':
-			if !peek {
-				ev.ceiled |= bit
+		switch note.kind {
+		case ceilingCount:
+			if mode == serving {
+				ev.ceiled.add(i)
 			}
 			if op.N+this > int64(k.Ceiling) {
 				blocked = true
 				retry = max(retry, op.Reset.Sub(g.now()))
-				if !peek {
+				if mode == serving {
 					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
 				}
 			}
-		case 'f':
-			if !peek {
-				ev.reserved |= bit
+		case failureCount:
+			if mode == serving {
+				ev.reserved.add(i)
 				ev.counts[i] = op.N
 			}
 			if op.N+this > k.maxFailures {
-				ev.tripped |= bit
+				ev.tripped.add(i)
 			}
-		case 'r':
+		case sendRate:
 			if !op.OK {
-				ev.tripped |= bit
-				if !peek {
+				ev.tripped.add(i)
+				if mode == serving {
 					g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
 				}
 			}
@@ -451,14 +381,24 @@ func (gd *Guard) judge(r *http.Request, ev *eval, ops []Op, peek bool) error {
 	return nil
 }
 
-// storeFailed reports a counting failure and returns bit if the key must be
-// treated as tripped (FailClosed), 0 if it is skipped (FailOpen).
-func (gd *Guard) storeFailed(r *http.Request, err error, bit uint16) uint16 {
-	gd.g.storeError(r, gd.name, err)
-	if gd.g.failMode == FailOpen {
-		return 0
+// countFailed decides on a counter the store failed to count (err), and
+// returns the error that refuses the request, if any. Peeking, that is the
+// failure itself. Serving, the failure is reported; then under FailOpen the
+// key is skipped, and under FailClosed a ceiling refuses the request and any
+// other counter trips its key.
+func (gd *Guard) countFailed(r *http.Request, ev *eval, note opNote, err error, mode countMode) error {
+	if mode == peeking {
+		return unavailableError(err)
 	}
-	return bit
+	gd.g.storeError(r, gd.name, err)
+	switch {
+	case gd.g.failMode == FailOpen:
+	case note.kind == ceilingCount:
+		return unavailableError(err)
+	default:
+		ev.tripped.add(int(note.key))
+	}
+	return nil
 }
 
 // refund gives back the counters a request reserved but did not use.
@@ -469,38 +409,31 @@ func (gd *Guard) refund(ctx context.Context, ev *eval) {
 
 // giveBack decrements the failure counters of keys in fail and the ceiling
 // counters of keys in ceil, and resets the failure counters of keys in
-// reset. A Batcher writes them behind, without the request waiting; ctx
-// comes from storeContext otherwise: the writes outlive a client that hung
-// up.
-func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset uint16) {
-	g := gd.g
-	var later []Op
+// reset. It turns the first of ev.ops into those give-backs and resets (a
+// request's last use of its ops) and hands them to the counter, which may
+// write them behind; ctx comes from storeContext: the writes outlive a
+// client that hung up.
+func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset keySet) {
+	n := 0
 	for j := range ev.ops {
-		op := ev.ops[j]
-		bit := uint16(1) << op.key
+		op, note := &ev.ops[j], ev.notes[j]
+		i := int(note.key)
 		switch {
-		case op.kind == 'f' && reset&bit != 0:
+		case note.kind == failureCount && reset.has(i):
 			op.Kind = OpReset
-		case op.kind == 'f' && fail&bit != 0, op.kind == 'x' && ceil&bit != 0:
+		case note.kind == failureCount && fail.has(i), note.kind == ceilingCount && ceil.has(i):
 			op.Delta = -1
 		default:
 			continue
 		}
 		op.Err = nil
-		switch {
-		case g.mem != nil:
-			g.runMem(&op, ev.now)
-		case g.batcher != nil:
-			later = append(later, op)
-		default:
-			if op.Run(ctx, g.store); op.Err != nil {
-				g.storeError(ev.in.r, gd.name, op.Err)
-			}
+		if n < j {
+			ev.ops[n], ev.notes[n] = *op, note
 		}
+		n++
 	}
-	if len(later) > 0 {
-		r, name := ev.in.r, gd.name
-		g.batcher.Later(later, func(err error) { g.storeError(r, name, err) })
+	if n > 0 {
+		gd.g.counter.giveBack(ctx, ev, ev.ops[:n], ev.notes[:n], storeReport{gd.g, ev.in.r, gd.name})
 	}
 }
 
@@ -523,17 +456,17 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 		// The failure that reaches a threshold trips it: the next request
 		// needs a captcha.
 		for i := range gd.keys {
-			if ev.reserved&(1<<i) != 0 && ev.counts[i] == gd.keys[i].maxFailures {
+			if ev.reserved.has(i) && ev.counts[i] == gd.keys[i].maxFailures {
 				gd.g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: gd.keys[i].name, Request: ev.in.r})
 			}
 		}
 		return
 	case outcomeSuccess:
 		// Per-account keys start afresh; the others are given back.
-		var reset uint16
+		var reset keySet
 		for i := range gd.keys {
 			if gd.keys[i].ResetOnSuccess {
-				reset |= 1 << i
+				reset.add(i)
 			}
 		}
 		gd.giveBack(ctx, ev, ev.reserved, 0, ev.reserved&reset)
@@ -650,7 +583,7 @@ func (gd *Guard) level(ev *eval) uint8 {
 	var l int64
 	for i := range gd.keys {
 		k := &gd.keys[i]
-		if ev.tripped&(1<<i) != 0 && ev.reserved&(1<<i) != 0 && k.maxFailures > 0 {
+		if ev.tripped.has(i) && ev.reserved.has(i) && k.maxFailures > 0 {
 			l = max(l, ev.counts[i]-k.maxFailures-1)
 		}
 	}
@@ -709,7 +642,7 @@ func (gd *Guard) Check(r *http.Request) error {
 	}
 	ctx, cancel := gd.g.storeContext(r)
 	defer cancel()
-	if err := gd.count(ctx, r, ev, true); err != nil {
+	if err := gd.count(ctx, r, ev, peeking); err != nil {
 		return err
 	}
 	if ev.tripped != 0 {

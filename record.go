@@ -12,7 +12,7 @@ import (
 // to, when it expires, and for a captcha its secret and refresh count.
 type record struct {
 	policy    string
-	mask      uint16   // which keys of the policy the binding covers
+	mask      keySet   // which keys of the policy the binding covers
 	flags     uint8    // flagSession, flagSender: what else the binding covers
 	bind      [16]byte // HMAC over the policy, mask, flags, those keys' hashes and the session's
 	refreshes uint8
@@ -33,7 +33,7 @@ const (
 func (rec *record) encode() []byte {
 	b := make([]byte, 0, recordMin+len(rec.policy)+len(rec.secret))
 	b = append(b, recordVersion, rec.flags, rec.refreshes, rec.level)
-	b = binary.BigEndian.AppendUint16(b, rec.mask)
+	b = binary.BigEndian.AppendUint16(b, uint16(rec.mask))
 	b = binary.BigEndian.AppendUint64(b, uint64(rec.expires))
 	b = append(b, rec.bind[:]...)
 	b = append(b, byte(len(rec.policy)))
@@ -57,7 +57,7 @@ func decodeRecord(b []byte) (record, error) {
 	default:
 		return rec, errBadRecord
 	}
-	rec.mask = binary.BigEndian.Uint16(b)
+	rec.mask = keySet(binary.BigEndian.Uint16(b))
 	rec.expires = int64(binary.BigEndian.Uint64(b[2:]))
 	copy(rec.bind[:], b[10:26])
 	n := int(b[26])

@@ -101,10 +101,6 @@ type Op struct {
 	OK    bool          // OpAllow: a token was available (and taken)
 	Wait  time.Duration // OpAllow: until a token is available, when !OK
 	Err   error
-
-	key  uint8  // the policy key it counts
-	kind byte   // 'x' ceiling, 'f' failures, 'r' send rate
-	h    uint64 // its name in the in-process store (counting hash)
 }
 
 // Run runs op on s the plain way, one call: for Batchers that fall back, and

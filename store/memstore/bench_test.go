@@ -78,21 +78,3 @@ func BenchmarkMapMutexPerKey(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
 }
-
-// BenchmarkClock is what the guard pays for its one clock reading per
-// request (the store's default clock), beside time.Now.
-func BenchmarkClock(b *testing.B) {
-	s := memstore.New(memstore.Options{CleanupInterval: -1})
-	var sink int64
-	b.Run("StoreNow", func(b *testing.B) {
-		for b.Loop() {
-			sink += s.Now()
-		}
-	})
-	b.Run("TimeNow", func(b *testing.B) {
-		for b.Loop() {
-			sink += time.Now().UnixNano()
-		}
-	})
-	_ = sink
-}

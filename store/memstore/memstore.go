@@ -19,15 +19,20 @@ package memstore
 
 import (
 	"context"
-	"errors"
-	"hash/maphash"
-	"sync"
 	"time"
+
+	"github.com/captchagate/captchagate/internal/memhash"
 )
 
 // ErrFull is returned when the store holds Options.MaxEntries live entries and
 // a write needs a new one.
-var ErrFull = errors.New("memstore: store is full")
+var ErrFull = memhash.ErrFull
+
+// MaxCount is the largest count a counter holds; Incr saturates there.
+const MaxCount = 1<<24 - 1
+
+// MaxCount is memhash's: both array lengths are non-negative only if equal.
+var _ = [MaxCount - memhash.MaxCount][memhash.MaxCount - MaxCount]struct{}{}
 
 // Options configures a Store. The zero value is usable.
 type Options struct {
@@ -43,306 +48,68 @@ type Options struct {
 	Now func() time.Time
 }
 
-const numShards = 64
-
 // Store is the in-memory store. Create it with New and stop its janitor with
 // Close.
-type Store struct {
-	shards   [numShards]shard
-	epoch    int64 // unix milliseconds; counter ends are relative to it
-	now      func() time.Time
-	seed     maphash.Seed
-	stop     chan struct{}
-	done     chan struct{}
-	closeOne sync.Once
-}
-
-// A counter is one word: the end of its window in milliseconds since the
-// store's epoch (the high 40 bits: 34 years) and its count (the low 24 bits,
-// saturating at MaxCount). The counter is absent once now >= its end. With
-// its uint64 key that is a 16-byte map slot.
-type counter uint64
-
-const countBits = 24
-
-// MaxCount is the largest count a counter holds; Incr saturates there.
-const MaxCount = 1<<countBits - 1
-
-func (c counter) n() int64   { return int64(c & MaxCount) }
-func (c counter) end() int64 { return int64(c >> countBits) }
-
-func packCounter(end, n int64) counter {
-	return counter(uint64(end)<<countBits | uint64(min(n, MaxCount)))
-}
-
-type item struct {
-	v   []byte
-	exp int64
-}
-
-type shard struct {
-	mu        sync.Mutex
-	counters  map[uint64]counter
-	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
-	items     map[string]item
-	lastSweep int64
-	limit     int64    // this shard's part of MaxEntries
-	_         [32]byte // keep shards on separate cache lines
-}
+//
+// Its state is internal/memhash's, which the gate's guard counts on directly
+// (by hash, at one clock reading per request).
+type Store memhash.Store
 
 // New returns a Store and starts its janitor.
 func New(o Options) *Store {
-	if o.MaxEntries <= 0 {
-		o.MaxEntries = 1 << 20
-	}
-	o.MaxEntries = max(o.MaxEntries, numShards)
 	if o.CleanupInterval == 0 {
 		o.CleanupInterval = time.Minute
 	}
-	if o.Now == nil {
-		// The wall clock at start plus the monotonic time since: half the
-		// cost of time.Now, and immune to wall clock steps.
-		start := time.Now()
-		wall := start.UnixNano()
-		o.Now = func() time.Time { return time.Unix(0, wall+int64(time.Since(start))) }
-	}
-	s := &Store{
-		epoch: o.Now().UnixMilli() - 1,
-		now:   o.Now,
-		seed:  maphash.MakeSeed(),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
-	}
-	for i := range s.shards {
-		// MaxEntries split exactly: the first MaxEntries%64 shards hold one
-		// more.
-		s.shards[i].limit = int64(o.MaxEntries / numShards)
-		if i < o.MaxEntries%numShards {
-			s.shards[i].limit++
-		}
-		s.shards[i].counters = make(map[uint64]counter)
-		s.shards[i].buckets = make(map[uint64]int64)
-		s.shards[i].items = make(map[string]item)
-	}
-	if o.CleanupInterval > 0 {
+	janitor := o.CleanupInterval > 0
+	s := (*Store)(memhash.New(memhash.Options{MaxEntries: o.MaxEntries, Janitor: janitor, Now: o.Now}))
+	if janitor {
 		go s.janitor(o.CleanupInterval)
-	} else {
-		close(s.done)
 	}
 	return s
 }
 
-// Close stops the janitor. The store stays usable; Close is idempotent.
-func (s *Store) Close() error {
-	s.closeOne.Do(func() { close(s.stop) })
-	<-s.done
-	return nil
-}
+func (s *Store) core() *memhash.Store { return (*memhash.Store)(s) }
 
-func (s *Store) janitor(every time.Duration) {
-	defer close(s.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			now := s.now().UnixNano()
-			for i := range s.shards {
-				sh := &s.shards[i]
-				sh.mu.Lock()
-				s.sweep(sh, now)
-				sh.mu.Unlock()
-			}
-		}
-	}
-}
+func (s *Store) janitor(every time.Duration) { s.core().Janitor(every) }
+
+// Close stops the janitor. The store stays usable; Close is idempotent.
+func (s *Store) Close() error { return s.core().Close() }
 
 // Len returns the number of entries held, expired ones included until swept.
-func (s *Store) Len() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		n += sh.len()
-		sh.mu.Unlock()
-	}
-	return n
-}
-
-func (sh *shard) len() int { return len(sh.counters) + len(sh.buckets) + len(sh.items) }
-
-func (s *Store) sweep(sh *shard, now int64) {
-	sh.lastSweep = now
-	nowMs := s.ms(now)
-	for k, c := range sh.counters {
-		if nowMs >= c.end() {
-			delete(sh.counters, k)
-		}
-	}
-	for k, tat := range sh.buckets {
-		if now >= tat {
-			delete(sh.buckets, k)
-		}
-	}
-	for k, it := range sh.items {
-		if now >= it.exp {
-			delete(sh.items, k)
-		}
-	}
-}
-
-// room makes room for one new entry: it sweeps expired entries at most once a
-// second per shard, so a flood cannot turn every insert into a full scan.
-func (s *Store) room(sh *shard, now int64) bool {
-	if int64(sh.len()) < sh.limit {
-		return true
-	}
-	if now < sh.lastSweep || now-sh.lastSweep >= int64(time.Second) {
-		s.sweep(sh, now)
-	}
-	return int64(sh.len()) < sh.limit
-}
-
-func (s *Store) hash(key string) uint64 { return maphash.String(s.seed, key) }
-
-func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
+func (s *Store) Len() int { return s.core().Len() }
 
 // Incr implements captchagate.Store. Incr, Allow and Reset keep no
 // reference to their key (they hash it), which lets the gate pass a key
 // backed by reusable memory.
 func (s *Store) Incr(_ context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
-	return s.IncrHash(s.hash(key), delta, window, s.Now())
+	c := s.core()
+	return c.Incr(c.Hash(key), delta, window, c.Now())
 }
-
-// The hashed methods are captchagate's fast lane: the guard already names its
-// counters by a 64-bit hash (maphash under a secret seed), and reads the clock
-// once per request, so they neither hash a key nor read the clock. h must be
-// such a hash (it picks the shard and the map slot; keys from the string
-// methods share the maps, their hashes under the store's own seed), and now
-// comes from Now. Semantics are those of the string methods at time now.
-
-// Now returns the store's clock (Options.Now) in unix nanoseconds.
-func (s *Store) Now() int64 { return s.now().UnixNano() }
-
-// IncrHash is Incr of the counter named by h at time now.
-func (s *Store) IncrHash(h uint64, delta int64, window time.Duration, now int64) (int64, time.Time, error) {
-	sh := s.shardOf(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	nowMs := s.ms(now)
-	c, ok := sh.counters[h]
-	if ok && nowMs >= c.end() {
-		delete(sh.counters, h)
-		ok = false
-	}
-	if !ok {
-		if delta <= 0 {
-			return 0, time.Time{}, nil
-		}
-		if !s.room(sh, now) {
-			return 0, time.Time{}, ErrFull
-		}
-		c = packCounter(nowMs+max((window+time.Millisecond-1).Milliseconds(), 1), 0)
-	}
-	n := max(c.n()+delta, 0)
-	if delta != 0 {
-		c = packCounter(c.end(), n)
-		sh.counters[h] = c
-	}
-	return c.n(), time.UnixMilli(s.epoch + c.end()), nil
-}
-
-// ms converts unix nanoseconds to milliseconds since the epoch (never
-// negative).
-func (s *Store) ms(now int64) int64 { return max(now/int64(time.Millisecond)-s.epoch, 0) }
 
 // Reset implements captchagate.Store.
 func (s *Store) Reset(_ context.Context, key string) error {
-	s.ResetHash(s.hash(key))
+	c := s.core()
+	c.Reset(c.Hash(key))
 	return nil
-}
-
-// ResetHash is Reset of the counter named by h.
-func (s *Store) ResetHash(h uint64) {
-	sh := s.shardOf(h)
-	sh.mu.Lock()
-	delete(sh.counters, h)
-	sh.mu.Unlock()
 }
 
 // Allow implements captchagate.Store with GCRA: the bucket is one timestamp.
 func (s *Store) Allow(_ context.Context, key string, interval time.Duration, burst int, take bool) (bool, time.Duration, error) {
-	return s.AllowHash(s.hash(key), interval, burst, take, s.Now())
-}
-
-// AllowHash is Allow of the bucket named by h at time now.
-func (s *Store) AllowHash(h uint64, interval time.Duration, burst int, take bool, now int64) (bool, time.Duration, error) {
-	if burst < 1 {
-		burst = 1
-	}
-	sh := s.shardOf(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	tat, ok := sh.buckets[h]
-	if !ok || tat < now {
-		tat = now
-	}
-	newTat := tat + int64(interval)
-	limit := int64(interval) * int64(burst)
-	if newTat-now > limit {
-		return false, time.Duration(newTat - now - limit), nil
-	}
-	if !take {
-		return true, 0, nil
-	}
-	if !ok && !s.room(sh, now) {
-		return false, 0, ErrFull
-	}
-	sh.buckets[h] = newTat
-	return true, 0, nil
+	c := s.core()
+	return c.Allow(c.Hash(key), interval, burst, take, c.Now())
 }
 
 // Put implements captchagate.Store. The value is copied.
 func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
-	sh := s.shardOf(s.hash(key))
-	now := s.now().UnixNano()
-	v := append([]byte(nil), value...)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.items[key]; !ok && !s.room(sh, now) {
-		return ErrFull
-	}
-	sh.items[key] = item{v: v, exp: now + int64(ttl)}
-	return nil
+	return s.core().Put(key, value, ttl)
 }
 
 // Get implements captchagate.Store. The returned slice must not be modified.
 func (s *Store) Get(_ context.Context, key string) ([]byte, bool, error) {
-	return s.get(key, false)
+	return s.core().Get(key, false)
 }
 
 // Take implements captchagate.Store.
 func (s *Store) Take(_ context.Context, key string) ([]byte, bool, error) {
-	return s.get(key, true)
-}
-
-func (s *Store) get(key string, del bool) ([]byte, bool, error) {
-	sh := s.shardOf(s.hash(key))
-	now := s.now().UnixNano()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	it, ok := sh.items[key]
-	if !ok {
-		return nil, false, nil
-	}
-	if now >= it.exp {
-		delete(sh.items, key)
-		return nil, false, nil
-	}
-	if del {
-		delete(sh.items, key)
-	}
-	return it.v, true, nil
+	return s.core().Get(key, true)
 }

@@ -1,0 +1,224 @@
+package captchagate
+
+import (
+	"context"
+	"hash/maphash"
+	"net/http"
+	"slices"
+
+	"github.com/captchagate/captchagate/internal/memhash"
+	"github.com/captchagate/captchagate/store/memstore"
+)
+
+// What a guard decides with: the keys of a policy, their counters, and how a
+// request is counted.
+
+// keySet is a set of a policy's keys, by their index in the policy (a policy
+// has at most 16).
+type keySet uint16
+
+func (s keySet) has(i int) bool { return s&(1<<i) != 0 }
+func (s *keySet) add(i int)     { *s |= 1 << i }
+
+// counterKind is one of a key's counters. Its value is the letter that names
+// it in a shared store's keys ("f:" and the key's hash): data a deployment
+// keeps in Redis, so the letters do not change.
+type counterKind byte
+
+const (
+	ceilingCount counterKind = 'x' // requests in Key.CeilingWindow, refused past Key.Ceiling
+	failureCount counterKind = 'f' // failures in the window, reserved before the handler
+	sendRate     counterKind = 'r' // the token bucket of Key.Rate and Key.Burst
+)
+
+// countMode is what a count is for.
+type countMode uint8
+
+const (
+	// serving counts a request about to be served: it adds the request to
+	// the ceilings, reserves its failure counters, takes its send-rate
+	// tokens and reports events.
+	serving countMode = iota
+	// peeking is Check: it reads the counters, judges them as if the
+	// request were added, changes nothing and reports nothing.
+	peeking
+)
+
+// opNote is the guard's note of one of a request's store operations (ev.ops
+// and ev.notes run in parallel): the key and the counter it counts, and its
+// name in the in-process store.
+type opNote struct {
+	key  uint8
+	kind counterKind
+	h    uint64 // memCounter's name of the counter, set by run; 0 with a shared store
+}
+
+// counter runs a request's counting on the Gate's store: the one place where
+// kinds of store differ. New chooses one for its store, once:
+//
+//   - memCounter, for the in-process store (store/memstore): counters named
+//     by a seeded 64-bit hash, at one clock reading per request, with no key
+//     string built and no HMAC until a key trips; nothing waits.
+//   - batchCounter, for a Batcher (store/redisstore): a request's operations
+//     in one round trip, give-backs and resets written behind.
+//   - storeCounter, for any other Store: one call an operation.
+type counter interface {
+	// hashKey names the counters of key i, whose value is v (prefix names the
+	// policy and the key): it sets ev.ch[i], or the binding hash
+	// ev.hashes[i] (then i joins ev.bound).
+	hashKey(ev *eval, i int, prefix, v []byte)
+	// run names ops (ev's) in the store after their notes (the op's Key,
+	// or the note's h), runs them, and fills in their results and errors,
+	// waiting for them within ctx.
+	run(ctx context.Context, ev *eval, ops []Op, notes []opNote)
+	// giveBack hands over ops, named by run, that only lower counts
+	// (give-backs and resets): run at once by memCounter, written behind by
+	// batchCounter, run within ctx one call each by storeCounter. A failure
+	// goes to report, possibly later, from another goroutine.
+	giveBack(ctx context.Context, ev *eval, ops []Op, notes []opNote, report storeReport)
+}
+
+var (
+	_ counter = (*memCounter)(nil)
+	_ counter = (*batchCounter)(nil)
+	_ counter = (*storeCounter)(nil)
+)
+
+// storeReport reports a store's failure to count for a request of a policy.
+type storeReport struct {
+	g      *Gate
+	r      *http.Request
+	policy string
+}
+
+func (s storeReport) report(err error) { s.g.storeError(s.r, s.policy, err) }
+
+// memCounter counts on the in-process store by hash, at the request's time:
+// the first run of a request reads the clock, the rest of it uses ev.now.
+type memCounter struct {
+	s    *memhash.Store
+	seed maphash.Seed // of the counting hashes: maphash, not an HMAC, for speed
+}
+
+func newMemCounter(m *memstore.Store) *memCounter {
+	// memstore.Store is defined as memhash.Store: the conversion reaches
+	// the hashed methods memstore does not export.
+	return &memCounter{s: (*memhash.Store)(m), seed: maphash.MakeSeed()}
+}
+
+// hashKey: the in-process store names a counter by a 64-bit hash anyway, so
+// a seeded maphash of the same input is enough to count by; the HMACs that
+// bind captchas wait until a key trips (Guard.bind).
+func (c *memCounter) hashKey(ev *eval, i int, prefix, v []byte) {
+	var mh maphash.Hash
+	mh.SetSeed(c.seed)
+	mh.Write(prefix)
+	mh.Write(v)
+	ev.ch[i] = mh.Sum64()
+}
+
+func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) {
+	if len(ops) == 0 {
+		return
+	}
+	if ev.now == 0 {
+		ev.now = c.s.Now()
+	}
+	for j := range ops {
+		op, n := &ops[j], &notes[j]
+		h := mixKind(ev.ch[n.key], n.kind)
+		n.h = h // for giveBack
+		switch op.Kind {
+		case OpIncr:
+			op.N, op.Reset, op.Err = c.s.Incr(h, op.Delta, op.Window, ev.now)
+		case OpAllow:
+			op.OK, op.Wait, op.Err = c.s.Allow(h, op.Interval, op.Burst, op.Take, ev.now)
+		case OpReset:
+			c.s.Reset(h)
+		}
+	}
+}
+
+// giveBack runs ops at once, at the request's time. The in-process store
+// never fails to lower a count (it fails only to add an entry, ErrFull):
+// there is nothing to report, and no result to fill in.
+func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opNote, _ storeReport) {
+	for j := range ops {
+		switch h := notes[j].h; ops[j].Kind {
+		case OpIncr:
+			c.s.Incr(h, ops[j].Delta, ops[j].Window, ev.now)
+		case OpReset:
+			c.s.Reset(h)
+		}
+	}
+}
+
+// mixKind names the counter of kind for a key's counting hash in the
+// in-process store: splitmix64's finalizer over the hash and the kind, a
+// bijection for each kind.
+func mixKind(h uint64, kind counterKind) uint64 {
+	x := h + uint64(kind)*0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// hmacNames names counters in a shared store: by the keys' binding HMACs,
+// stable across instances and free of raw values.
+type hmacNames struct{ g *Gate }
+
+func (n hmacNames) hashKey(ev *eval, i int, prefix, v []byte) { n.g.bindKey(ev, i, prefix, v) }
+
+// name sets the Key of each of ops: its counter's kind and its key's
+// binding hash (storeKey).
+func (hmacNames) name(ev *eval, ops []Op, notes []opNote) {
+	for j, n := range notes {
+		ops[j].Key = storeKey(n.kind, &ev.hashes[n.key])
+	}
+}
+
+// storeKey names a counter in a shared store: kind, ':' and the key hash in
+// base64url.
+func storeKey(kind counterKind, h *[16]byte) string {
+	var b [24]byte
+	return string(b64.AppendEncode(append(b[:0], byte(kind), ':'), h[:]))
+}
+
+// batchCounter counts on a Batcher: a request's operations in one round
+// trip, its give-backs and resets written behind (Batcher.Later).
+type batchCounter struct {
+	hmacNames
+	b Batcher
+}
+
+func (c *batchCounter) run(ctx context.Context, ev *eval, ops []Op, notes []opNote) {
+	c.name(ev, ops, notes)
+	c.b.Do(ctx, ops)
+}
+
+func (c *batchCounter) giveBack(_ context.Context, _ *eval, ops []Op, _ []opNote, report storeReport) {
+	// ops are ev's, which goes back to its pool: Later keeps a copy.
+	c.b.Later(slices.Clone(ops), report.report)
+}
+
+// storeCounter counts on a plain Store, one call an operation.
+type storeCounter struct {
+	hmacNames
+	s Store
+}
+
+func (c *storeCounter) run(ctx context.Context, ev *eval, ops []Op, notes []opNote) {
+	c.name(ev, ops, notes)
+	for j := range ops {
+		ops[j].Run(ctx, c.s)
+	}
+}
+
+func (c *storeCounter) giveBack(ctx context.Context, _ *eval, ops []Op, _ []opNote, report storeReport) {
+	for j := range ops {
+		ops[j].Run(ctx, c.s)
+		if ops[j].Err != nil {
+			report.report(ops[j].Err)
+		}
+	}
+}

@@ -1,0 +1,316 @@
+// Package memhash is the core of store/memstore: sharded maps of counters,
+// token buckets and items under a bound on their number, with the counters
+// and buckets named by 64-bit hashes.
+//
+// store/memstore wraps it (memstore.Store is defined as Store, with the
+// string-keyed methods of captchagate.Store), and the gate's guard counts on
+// it directly: it names its counters by a seeded hash of its own and reads
+// the clock once per request, so the hashed methods here neither hash a key
+// nor read the clock. Keeping them in an internal package keeps them out of
+// memstore's public API.
+//
+// Store has only unexported fields: memstore.Store shares its underlying
+// struct, and an exported field here would be one of memstore's.
+package memhash
+
+import (
+	"errors"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// ErrFull is returned when the store holds Options.MaxEntries live entries and
+// a write needs a new one. store/memstore exports it as memstore.ErrFull.
+var ErrFull = errors.New("memstore: store is full")
+
+// Options configures a Store. The zero value is usable.
+type Options struct {
+	// MaxEntries bounds the number of entries (counters, buckets and items
+	// together), exactly. Default 1<<20; at least 64 (one per shard).
+	MaxEntries int
+	// Janitor says that the caller runs Janitor on a goroutine of its own
+	// (Close then waits for it to stop).
+	Janitor bool
+	// Now returns the current time. Default: the wall clock when the store
+	// was made plus the monotonic time since (cheaper than time.Now, and
+	// windows do not jump with the wall clock).
+	Now func() time.Time
+}
+
+const numShards = 64
+
+// Store is the in-memory store's core.
+type Store struct {
+	shards   [numShards]shard
+	epoch    int64 // unix milliseconds; counter ends are relative to it
+	now      func() time.Time
+	seed     maphash.Seed
+	stop     chan struct{}
+	done     chan struct{}
+	closeOne sync.Once
+}
+
+// A counter is one word: the end of its window in milliseconds since the
+// store's epoch (the high 40 bits: 34 years) and its count (the low 24 bits,
+// saturating at MaxCount). The counter is absent once now >= its end. With
+// its uint64 key that is a 16-byte map slot.
+type counter uint64
+
+const countBits = 24
+
+// MaxCount is the largest count a counter holds; Incr saturates there.
+const MaxCount = 1<<countBits - 1
+
+func (c counter) n() int64   { return int64(c & MaxCount) }
+func (c counter) end() int64 { return int64(c >> countBits) }
+
+func packCounter(end, n int64) counter {
+	return counter(uint64(end)<<countBits | uint64(min(n, MaxCount)))
+}
+
+type item struct {
+	v   []byte
+	exp int64
+}
+
+type shard struct {
+	mu        sync.Mutex
+	counters  map[uint64]counter
+	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
+	items     map[string]item
+	lastSweep int64
+	limit     int64    // this shard's part of MaxEntries
+	_         [32]byte // keep shards on separate cache lines
+}
+
+// New returns a Store.
+func New(o Options) *Store {
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 1 << 20
+	}
+	o.MaxEntries = max(o.MaxEntries, numShards)
+	if o.Now == nil {
+		// The wall clock at start plus the monotonic time since: half the
+		// cost of time.Now, and immune to wall clock steps.
+		start := time.Now()
+		wall := start.UnixNano()
+		o.Now = func() time.Time { return time.Unix(0, wall+int64(time.Since(start))) }
+	}
+	s := &Store{
+		epoch: o.Now().UnixMilli() - 1,
+		now:   o.Now,
+		seed:  maphash.MakeSeed(),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	for i := range s.shards {
+		// MaxEntries split exactly: the first MaxEntries%64 shards hold one
+		// more.
+		s.shards[i].limit = int64(o.MaxEntries / numShards)
+		if i < o.MaxEntries%numShards {
+			s.shards[i].limit++
+		}
+		s.shards[i].counters = make(map[uint64]counter)
+		s.shards[i].buckets = make(map[uint64]int64)
+		s.shards[i].items = make(map[string]item)
+	}
+	if !o.Janitor {
+		close(s.done)
+	}
+	return s
+}
+
+// Close stops the janitor and waits for it. The store stays usable; Close
+// is idempotent.
+func (s *Store) Close() error {
+	s.closeOne.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+// Janitor drops expired entries every interval until Close. Run it once,
+// on a goroutine of its own, if and only if Options.Janitor was set.
+func (s *Store) Janitor(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			now := s.Now()
+			for i := range s.shards {
+				sh := &s.shards[i]
+				sh.mu.Lock()
+				s.sweep(sh, now)
+				sh.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Len returns the number of entries held, expired ones included until swept.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.len()
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (sh *shard) len() int { return len(sh.counters) + len(sh.buckets) + len(sh.items) }
+
+func (s *Store) sweep(sh *shard, now int64) {
+	sh.lastSweep = now
+	nowMs := s.ms(now)
+	for k, c := range sh.counters {
+		if nowMs >= c.end() {
+			delete(sh.counters, k)
+		}
+	}
+	for k, tat := range sh.buckets {
+		if now >= tat {
+			delete(sh.buckets, k)
+		}
+	}
+	for k, it := range sh.items {
+		if now >= it.exp {
+			delete(sh.items, k)
+		}
+	}
+}
+
+// room makes room for one new entry: it sweeps expired entries at most once a
+// second per shard, so a flood cannot turn every insert into a full scan.
+func (s *Store) room(sh *shard, now int64) bool {
+	if int64(sh.len()) < sh.limit {
+		return true
+	}
+	if now < sh.lastSweep || now-sh.lastSweep >= int64(time.Second) {
+		s.sweep(sh, now)
+	}
+	return int64(sh.len()) < sh.limit
+}
+
+// Hash names key under the store's own seed: how memstore's string-keyed
+// counters and buckets are named. Names from another hash share the maps
+// (the guard's, under a seed of its own).
+func (s *Store) Hash(key string) uint64 { return maphash.String(s.seed, key) }
+
+func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
+
+// Now returns the store's clock (Options.Now) in unix nanoseconds: the now
+// of the hashed methods.
+func (s *Store) Now() int64 { return s.now().UnixNano() }
+
+// The hashed methods have the semantics of captchagate.Store's methods of
+// the same names at time now, on the counter or bucket named by h (it picks
+// the shard and the map slot).
+
+// Incr is captchagate.Store's Incr of the counter named by h at time now.
+func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (int64, time.Time, error) {
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	nowMs := s.ms(now)
+	c, ok := sh.counters[h]
+	if ok && nowMs >= c.end() {
+		delete(sh.counters, h)
+		ok = false
+	}
+	if !ok {
+		if delta <= 0 {
+			return 0, time.Time{}, nil
+		}
+		if !s.room(sh, now) {
+			return 0, time.Time{}, ErrFull
+		}
+		c = packCounter(nowMs+max((window+time.Millisecond-1).Milliseconds(), 1), 0)
+	}
+	n := max(c.n()+delta, 0)
+	if delta != 0 {
+		c = packCounter(c.end(), n)
+		sh.counters[h] = c
+	}
+	return c.n(), time.UnixMilli(s.epoch + c.end()), nil
+}
+
+// ms converts unix nanoseconds to milliseconds since the epoch (never
+// negative).
+func (s *Store) ms(now int64) int64 { return max(now/int64(time.Millisecond)-s.epoch, 0) }
+
+// Reset is captchagate.Store's Reset of the counter named by h.
+func (s *Store) Reset(h uint64) {
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	delete(sh.counters, h)
+	sh.mu.Unlock()
+}
+
+// Allow is captchagate.Store's Allow (GCRA: the bucket is one timestamp) of
+// the bucket named by h at time now.
+func (s *Store) Allow(h uint64, interval time.Duration, burst int, take bool, now int64) (bool, time.Duration, error) {
+	if burst < 1 {
+		burst = 1
+	}
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tat, ok := sh.buckets[h]
+	if !ok || tat < now {
+		tat = now
+	}
+	newTat := tat + int64(interval)
+	limit := int64(interval) * int64(burst)
+	if newTat-now > limit {
+		return false, time.Duration(newTat - now - limit), nil
+	}
+	if !take {
+		return true, 0, nil
+	}
+	if !ok && !s.room(sh, now) {
+		return false, 0, ErrFull
+	}
+	sh.buckets[h] = newTat
+	return true, 0, nil
+}
+
+// Put is captchagate.Store's Put. The value is copied.
+func (s *Store) Put(key string, value []byte, ttl time.Duration) error {
+	sh := s.shardOf(s.Hash(key))
+	now := s.Now()
+	v := append([]byte(nil), value...)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.items[key]; !ok && !s.room(sh, now) {
+		return ErrFull
+	}
+	sh.items[key] = item{v: v, exp: now + int64(ttl)}
+	return nil
+}
+
+// Get is captchagate.Store's Get (del false) and Take (del true). The
+// returned slice must not be modified.
+func (s *Store) Get(key string, del bool) ([]byte, bool, error) {
+	sh := s.shardOf(s.Hash(key))
+	now := s.Now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	it, ok := sh.items[key]
+	if !ok {
+		return nil, false, nil
+	}
+	if now >= it.exp {
+		delete(sh.items, key)
+		return nil, false, nil
+	}
+	if del {
+		delete(sh.items, key)
+	}
+	return it.v, true, nil
+}
