@@ -1,6 +1,7 @@
 package captchagate
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -174,67 +175,95 @@ func New(c Config) (*Gate, error) {
 		store:        c.Store,
 		challenge:    c.Challenge,
 		dialects:     append([]Dialect(nil), c.Dialects...),
-		prefix:       c.Prefix,
-		captchaTTL:   c.CaptchaTTL,
-		tokenTTL:     c.TokenTTL,
-		maxRefreshes: c.MaxRefreshes,
-		maxBody:      c.MaxBodyBytes,
+		prefix:       cmp.Or(c.Prefix, "/captcha/"),
+		captchaTTL:   positiveOr(c.CaptchaTTL, 5*time.Minute),
+		tokenTTL:     positiveOr(c.TokenTTL, 2*time.Minute),
+		maxRefreshes: positiveOr(c.MaxRefreshes, 5),
+		maxBody:      positiveOr(c.MaxBodyBytes, 64<<10),
 		failMode:     c.StoreFailure,
+		storeTimeout: cmp.Or(c.StoreTimeout, 250*time.Millisecond),
 		errorHandler: c.ErrorHandler,
 		onEvent:      c.OnEvent,
-		logger:       c.Logger,
+		logger:       cmp.Or(c.Logger, slog.Default()),
 		now:          c.Now,
+		renderSlots:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		policies:     map[string]*Guard{},
 	}
+	// Nil interfaces and funcs mean their default (not cmp.Or: comparing a
+	// Challenge whose dynamic type is not comparable would panic).
+	if g.challenge == nil {
+		g.challenge = Digits{}
+	}
+	if g.errorHandler == nil {
+		g.errorHandler = WriteError
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	for _, step := range []func(*Config) error{g.setSecret, g.checkConfig, g.setLimits, g.setProxies} {
+		if err := step(&c); err != nil {
+			return nil, err
+		}
+	}
+	g.urlBase = strings.TrimSuffix(c.BaseURL, "/") + g.prefix
+	g.setStore(c)
+	return g, nil
+}
+
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// setSecret keys the gate's HMACs with a copy of c.Secret, or with a random
+// secret for the default in-memory store.
+func (g *Gate) setSecret(c *Config) error {
 	secret := c.Secret
 	switch {
 	case len(secret) == 0 && c.Store != nil:
-		return nil, errors.New("captchagate: Config.Secret is required with a shared Store")
+		return errors.New("captchagate: Config.Secret is required with a shared Store")
 	case len(secret) == 0:
 		secret = make([]byte, 32)
 		rand.Read(secret)
 	case len(secret) < 32:
-		return nil, errors.New("captchagate: Config.Secret must be at least 32 bytes")
+		return errors.New("captchagate: Config.Secret must be at least 32 bytes")
 	}
 	secret = append([]byte(nil), secret...)
 	g.macs.New = func() any { return hmac.New(sha256.New, secret) }
+	return nil
+}
 
-	if g.now == nil {
-		g.now = time.Now
-	}
-	if g.challenge == nil {
-		g.challenge = Digits{}
-	}
+// checkConfig refuses values with no meaning.
+func (g *Gate) checkConfig(c *Config) error {
 	for i, d := range g.dialects {
 		if d == nil {
-			return nil, fmt.Errorf("captchagate: Config.Dialects[%d] is nil", i)
+			return fmt.Errorf("captchagate: Config.Dialects[%d] is nil", i)
 		}
 	}
-	if g.prefix == "" {
-		g.prefix = "/captcha/"
+	switch {
+	case !strings.HasPrefix(g.prefix, "/") || !strings.HasSuffix(g.prefix, "/"):
+		return fmt.Errorf("captchagate: Config.Prefix %q must start and end with /", g.prefix)
+	case g.maxRefreshes > 250:
+		return errors.New("captchagate: Config.MaxRefreshes must be at most 250")
+	case g.failMode != FailClosed && g.failMode != FailOpen:
+		return errors.New("captchagate: unknown Config.StoreFailure")
+	case c.StoreTimeout < 0:
+		return errors.New("captchagate: Config.StoreTimeout must not be negative")
 	}
-	if !strings.HasPrefix(g.prefix, "/") || !strings.HasSuffix(g.prefix, "/") {
-		return nil, fmt.Errorf("captchagate: Config.Prefix %q must start and end with /", g.prefix)
-	}
-	g.urlBase = strings.TrimSuffix(c.BaseURL, "/") + g.prefix
-	if g.captchaTTL <= 0 {
-		g.captchaTTL = 5 * time.Minute
-	}
-	if g.tokenTTL <= 0 {
-		g.tokenTTL = 2 * time.Minute
-	}
-	if g.maxRefreshes <= 0 {
-		g.maxRefreshes = 5
-	}
-	if g.maxRefreshes > 250 {
-		return nil, errors.New("captchagate: Config.MaxRefreshes must be at most 250")
-	}
+	return nil
+}
+
+// setLimits sets the per-client creation and media buckets and the media
+// cache.
+func (g *Gate) setLimits(c *Config) error {
 	var err error
 	if g.createInterval, g.createBurst, err = bucket(c.CreateRate, c.CreateBurst, 0.5, 20, "Create"); err != nil {
-		return nil, err
+		return err
 	}
 	if g.mediaInterval, g.mediaBurst, err = bucket(c.MediaRate, c.MediaBurst, 5, 30, "Media"); err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case c.MediaCacheBytes == 0:
@@ -242,37 +271,25 @@ func New(c Config) (*Gate, error) {
 	case c.MediaCacheBytes > 0:
 		g.media = newMediaCache(c.MediaCacheBytes)
 	}
-	g.renderSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
-	if g.maxBody <= 0 {
-		g.maxBody = 64 << 10
-	}
-	if g.failMode != FailClosed && g.failMode != FailOpen {
-		return nil, errors.New("captchagate: unknown Config.StoreFailure")
-	}
-	if g.errorHandler == nil {
-		g.errorHandler = WriteError
-	}
-	if g.logger == nil {
-		g.logger = slog.Default()
-	}
+	return nil
+}
+
+// setProxies sets the trusted proxies and their forwarded header.
+func (g *Gate) setProxies(c *Config) error {
 	g.ips.trusted = append([]netip.Prefix(nil), c.TrustedProxies...)
 	for i, p := range g.ips.trusted {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("captchagate: Config.TrustedProxies[%d] is not a valid prefix", i)
+			return fmt.Errorf("captchagate: Config.TrustedProxies[%d] is not a valid prefix", i)
 		}
 		g.ips.trusted[i] = p.Masked()
 	}
-	g.ips.header = http.CanonicalHeaderKey(c.ForwardedHeader)
-	if g.ips.header == "" {
-		g.ips.header = "X-Forwarded-For"
-	}
-	if c.StoreTimeout < 0 {
-		return nil, errors.New("captchagate: Config.StoreTimeout must not be negative")
-	}
-	g.storeTimeout = c.StoreTimeout
-	if g.storeTimeout == 0 {
-		g.storeTimeout = 250 * time.Millisecond
-	}
+	g.ips.header = http.CanonicalHeaderKey(cmp.Or(c.ForwardedHeader, "X-Forwarded-For"))
+	return nil
+}
+
+// setStore chooses, once, the store (the default in-memory one if c names
+// none) and the counter the guards count through.
+func (g *Gate) setStore(c Config) {
 	if g.store == nil {
 		g.ownStore = memstore.New(memstore.Options{MaxEntries: c.MaxEntries, Now: c.Now}) // nil: its own cheaper clock
 		g.store = g.ownStore
@@ -286,7 +303,6 @@ func New(c Config) (*Gate, error) {
 	default:
 		g.counter = &storeCounter{hmacNames{g}, s}
 	}
-	return g, nil
 }
 
 // bucket turns a configured rate and burst into a GCRA interval and burst,

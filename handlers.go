@@ -277,17 +277,7 @@ func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
 	ctx, cancel := g.storeContext(r)
 	defer cancel()
 	if s.Sender != "" {
-		// The sender can be bound only if the captcha's policy has a Sender
-		// key: read the captcha, unspent, to know its policy. An unknown,
-		// used or expired one is left to solve to say so.
-		rec, err := g.pending(ctx, r, s.CaptchaID)
-		var e *Error
-		switch {
-		case err == nil:
-			if gd, ok := g.policy(rec.policy); !ok || !gd.hasSender() {
-				return Token{}, invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
-			}
-		case !errors.As(err, &e) || e.Code != CodeNotFound:
+		if err := g.canBindSender(ctx, r, s.CaptchaID); err != nil {
 			return Token{}, err
 		}
 	}
@@ -296,22 +286,7 @@ func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
 		return Token{}, err
 	}
 	if reason != "" {
-		g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: s.CaptchaID, Reason: reason, Request: r})
-		e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
-		if found { // a fresh captcha for the same flow, with its refresh count
-			c, err := g.issue(ctx, r, bindingOf(&rec), rec.refreshes)
-			var ce *Error
-			if errors.As(err, &ce) {
-				e.RetryAfter = ce.RetryAfter
-			}
-			e.Captcha = c
-			if c != nil {
-				e.Description += "; solve the new captcha"
-			}
-		} else {
-			e.Description += "; retry the original request for a new one"
-		}
-		return Token{}, e
+		return Token{}, g.refused(ctx, r, s.CaptchaID, &rec, found, reason)
 	}
 	var sh *[16]byte
 	if s.Sender != "" {
@@ -324,6 +299,45 @@ func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
 	}
 	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: s.CaptchaID, Request: r})
 	return Token{Value: tok, ExpiresIn: g.tokenTTL}, nil
+}
+
+// canBindSender refuses a sender for captcha id if the captcha's policy has
+// no Sender key, reading the captcha unspent. An unknown, used or expired
+// captcha is left to solve to say so.
+func (g *Gate) canBindSender(ctx context.Context, r *http.Request, id string) error {
+	rec, err := g.pending(ctx, r, id)
+	var e *Error
+	switch {
+	case err == nil:
+		if gd, ok := g.policy(rec.policy); !ok || !gd.hasSender() {
+			return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
+		}
+	case !errors.As(err, &e) || e.Code != CodeNotFound:
+		return err
+	}
+	return nil
+}
+
+// refused reports a refused answer to captcha id and returns the
+// captcha_invalid to answer with, carrying a fresh captcha for the same
+// flow (with its refresh count) when the captcha was found.
+func (g *Gate) refused(ctx context.Context, r *http.Request, id string, rec *record, found bool, reason string) error {
+	g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Request: r})
+	e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
+	if !found {
+		e.Description += "; retry the original request for a new one"
+		return e
+	}
+	c, err := g.issue(ctx, r, bindingOf(rec), rec.refreshes)
+	var ce *Error
+	if errors.As(err, &ce) {
+		e.RetryAfter = ce.RetryAfter
+	}
+	e.Captcha = c
+	if c != nil {
+		e.Description += "; solve the new captcha"
+	}
+	return e
 }
 
 func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request, body []byte) error {

@@ -491,39 +491,13 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	var flow record // the captcha a wrong answer spent: its flow goes on
 	switch {
 	case tok != "":
-		rec, why, err := g.redeem(ctx, tok)
-		if err != nil {
-			return g.unavailable(r, gd.name, err)
-		}
-		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, gd.senders(ev, &rec)) {
-			why = reasonMismatch
-			if rec.flags&flagSender != 0 {
-				why = reasonSender
-			}
-		}
-		if why == "" {
-			g.emit(Event{Kind: EventTokenAccepted, Policy: gd.name, Request: r})
-			return nil
-		}
-		g.emit(Event{Kind: EventTokenRefused, Policy: gd.name, Reason: why, Request: r})
-		reason = "captcha_token " + why
-	case id != "":
-		rec, found, why, err := g.solve(ctx, r, id, answer)
-		if err != nil {
+		if reason, err = gd.spendToken(ctx, r, ev, sess, tok); err != nil || reason == "" {
 			return err
 		}
-		if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
-			why = reasonMismatch
+	case id != "":
+		if flow, reason, err = gd.spendAnswer(ctx, r, ev, sess, id, answer); err != nil || reason == "" {
+			return err
 		}
-		if found && rec.policy == gd.name {
-			flow = rec
-		}
-		if why == "" {
-			g.emit(Event{Kind: EventCaptchaVerified, Policy: gd.name, CaptchaID: id, Request: r})
-			return nil
-		}
-		g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Request: r})
-		reason = "captcha " + why
 	}
 	b := g.bindingFor(gd.name, ev.tripped, &ev.hashes, sess)
 	b.level = max(gd.level(ev), flow.level)
@@ -535,6 +509,51 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		return &Error{Code: CodeCaptchaInvalid, Description: reason + "; solve the new captcha", Captcha: c}
 	}
 	return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}
+}
+
+// spendToken consumes token and reports why it does not let the request
+// through ("" if it does).
+func (gd *Guard) spendToken(ctx context.Context, r *http.Request, ev *eval, sess *[16]byte, tok string) (reason string, err error) {
+	g := gd.g
+	rec, why, err := g.redeem(ctx, tok)
+	if err != nil {
+		return "", g.unavailable(r, gd.name, err)
+	}
+	if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, gd.senders(ev, &rec)) {
+		why = reasonMismatch
+		if rec.flags&flagSender != 0 {
+			why = reasonSender
+		}
+	}
+	if why == "" {
+		g.emit(Event{Kind: EventTokenAccepted, Policy: gd.name, Request: r})
+		return "", nil
+	}
+	g.emit(Event{Kind: EventTokenRefused, Policy: gd.name, Reason: why, Request: r})
+	return "captcha_token " + why, nil
+}
+
+// spendAnswer consumes captcha id, checks answer against it, and reports why
+// it does not let the request through ("" if it does); flow is the spent
+// captcha when it was this policy's, whose flow a fresh captcha continues.
+func (gd *Guard) spendAnswer(ctx context.Context, r *http.Request, ev *eval, sess *[16]byte, id, answer string) (flow record, reason string, err error) {
+	g := gd.g
+	rec, found, why, err := g.solve(ctx, r, id, answer)
+	if err != nil {
+		return flow, "", err
+	}
+	if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
+		why = reasonMismatch
+	}
+	if found && rec.policy == gd.name {
+		flow = rec
+	}
+	if why == "" {
+		g.emit(Event{Kind: EventCaptchaVerified, Policy: gd.name, CaptchaID: id, Request: r})
+		return flow, "", nil
+	}
+	g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Request: r})
+	return flow, "captcha " + why, nil
 }
 
 // proof reads the proof a tripped request carries: a token, or an inline

@@ -190,54 +190,13 @@ func compilePolicy(p Policy) ([]guardKey, []int, error) {
 		if k.Source.extract == nil {
 			return nil, nil, fmt.Errorf("captchagate: policy %q key %d has no Source", p.Name, i)
 		}
-		gk := guardKey{Key: k, name: k.Source.name}
-		if seen[gk.name] {
-			return nil, nil, fmt.Errorf("captchagate: policy %q counts %s twice", p.Name, gk.name)
+		if seen[k.Source.name] {
+			return nil, nil, fmt.Errorf("captchagate: policy %q counts %s twice", p.Name, k.Source.name)
 		}
-		seen[gk.name] = true
-		switch id := cmp.Or(k.Identity, k.Source.identity); {
-		case id > IdentityPhone:
-			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has an unknown Identity %d", p.Name, gk.name, id)
-		case id != 0:
-			gk.Identity = id
-			gk.Source = k.Source.as(id)
-			gk.ResetOnSuccess = true
-			gk.Sender = gk.Sender || id.sender()
-		}
-		switch {
-		case k.MaxFailures > 0:
-			gk.maxFailures = int64(k.MaxFailures)
-		case k.MaxFailures == 0 && p.MaxFailures > 0:
-			gk.maxFailures = int64(p.MaxFailures)
-		}
-		gk.window = k.Window
-		if gk.window == 0 {
-			gk.window = p.Window
-		}
-		if gk.window == 0 {
-			gk.window = defaultWindow
-		}
-		if gk.window < 0 {
-			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has a negative Window", p.Name, gk.name)
-		}
-		if k.Rate < 0 || k.Burst < 0 || k.Ceiling < 0 || k.CeilingWindow < 0 {
-			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has a negative limit", p.Name, gk.name)
-		}
-		if k.Rate > 0 && k.Rate != rate.Inf {
-			gk.interval = time.Duration(float64(time.Second) / float64(k.Rate))
-			if gk.interval <= 0 {
-				gk.interval = 1
-			}
-			gk.burst = max(k.Burst, 1)
-		}
-		if k.Ceiling > 0 {
-			gk.ceilWindow = k.CeilingWindow
-			if gk.ceilWindow == 0 {
-				gk.ceilWindow = defaultCeilWin
-			}
-		}
-		if gk.maxFailures == 0 && gk.interval == 0 && k.Ceiling == 0 {
-			return nil, nil, fmt.Errorf("captchagate: policy %q key %s has no MaxFailures, Rate or Ceiling", p.Name, gk.name)
+		seen[k.Source.name] = true
+		gk, err := compileKey(p, k)
+		if err != nil {
+			return nil, nil, fmt.Errorf("captchagate: policy %q key %s %w", p.Name, k.Source.name, err)
 		}
 		keys[i] = gk
 	}
@@ -251,4 +210,43 @@ func compilePolicy(p Policy) ([]guardKey, []int, error) {
 		}
 	}
 	return keys, append([]int(nil), statuses...), nil
+}
+
+// compileKey applies k's Identity and the policy's defaults to k; its error
+// completes "policy P key K ...".
+func compileKey(p Policy, k Key) (guardKey, error) {
+	gk := guardKey{Key: k, name: k.Source.name}
+	switch id := cmp.Or(k.Identity, k.Source.identity); {
+	case id > IdentityPhone:
+		return gk, fmt.Errorf("has an unknown Identity %d", id)
+	case id != 0:
+		gk.Identity = id
+		gk.Source = k.Source.as(id)
+		gk.ResetOnSuccess = true
+		gk.Sender = gk.Sender || id.sender()
+	}
+	switch {
+	case k.MaxFailures > 0:
+		gk.maxFailures = int64(k.MaxFailures)
+	case k.MaxFailures == 0 && p.MaxFailures > 0:
+		gk.maxFailures = int64(p.MaxFailures)
+	}
+	gk.window = cmp.Or(k.Window, p.Window, defaultWindow)
+	switch {
+	case gk.window < 0:
+		return gk, errors.New("has a negative Window")
+	case k.Rate < 0 || k.Burst < 0 || k.Ceiling < 0 || k.CeilingWindow < 0:
+		return gk, errors.New("has a negative limit")
+	}
+	if k.Rate > 0 && k.Rate != rate.Inf {
+		gk.interval = max(time.Duration(float64(time.Second)/float64(k.Rate)), 1)
+		gk.burst = max(k.Burst, 1)
+	}
+	if k.Ceiling > 0 {
+		gk.ceilWindow = cmp.Or(k.CeilingWindow, defaultCeilWin)
+	}
+	if gk.maxFailures == 0 && gk.interval == 0 && k.Ceiling == 0 {
+		return gk, errors.New("has no MaxFailures, Rate or Ceiling")
+	}
+	return gk, nil
 }
