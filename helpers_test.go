@@ -103,9 +103,16 @@ func (a *loginApp) login(t *testing.T, user, pass string, hdr ...string) *httpte
 	return serve(a.mux, "POST", "/login", string(body), append([]string{"Content-Type", "application/json"}, hdr...)...)
 }
 
-// serve runs one request from 192.0.2.1 (RemoteAddr) unless a
-// "RemoteAddr" pseudo-header is given.
+// serve runs one request (see request).
 func serve(h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, request(method, path, body, hdr...))
+	return w
+}
+
+// request is a request from 192.0.2.1 (RemoteAddr) unless a "RemoteAddr"
+// pseudo-header is given, with the headers hdr names.
+func request(method, path, body string, hdr ...string) *http.Request {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -117,11 +124,9 @@ func serve(h http.Handler, method, path, body string, hdr ...string) *httptest.R
 			r.RemoteAddr = hdr[i+1]
 			continue
 		}
-		r.Header.Set(hdr[i], hdr[i+1])
+		r.Header.Add(hdr[i], hdr[i+1])
 	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
+	return r
 }
 
 type apiError struct {

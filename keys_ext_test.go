@@ -20,18 +20,7 @@ import (
 type newReq func() *http.Request
 
 func post(path, body string, hdr ...string) newReq {
-	return func() *http.Request {
-		r := httptest.NewRequest("POST", path, strings.NewReader(body))
-		r.RemoteAddr = "192.0.2.1:1"
-		for i := 0; i+1 < len(hdr); i += 2 {
-			if hdr[i] == "RemoteAddr" {
-				r.RemoteAddr = hdr[i+1]
-				continue
-			}
-			r.Header.Add(hdr[i], hdr[i+1])
-		}
-		return r
-	}
+	return func() *http.Request { return request("POST", path, body, hdr...) }
 }
 
 type userKey struct{}
