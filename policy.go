@@ -91,8 +91,8 @@ type Key struct {
 	ResetOnSuccess bool
 
 	// Sender marks a key that holds where a code is sent (a phone number or
-	// an email address). A verify request that names a sender (the slider's
-	// seed-compatible verify does) mints a token usable only by a request
+	// an email address). A verification that names a sender (Solution.Sender;
+	// the dialect/idaas verify does) mints a token usable only by a request
 	// whose Sender key has that value. IdentityEmail and IdentityPhone imply
 	// it.
 	Sender bool
