@@ -69,7 +69,7 @@ func TestCaptchaReplayAndEmptyAnswers(t *testing.T) {
 	for _, ans := range []string{"", " ", "\t\n"} {
 		w := verify(a.mux, c.ID, ans)
 		assert.Equal(t, http.StatusBadRequest, w.Code, "%q", ans)
-		w = verify(a.mux, "AAAAAAAAAAAAAAAAAAAAAA", ans)
+		w = verify(a.mux, forgedID, ans)
 		assert.Equal(t, http.StatusBadRequest, w.Code, "unknown id, %q", ans)
 	}
 	assert.Equal(t, http.StatusOK, verify(a.mux, c.ID, answer).Code, "empty answers did not burn it")
@@ -78,7 +78,7 @@ func TestCaptchaReplayAndEmptyAnswers(t *testing.T) {
 	c = a.trip(t, "carol")
 	assert.Equal(t, http.StatusForbidden, verify(a.mux, c.ID, "000000").Code)
 	assert.Equal(t, http.StatusForbidden, verify(a.mux, c.ID, answer).Code, "wrong then right on one id")
-	assert.Equal(t, http.StatusForbidden, verify(a.mux, "AAAAAAAAAAAAAAAAAAAAAA", answer).Code, "unknown id")
+	assert.Equal(t, http.StatusForbidden, verify(a.mux, forgedID, answer).Code, "unknown id")
 }
 
 // N parallel correct inline answers on one captcha: one request passes. N

@@ -153,7 +153,7 @@ func TestShapeErrorsSpendNothing(t *testing.T) {
 		{"verify: answer not text", "/captcha/verify", `{"captcha_id":"` + id + `","captcha_answer":123456}`, "application/json", 4100},
 		{"verify: broken JSON", "/captcha/verify", `{"captcha_id":"` + id + `","captcha_answer":"123456"`, "application/json", 4100},
 		{"verify: oversized", "/captcha/verify", `{"captcha_id":"` + id + `","captcha_answer":"123456","x":"` + strings.Repeat("x", 10<<10) + `"}`, "application/json", 4013},
-		{"guard: inline id malformed", "/login", `{"username":"alice","password":"right","captcha_id":"x` + id + `","captcha_answer":"123456"}`, "application/json", 4102},
+		{"guard: inline id malformed", "/login", `{"username":"alice","password":"right","captcha_id":"` + id[:20] + `","captcha_answer":"123456"}`, "application/json", 4102},
 		{"guard: inline id without answer", "/login", `{"username":"alice","password":"right","captcha_id":"` + id + `"}`, "application/json", 4103},
 		{"guard: inline answer too long", "/login", `{"username":"alice","password":"right","captcha_id":"` + id + `","captcha_answer":"` + strings.Repeat("1", 100) + `"}`, "application/json", 4104},
 		{"guard: oversized", "/login", `{"username":"alice","password":"right","captcha_id":"` + id + `","captcha_answer":"123456","x":"` + strings.Repeat("x", 2<<10) + `"}`, "application/json", 4013},

@@ -158,7 +158,8 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	counter              counter // how guards count on the store
+	captchas             captchaKeeper // sealed or stored (seal.go)
+	counter              counter       // how guards count on the store
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -207,6 +208,9 @@ func New(c Config) (*Gate, error) {
 	}
 	g.urlBase = strings.TrimSuffix(c.BaseURL, "/") + g.prefix
 	g.setStore(c)
+	if err := g.setCaptchas(c); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 

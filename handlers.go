@@ -375,8 +375,8 @@ func (g *Gate) Refresh(r *http.Request, id string) (*Captcha, error) {
 	if err := g.allowCreate(ctx, r); err != nil {
 		return nil, err
 	}
-	// Take, not Get: of concurrent refreshes of one captcha, one wins.
-	_, found, err := g.store.Take(ctx, captchaKey(id))
+	// Taken, not read: of concurrent refreshes of one captcha, one wins.
+	_, found, err := g.captchas.take(ctx, id)
 	if err != nil {
 		return nil, g.unavailable(r, rec.policy, err)
 	}
@@ -401,13 +401,10 @@ func (g *Gate) Lookup(r *http.Request, id string) (*Captcha, error) {
 	return g.describe(id, int(rec.refreshes)), nil
 }
 
-// pending reads captcha id without consuming it.
+// pending reads captcha id without spending it, and reports it not_found
+// unless it can still be answered.
 func (g *Gate) pending(ctx context.Context, r *http.Request, id string) (record, error) {
-	v, found, err := g.store.Get(ctx, captchaKey(id))
-	var rec record
-	if err == nil && found {
-		rec, err = decodeRecord(v)
-	}
+	rec, found, err := g.captchas.get(ctx, id)
 	if err != nil {
 		return rec, g.unavailable(r, "", err)
 	}

@@ -90,11 +90,13 @@ func TestMediaErrors(t *testing.T) {
 		status int
 		code   int
 	}{
+		{"/captcha/" + forgedID + ".png", "GET", 404, 4004},
 		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.png", "GET", 404, 4004},
+		{"/captcha/" + strings.Repeat("A", 40) + ".png", "GET", 400, 4102},
 		{"/captcha/short.png", "GET", 400, 4102},
 		{"/captcha/" + strings.Repeat("A", 5000) + ".png", "GET", 400, 4102},
-		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.exe", "GET", 404, 4004},
-		{"/captcha/AAAAAAAAAAAAAAAAAAAAAA.png", "POST", 405, 4005},
+		{"/captcha/" + forgedID + ".exe", "GET", 404, 4004},
+		{"/captcha/" + forgedID + ".png", "POST", 405, 4005},
 		{"/captcha/verify", "GET", 405, 4005},
 		{"/captcha/nothing", "GET", 404, 4004},
 		{"/captcha/%00.png", "GET", 400, 4102},
@@ -130,7 +132,7 @@ func TestVerifyParameters(t *testing.T) {
 		{"huge number", `{"captcha_id":1e999999}`, j, 400, 4100, "captcha_id"},
 		{"xml", `<a/>`, "text/xml", 400, 4110, ""},
 		{"form no answer", "captcha_id=" + c.ID, "application/x-www-form-urlencoded", 400, 4103, "captcha_answer"},
-		{"unknown id", `{"captcha_id":"AAAAAAAAAAAAAAAAAAAAAA","captcha_answer":"123456"}`, j, 403, 4002, ""},
+		{"unknown id", `{"captcha_id":"` + forgedID + `","captcha_answer":"123456"}`, j, 403, 4002, ""},
 	} {
 		w := serve(a.mux, "POST", "/captcha/verify", tc.body, "Content-Type", tc.ctype)
 		require.Equal(t, tc.status, w.Code, "%s: %s", tc.name, w.Body.String())

@@ -231,3 +231,7 @@ func member(c *captchagate.Captcha, name string) string {
 	}
 	return ""
 }
+
+// forgedID has the form of a captcha id (a sealed record in base64url) but
+// was sealed by no gate.
+var forgedID = strings.Repeat("A", 100)

@@ -41,8 +41,9 @@ func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, inte
 	return nil
 }
 
-// issue creates and stores a captcha bound to b, charging the client's
-// creation budget.
+// issue creates a captcha bound to b, charging the client's creation
+// budget. With the in-memory store it is sealed in its id and nothing is
+// stored for it until it is answered (seal.go).
 func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
 	if err := g.allowCreate(ctx, r); err != nil {
 		return nil, err
@@ -58,13 +59,10 @@ func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, r
 	if err != nil {
 		return nil, g.failure(r, b.policy, CodeInternal, err)
 	}
-	id, err := randomString(idBytes)
-	if err != nil {
-		return nil, g.failure(r, b.policy, CodeInternal, err)
-	}
 	rec := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, refreshes: refreshes,
 		level: b.level, expires: exp.UnixNano(), secret: secret}
-	if err := g.store.Put(ctx, captchaKey(id), rec.encode(), g.captchaTTL+graceTTL); err != nil {
+	id, err := g.captchas.put(ctx, &rec)
+	if err != nil {
 		return nil, g.unavailable(r, b.policy, err)
 	}
 	g.emit(Event{Kind: EventCaptchaIssued, Policy: b.policy, CaptchaID: id, Request: r})
@@ -111,18 +109,15 @@ const (
 	reasonSender   = "verified for another sender"
 )
 
-// solve consumes captcha id atomically and checks answer against it. It
-// returns the consumed record (for a fresh captcha's binding) and, when the
+// solve spends captcha id atomically and checks answer against it. It
+// returns the spent record (for a fresh captcha's binding) and, when the
 // answer does not solve it, the reason. err is a failure, reported and
 // classified (a store failure, or a verifier's).
 //
 // The Challenge is asked with a context detached from the client's; its
 // failure is returned as err (fail closed), the captcha spent.
 func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (rec record, found bool, reason string, err error) {
-	v, found, err := g.store.Take(ctx, captchaKey(id))
-	if err == nil && found {
-		rec, err = decodeRecord(v)
-	}
+	rec, found, err = g.captchas.take(ctx, id)
 	if err != nil {
 		return rec, false, reasonUnknown, g.unavailable(r, "", err)
 	}

@@ -70,11 +70,11 @@ func decodeRecord(b []byte) (record, error) {
 }
 
 const (
-	idBytes    = 16 // 128-bit captcha ids, 22 characters
-	tokenBytes = 24 // 192-bit tokens, 32 characters
-	idLen      = 22
-	tokenLen   = 32
-	graceTTL   = time.Minute // expired records stay this long to say "expired"
+	storedIDBytes = 16 // 128-bit ids of stored captchas, 22 characters
+	storedIDLen   = 22
+	tokenBytes    = 24 // 192-bit tokens, 32 characters
+	tokenLen      = 32
+	graceTTL      = time.Minute // expired records stay this long to say "expired"
 )
 
 var b64 = base64.RawURLEncoding
@@ -88,9 +88,10 @@ func randomString(n int) (string, error) {
 }
 
 func validB64(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
+	return len(s) == n && b64Chars(s)
+}
+
+func b64Chars(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
@@ -100,10 +101,11 @@ func validB64(s string, n int) bool {
 	return true
 }
 
-// validID reports whether s has the form of a captcha id.
-func validID(s string) bool { return validB64(s, idLen) }
-
-func captchaKey(id string) string { return "c:" + id }
+// validID reports whether s has the form of a captcha id: a stored
+// captcha's or a sealed one's (seal.go).
+func validID(s string) bool {
+	return (len(s) == storedIDLen || len(s) >= minIDLen && len(s) <= maxIDLen) && b64Chars(s)
+}
 
 func (g *Gate) tokenKey(tok string) string {
 	var sum [32]byte
