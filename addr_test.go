@@ -91,6 +91,7 @@ func TestClientAddressTable(t *testing.T) {
 		{name: "xff blank line", mutate: xff, remote: proxy, header: []string{"6.6.6.6", " "}, counted: strict, not: forged},
 		{name: "xff zone", mutate: xff, remote: proxy, header: []string{"6.6.6.6, fe80::1%eth0"}, counted: strict, not: forged},
 		{name: "xff bad port", mutate: xff, remote: proxy, header: []string{"6.6.6.6, 198.51.100.1:65536"}, counted: strict, not: forged},
+		{name: "xff blank header: the proxy", mutate: xff, remote: proxy, header: []string{" "}, counted: proxy, not: strict},
 		{name: "xff no header: the proxy", mutate: xff, remote: proxy, counted: proxy, not: strict},
 
 		// RFC 7239 Forwarded.
@@ -106,6 +107,7 @@ func TestClientAddressTable(t *testing.T) {
 		{name: "unknown", mutate: fwd, remote: proxy, header: []string{"for=6.6.6.6, for=unknown"}, counted: strict, not: forged},
 		{name: "element without for", mutate: fwd, remote: proxy, header: []string{"for=6.6.6.6, proto=https"}, counted: strict, not: forged},
 		{name: "for twice", mutate: fwd, remote: proxy, header: []string{"for=198.51.100.1;for=6.6.6.6"}, counted: strict, not: forged},
+		{name: "a comma in a quoted parameter", mutate: fwd, remote: proxy, header: []string{`for=6.6.6.6, for=198.51.100.1;ext="a, b"`}, counted: client, not: strict},
 		{name: "a comma in quotes", mutate: fwd, remote: proxy, header: []string{`for=6.6.6.6, for="198.51.100.1, for=10.0.0.3"`}, counted: strict, not: forged},
 		{name: "bare v6 with a port in a token", mutate: fwd, remote: proxy, header: []string{"for=6.6.6.6, for=[2001:db8::1]:x"}, counted: strict, not: forged},
 		{name: "X-Forwarded-For is not read", mutate: fwd, remote: proxy, extra: []string{"X-Forwarded-For", "198.51.100.1"}, counted: proxy, not: client},
