@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -168,7 +169,7 @@ func FuzzClientIP(f *testing.F) {
 // forwarded header's entry can take.
 func inHeader(a netip.Addr, h string) bool {
 	h = strings.ReplaceAll(h, `\`, "")
-	for _, tok := range strings.FieldsFunc(h, func(r rune) bool { return strings.ContainsRune(",;=\" \t", r) }) {
+	for _, tok := range strings.FieldsFunc(h, func(r rune) bool { return unicode.IsSpace(r) || strings.ContainsRune(",;=\"", r) }) {
 		if e, ok := parseHop(tok); ok && e == a {
 			return true
 		}
