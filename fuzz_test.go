@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -103,48 +104,83 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// FuzzClientIP reads the header as X-Forwarded-For and as RFC 7239
+// Forwarded, behind a trusted peer (and a unix socket, with TrustUnixSocket)
+// or not. The client is the peer, an address written in the header, or the
+// strict bucket; and once the walk has decided, nothing a client writes to
+// the left of the header changes the decision.
 func FuzzClientIP(f *testing.F) {
 	f.Add("192.0.2.1:1", "203.0.113.9, 10.0.0.1", true)
 	f.Add("[2001:db8::1]:443", "::ffff:1.2.3.4", false)
 	f.Add("10.0.0.1:1", "garbage, 198.51.100.7", true)
 	f.Add("10.0.0.1", ",,,", true)
-	f.Fuzz(func(t *testing.T, remote, xff string, trusted bool) {
-		var p ipResolver
-		p.header = "X-Forwarded-For"
-		if trusted {
-			p.trusted = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-		}
-		r := httptest.NewRequest("GET", "/", nil)
-		r.RemoteAddr = remote
-		r.Header.Set("X-Forwarded-For", xff)
-		a, ok := p.clientAddr(r)
-		peer, peerOK := parseRemoteAddr(remote)
-		if ok != peerOK {
-			t.Fatalf("ok %v, peer ok %v", ok, peerOK)
-		}
-		if !ok {
-			return
-		}
-		if !p.isTrusted(peer) && a != peer {
-			t.Fatalf("an untrusted peer %v sent %q and was taken for %v", peer, xff, a)
-		}
-		if a == peer {
-			return
-		}
-		// Behind a trusted peer, the client is one of the header's entries.
-		for _, part := range strings.Split(xff, ",") {
-			if e, err := netip.ParseAddr(strings.TrimSpace(part)); err == nil && e.Unmap() == a {
-				return
+	f.Add("10.0.0.1:1", "198.51.100.7:4711, [2001:db8::2]:80, [2001:db8::3], 10.0.0.2:1", true)
+	f.Add("@", `for=192.0.2.43:47011;proto=https, for="[2001:db8:cafe::17]:4711", for=10.1.1.1;by=_p`, true)
+	f.Add("/run/app.sock", `For="\[2001:db8::1\]:_obf";by=x, for=unknown`, true)
+	f.Add("", `for=_hidden, for=10.0.0.9`, true)
+	f.Add("10.0.0.1:1", `for="198.51.100.1, for=10.0.0.2"`, true)
+	f.Add("10.0.0.1:1", `for=198.51.100.1;for=198.51.100.2`, true)
+	f.Fuzz(func(t *testing.T, remote, hdr string, trusted bool) {
+		for _, name := range []string{"X-Forwarded-For", "Forwarded"} {
+			p := ipResolver{header: name, forwarded: name == "Forwarded", trustPath: trusted}
+			if trusted {
+				p.trusted = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+			}
+			resolve := func(vals ...string) (netip.Addr, bool) {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.RemoteAddr = remote
+				r.Header[name] = vals
+				return p.clientAddr(r)
+			}
+			a, ok := resolve(hdr)
+			peer, peerOK := parseRemoteAddr(remote)
+			switch {
+			case peerOK && !p.isTrusted(peer):
+				if !ok || a != peer {
+					t.Fatalf("%s: an untrusted peer %v sent %q and was taken for %v, %v", name, peer, hdr, a, ok)
+				}
+				continue
+			case !peerOK && !trusted:
+				if ok {
+					t.Fatalf("%s: peer %q is no address but the client is %v", name, remote, a)
+				}
+				continue
+			}
+			if ok && a != peer && !inHeader(a, hdr) {
+				t.Fatalf("%s: client %v is neither the peer %v nor an entry of %q", name, a, peer, hdr)
+			}
+			if strings.TrimSpace(hdr) == "" || (ok && p.isTrusted(a)) {
+				continue // the walk reached the left end: what is further left counts
+			}
+			// The walk decided inside hdr: a client's own header to the left
+			// (on the line or on a line before) changes nothing.
+			for _, forged := range []string{"203.0.113.66", "for=203.0.113.66", `for="`, `"`, "unknown", `\`} {
+				for _, vals := range [][]string{{forged + ", " + hdr}, {forged, hdr}} {
+					if b, bok := resolve(vals...); b != a || bok != ok {
+						t.Fatalf("%s: %q gives %v, %v but %q gives %v, %v", name, hdr, a, ok, vals, b, bok)
+					}
+				}
 			}
 		}
-		t.Fatalf("client %v is neither the peer %v nor an entry of %q", a, peer, xff)
 	})
+}
+
+// inHeader reports whether a is written in h, in any of the forms a
+// forwarded header's entry can take.
+func inHeader(a netip.Addr, h string) bool {
+	h = strings.ReplaceAll(h, `\`, "")
+	for _, tok := range strings.FieldsFunc(h, func(r rune) bool { return unicode.IsSpace(r) || strings.ContainsRune(",;=\"", r) }) {
+		if e, ok := parseHop(tok); ok && e == a {
+			return true
+		}
+	}
+	return false
 }
 
 // FuzzRemoteAddr holds the fast IPv4 path of parseRemoteAddr to netip's
 // answers.
 func FuzzRemoteAddr(f *testing.F) {
-	for _, s := range []string{"192.0.2.1:1234", "0.0.0.0:0", "255.255.255.255:65535", "1.2.3.4:65536",
+	for _, s := range []string{"192.0.2.1:1234", "0.0.0.0:0", "255.255.255.255:65535", "1.2.3.4:65536", "", "@", "/run/app.sock",
 		"01.2.3.4:1", "1.2.3.4:", "1.2.3.4", "1.2.3.4:0080", "1.2.3.256:1", "1..3.4:1", "1.2.3.4.5:1",
 		"[::ffff:1.2.3.4]:1", "1.2.3.4:+1", "1.2.3.4:1x", "1.2.3.4%eth0:1", "1234.1.1.1:1"} {
 		f.Add(s)

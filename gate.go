@@ -71,8 +71,19 @@ type Config struct {
 	// ignored, since any client can send it.
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader is the header trusted proxies append the client address
-	// to. Default "X-Forwarded-For".
+	// to. Default "X-Forwarded-For": a comma-separated list of addresses,
+	// each of which may carry a port ("192.0.2.1:4711", "[2001:db8::1]:4711").
+	// "Forwarded" is read as RFC 7239: the for= parameter of each element.
+	// An entry that is not an address ("unknown", an obfuscated "_name",
+	// garbage) puts the request in the strict bucket (see ClientIP).
 	ForwardedHeader string
+	// TrustUnixSocket believes the forwarded header of requests whose
+	// RemoteAddr is not an IP address (a unix-socket listener's "@", "" or
+	// path), as if they came from a trusted proxy. Set it when a reverse
+	// proxy reaches the server over a unix socket that nothing else can
+	// reach, and that proxy always sets the header. Default false: such
+	// requests all count in the strict bucket (see ClientIP).
+	TrustUnixSocket bool
 
 	// CaptchaTTL is how long a captcha can be answered. Default 5 minutes.
 	CaptchaTTL time.Duration
@@ -288,6 +299,8 @@ func (g *Gate) setProxies(c *Config) error {
 		g.ips.trusted[i] = p.Masked()
 	}
 	g.ips.header = http.CanonicalHeaderKey(cmp.Or(c.ForwardedHeader, "X-Forwarded-For"))
+	g.ips.forwarded = g.ips.header == "Forwarded"
+	g.ips.trustPath = c.TrustUnixSocket
 	return nil
 }
 

@@ -7,14 +7,15 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
 // Source extracts one key value from a request. Build one with ClientIP,
-// Header, FormField, JSONField, Field, Query or Combine, or from a function of
-// the application's with SourceFunc or BodySourceFunc; refine it with Fold and
-// Normalize. Every value is trimmed of surrounding white space and cut to 256
+// ClientNet, Header, FormField, JSONField, Field, Query or Combine, or from a
+// function of the application's with SourceFunc or BodySourceFunc; refine it
+// with Fold and Normalize. Every value is trimmed of surrounding white space and cut to 256
 // bytes after normalisation; an empty value means the key is absent.
 //
 // Values are never stored: the gate keys its counters by an HMAC of the
@@ -94,15 +95,43 @@ func (s Source) as(id Identity) Source {
 
 // ClientIP is the client's address: RemoteAddr, or behind proxies listed in
 // Config.TrustedProxies, the right-most address of the forwarded header that is
-// not a trusted proxy. IPv6 addresses are grouped by /64, so one host cannot
-// escape its counter by rotating through its own subnet.
+// not a trusted proxy (Config.ForwardedHeader). IPv6 addresses are grouped by
+// /64, so one host cannot escape its counter by rotating through its own
+// subnet.
+//
+// ClientIP is never absent. A request whose address cannot be resolved counts
+// in one strict bucket, the value "unresolved", shared by all such requests:
+// RemoteAddr empty, "@" or a path (a unix-socket listener) or otherwise not an
+// address, unless Config.TrustUnixSocket believes its header; or a trusted
+// proxy's header whose entry at the point of the walk is not an address
+// ("unknown", an obfuscated "_name", garbage, an empty element). The walk
+// never skips such an entry for an address further left, which the client
+// could have written.
 func ClientIP() Source {
 	return Source{name: "ip", raw: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return in.g.ips.appendClientKey(dst, in.r), true
+	}}
+}
+
+// ClientNet is the client's network, as ClientIP finds the address: its
+// first v4Bits bits for IPv4 and its first v6Bits for IPv6. Count it beside
+// ClientIP with a higher threshold, so that an attacker holding a whole
+// IPv6 /48 (65,536 /64s) or an IPv4 /24 meets one counter, not thousands.
+// ClientNet(32, 48) keeps IPv4 per address and groups IPv6 by /48. The
+// key's name is "ip/" and the two widths ("ip/32/48"). An unresolved
+// address is the strict bucket, as for ClientIP. ClientNet panics unless
+// 8 <= v4Bits <= 32 and 16 <= v6Bits <= 64.
+func ClientNet(v4Bits, v6Bits int) Source {
+	if v4Bits < 8 || v4Bits > 32 || v6Bits < 16 || v6Bits > 64 {
+		panic(fmt.Sprintf("captchagate: ClientNet(%d, %d) needs 8 <= v4Bits <= 32 and 16 <= v6Bits <= 64", v4Bits, v6Bits))
+	}
+	name := "ip/" + strconv.Itoa(v4Bits) + "/" + strconv.Itoa(v6Bits)
+	return Source{name: name, raw: true, extract: func(in *input, dst []byte) ([]byte, bool) {
 		a, ok := in.g.ips.clientAddr(in.r)
 		if !ok {
-			return dst, false
+			return append(dst, unresolvedKey...), true
 		}
-		return appendAddrKey(dst, a), true
+		return appendNetKey(dst, a, v4Bits, v6Bits), true
 	}}
 }
 
