@@ -289,8 +289,14 @@ func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 // now >= e, whether or not Redis has expired the key yet; the key's TTL is
 // set when the window starts, in the same script, and HSET keeps it.
 //
+// A give-back that brings the count to zero deletes the key in the same
+// script: a request refused after counting (and given back) leaves no key
+// behind, so a flood of refused requests with unique keys costs Redis no
+// memory. The counter is then absent, as if never created: the next
+// increment starts a new window.
+//
 // KEYS[1] counter; ARGV: delta, window (µs), now (µs). Returns {n, e}, e = 0
-// when there is no counter.
+// when there is no counter (none before, or given back to zero).
 var incrScript = redis.NewScript(`
 local now = tonumber(ARGV[3])
 local delta = tonumber(ARGV[1])
@@ -306,7 +312,10 @@ if n == nil or e == nil or now >= e then
 end
 if delta == 0 then return {n, e} end
 n = n + delta
-if n < 0 then n = 0 end
+if n <= 0 then
+  redis.call('DEL', KEYS[1])
+  return {0, 0}
+end
 redis.call('HSET', KEYS[1], 'n', n)
 return {n, e}
 `)
