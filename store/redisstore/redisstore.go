@@ -50,6 +50,23 @@
 // far: tests call it before asking another instance what they changed, and
 // a graceful shutdown before Close.
 //
+// # Lost replies
+//
+// go-redis re-sends a command, or a whole pipeline, when its connection
+// fails before the reply arrives (the client's MaxRetries, 3 by default).
+// After a lost reply Redis may already have run it: a re-sent script would
+// count an increment or a give-back twice, or take two tokens, and a
+// re-sent GETDEL would report a taken captcha as not found. The store takes
+// the caller's client and cannot change its MaxRetries, so it marks those
+// commands as not to be re-sent (go-redis's Cmder.NoRetry), whatever the
+// client's options: a lost reply fails the call, and the operation ran
+// once or not at all, never twice. An increment that ran and failed errs
+// on the safe side (a count one higher until its window ends); a give-back
+// that ran is not given twice. SET, GET and DEL, which are harmless to
+// repeat, keep the client's retries. Redirects (MOVED, ASK) and errors
+// Redis answers instead of running a command (NOSCRIPT, LOADING) are not
+// lost replies and are handled as before.
+//
 // Keys are Options.Prefix followed by the gate's key, which is a kind letter
 // and a keyed hash (HMAC-SHA256 with the gate's secret) of the counted value,
 // or a random captcha id: usernames, phone numbers, emails and IP addresses
@@ -583,9 +600,9 @@ func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.
 	key := []string{s.prefix + op.Key}
 	run := func(sc *redis.Script, args ...any) redis.Cmder {
 		if eval {
-			return sc.Eval(ctx, p, key, args...)
+			return sc.Eval(ctx, onceScripter{p}, key, args...)
 		}
-		return sc.EvalSha(ctx, p, key, args...)
+		return sc.EvalSha(ctx, onceScripter{p}, key, args...)
 	}
 	switch op.Kind {
 	case captchagate.OpIncr:
@@ -659,9 +676,11 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Take implements captchagate.Store with GETDEL: of many concurrent Takes,
-// Redis hands the item to one.
+// Redis hands the item to one. GETDEL is sent at most once (see once.go): a
+// lost reply fails the call rather than re-sending it, which would report
+// a taken item as not found.
 func (s *Store) Take(ctx context.Context, key string) ([]byte, bool, error) {
-	return s.item(s.c.GetDel(ctx, s.prefix+key))
+	return s.item(getDel(ctx, s.c, s.prefix+key))
 }
 
 func (s *Store) item(cmd *redis.StringCmd) ([]byte, bool, error) {
