@@ -85,6 +85,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -122,8 +123,20 @@ type Options struct {
 
 	// Timeout bounds one pipeline's round trip. Default one second; the
 	// requests waiting on it give up at their own deadlines
-	// (captchagate.Config.StoreTimeout).
+	// (captchagate.Config.StoreTimeout). It also bounds New's check of the
+	// eviction policy.
 	Timeout time.Duration
+
+	// Logger receives New's warning when Redis's maxmemory-policy can evict
+	// the gate's state (anything but noeviction), or cannot be read.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// RequireSafeEviction makes New return an error instead of a warning
+	// when a server's maxmemory-policy is not noeviction, or when it cannot
+	// be read (Redis unreachable, or CONFIG and INFO both refused to this
+	// client). Default false: New warns and goes on.
+	RequireSafeEviction bool
 }
 
 // Store is a captchagate.Store and captchagate.Batcher on Redis. It is safe
@@ -147,6 +160,12 @@ type Store struct {
 var _ captchagate.Batcher = (*Store)(nil)
 
 // New returns a Store on c.
+//
+// New reads the maxmemory-policy of the servers c writes to (CONFIG GET,
+// or INFO memory where CONFIG is refused), within Options.Timeout, and
+// warns through Options.Logger (or fails, with
+// Options.RequireSafeEviction) on a policy that can evict the gate's
+// state: see "Memory" in the package doc.
 //
 // The gate bounds how long a request waits on its store through context
 // deadlines (captchagate.Config.StoreTimeout), so c must honour them: New
@@ -177,6 +196,12 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := checkEviction(c, o); err != nil {
+		return nil, err
 	}
 	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout,
 		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{}),
