@@ -30,15 +30,15 @@ import (
 // small maxmemory under one eviction policy.
 type floodResult struct {
 	policy       string
-	flood        int            // flood requests sent
-	floodStatus  map[int]int    // their answers
-	fullAt       int            // the flood request after which the first write was refused or a key evicted (0: never)
-	evicted      int64          // keys Redis evicted
-	victimCheck  string         // the attacked account, by Guard.Check: tripped, open or unavailable
-	victimStatus int            // the attacked account's next login, with the right password and no captcha
-	newcomers    map[int]int    // answers to new users (right password) after the flood
-	usedMemory   int64          // Redis's used_memory after the flood
-	keys         int64          // DBSIZE after the flood
+	flood        int         // flood requests sent
+	floodStatus  map[int]int // their answers
+	fullAt       int         // the flood request after which the first write was refused or a key evicted (0: never)
+	evicted      int64       // keys Redis evicted
+	victimCheck  string      // the attacked account, by Guard.Check: tripped, open or unavailable
+	victimStatus int         // the attacked account's next login, with the right password and no captcha
+	newcomers    map[int]int // answers to new users (right password) after the flood
+	usedMemory   int64       // Redis's used_memory after the flood
+	keys         int64       // DBSIZE after the flood
 	took         time.Duration
 }
 
