@@ -114,3 +114,25 @@ func refused(err error) bool {
 	return strings.HasPrefix(s, "NOPERM") || strings.HasPrefix(s, "ERR unknown command") ||
 		strings.Contains(s, "unknown command")
 }
+
+// ErrFull matches (errors.Is) the error of a write Redis refused because
+// it reached its maxmemory under noeviction (an "OOM command not allowed"
+// reply). Reads, resets and give-backs to zero (deletes) still work then;
+// increments, new captchas and new tokens do not, until keys expire. The
+// gate follows Config.StoreFailure on it, as on any store failure.
+var ErrFull = errors.New("redisstore: Redis is full (maxmemory reached under noeviction)")
+
+// fullError is an OOM reply: it matches ErrFull and the reply.
+type fullError struct{ err error }
+
+func (e fullError) Error() string   { return "redisstore: Redis is full: " + e.err.Error() }
+func (e fullError) Unwrap() []error { return []error{ErrFull, e.err} }
+
+// full turns an OOM reply into a fullError, and returns other errors as
+// they are.
+func full(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "OOM ") {
+		return fullError{err}
+	}
+	return err
+}

@@ -32,7 +32,7 @@ type floodResult struct {
 	policy       string
 	flood        int         // flood requests sent
 	floodStatus  map[int]int // their answers
-	fullAt       int         // the flood request after which the first write was refused or a key evicted (0: never)
+	fullAt       int         // the first flood request answered other than 401, a write refused (0: none)
 	evicted      int64       // keys Redis evicted
 	victimCheck  string      // the attacked account, by Guard.Check: tripped, open or unavailable
 	victimStatus int         // the attacked account's next login, with the right password and no captcha
@@ -150,6 +150,15 @@ func flood(t *testing.T, policy string, n int) floodResult {
 		res.victimCheck = err.Error()
 	}
 	res.victimStatus = serve(victimAddr, victim, "right")
+	if policy == redisstore.SafeEvictionPolicy && res.fullAt > 0 {
+		// A write refused for memory is told apart from other failures; a
+		// read still works.
+		_, _, err := s.Incr(ctx, "f:new", 1, time.Minute)
+		assert.ErrorIs(t, err, redisstore.ErrFull)
+		assert.ErrorIs(t, s.Put(ctx, "c:new", []byte("v"), time.Minute), redisstore.ErrFull)
+		_, _, err = s.Incr(ctx, "f:new", 0, time.Minute)
+		assert.NoError(t, err)
+	}
 	for i := range 20 {
 		res.newcomers[serve("198.51.100."+strconv.Itoa(i+1), "newcomer"+strconv.Itoa(i), "right")]++
 	}

@@ -649,7 +649,7 @@ func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.
 
 // result reads op's reply.
 func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
-	if op.Err = c.Err(); op.Err != nil {
+	if op.Err = full(c.Err()); op.Err != nil {
 		return
 	}
 	cmd, ok := c.(*redis.Cmd)
@@ -692,7 +692,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	b := make([]byte, 8, 8+len(value))
 	binary.BigEndian.PutUint64(b, uint64(s.now().Add(ttl).UnixMicro()))
 	b = append(b, value...)
-	return s.c.Set(ctx, s.prefix+key, b, max(ttl, time.Millisecond)).Err()
+	return full(s.c.Set(ctx, s.prefix+key, b, max(ttl, time.Millisecond)).Err())
 }
 
 // Get implements captchagate.Store.
