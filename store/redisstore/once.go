@@ -23,30 +23,24 @@ type onceStringCmd struct{ *redis.StringCmd }
 // NoRetry implements redis.Cmder.
 func (onceStringCmd) NoRetry() bool { return true }
 
-// onceScripter queues scripts on a pipeline as commands that are sent at
-// most once: redis.Script's EvalSha and Eval run through it.
-type onceScripter struct{ redis.Pipeliner }
+// script is a Lua script of the store's, run by its SHA1 (EVALSHA) or,
+// after NOSCRIPT, whole (EVAL).
+type script struct{ src, sha string }
 
-func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return o.eval(ctx, "evalsha", sha1, keys, args)
-}
+func newScript(src string) script { return script{src: src, sha: redis.NewScript(src).Hash()} }
 
-func (o onceScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return o.eval(ctx, "eval", script, keys, args)
-}
-
-func (o onceScripter) eval(ctx context.Context, name, payload string, keys []string, args []any) *redis.Cmd {
-	a := make([]any, 0, 3+len(keys)+len(args))
-	a = append(a, name, payload, len(keys))
-	for _, k := range keys {
-		a = append(a, k)
+// queueOnce queues sc on key with args on p, as a command that is sent at
+// most once: by its SHA1, or whole with eval.
+func queueOnce(ctx context.Context, p redis.Pipeliner, sc script, eval bool, key string, args ...any) *redis.Cmd {
+	a := make([]any, 0, 4+len(args))
+	if eval {
+		a = append(a, "eval", sc.src, 1, key)
+	} else {
+		a = append(a, "evalsha", sc.sha, 1, key)
 	}
-	a = append(a, args...)
-	cmd := redis.NewCmd(ctx, a...)
-	if len(keys) > 0 {
-		cmd.SetFirstKeyPos(3) // Cluster routes by the first key
-	}
-	o.Process(ctx, onceCmd{cmd})
+	cmd := redis.NewCmd(ctx, append(a, args...)...)
+	cmd.SetFirstKeyPos(3) // Cluster routes by the first key
+	p.Process(ctx, onceCmd{cmd})
 	return cmd
 }
 

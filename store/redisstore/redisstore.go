@@ -339,7 +339,7 @@ func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 //
 // KEYS[1] counter; ARGV: delta, window (µs), now (µs). Returns {n, e}, e = 0
 // when there is no counter (none before, or given back to zero).
-var incrScript = redis.NewScript(`
+var incrScript = newScript(`
 local now = tonumber(ARGV[3])
 local delta = tonumber(ARGV[1])
 local v = redis.call('HMGET', KEYS[1], 'n', 'e')
@@ -366,7 +366,7 @@ return {n, e}
 //
 // KEYS[1] bucket; ARGV: interval (µs), burst, take (0/1), now (µs). Returns
 // {1, 0} when a token is (taken or) available, {0, wait µs} otherwise.
-var allowScript = redis.NewScript(`
+var allowScript = newScript(`
 local now = tonumber(ARGV[4])
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -622,24 +622,18 @@ func (s *Store) exec(ctx context.Context, bs []*batch) {
 
 // queueOp adds op to p: a script (by its SHA, or whole with eval) or a DEL.
 func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.Op, now int64, eval bool) redis.Cmder {
-	key := []string{s.prefix + op.Key}
-	run := func(sc *redis.Script, args ...any) redis.Cmder {
-		if eval {
-			return sc.Eval(ctx, onceScripter{p}, key, args...)
-		}
-		return sc.EvalSha(ctx, onceScripter{p}, key, args...)
-	}
+	key := s.prefix + op.Key
 	switch op.Kind {
 	case captchagate.OpIncr:
-		return run(incrScript, op.Delta, micros(op.Window), now)
+		return queueOnce(ctx, p, incrScript, eval, key, op.Delta, micros(op.Window), now)
 	case captchagate.OpAllow:
 		take := 0
 		if op.Take {
 			take = 1
 		}
-		return run(allowScript, micros(op.Interval), max(op.Burst, 1), take, now)
+		return queueOnce(ctx, p, allowScript, eval, key, micros(op.Interval), max(op.Burst, 1), take, now)
 	case captchagate.OpReset:
-		return p.Del(ctx, key[0])
+		return p.Del(ctx, key)
 	}
 	// An unknown kind still takes its place in the pipeline, as an error.
 	cmd := redis.NewCmd(ctx)
