@@ -50,6 +50,28 @@
 // far: tests call it before asking another instance what they changed, and
 // a graceful shutdown before Close.
 //
+// # Memory
+//
+// Every key the store writes has a TTL, so every maxmemory-policy but
+// noeviction can evict the gate's state once Redis reaches its maxmemory:
+// allkeys-* evict any key, volatile-* any key with a TTL. A flood of
+// unique keys (many usernames from many addresses) then evicts counters,
+// an attacked account's among them, and the account is open again. Give
+// the gate a Redis instance of its own (maxmemory and the policy are per
+// instance, not per DB) with maxmemory-policy noeviction: nothing is
+// evicted, and at maxmemory Redis refuses writes (ErrFull) while reads,
+// resets and give-backs to zero still work. An attacked account then
+// stays tripped, but increments and new captchas fail, so under the
+// gate's default FailClosed new users get 503 until the flood's counters
+// expire. A counter takes about 270 bytes; size maxmemory for the keys
+// alive at once. New warns on any other policy
+// (Options.RequireSafeEviction refuses it). docs/redis.md has the
+// measurements.
+//
+// A request refused after counting (a ceiling, a captcha required) gives
+// its reservations back, and a counter given back to zero is deleted in
+// the same script: refused requests leave no counter behind.
+//
 // # Lost replies
 //
 // go-redis re-sends a command, or a whole pipeline, when its connection
