@@ -63,7 +63,7 @@
 // resets and give-backs to zero still work. An attacked account then
 // stays tripped, but increments and new captchas fail, so under the
 // gate's default FailClosed new users get 503 until the flood's counters
-// expire. A counter takes about 270 bytes; size maxmemory for the keys
+// expire. A counter takes about 300 bytes; size maxmemory for the keys
 // alive at once. New warns on any other policy
 // (Options.RequireSafeEviction refuses it). docs/redis.md has the
 // measurements.
