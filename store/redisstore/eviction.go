@@ -111,8 +111,7 @@ func refused(err error) bool {
 		return false
 	}
 	s := err.Error()
-	return strings.HasPrefix(s, "NOPERM") || strings.HasPrefix(s, "ERR unknown command") ||
-		strings.Contains(s, "unknown command")
+	return strings.HasPrefix(s, "NOPERM") || strings.Contains(s, "unknown command")
 }
 
 // ErrFull matches (errors.Is) the error of a write Redis refused because
