@@ -227,3 +227,25 @@ func TestLostReplyAppliedOnce(t *testing.T) {
 		assert.Zero(t, direct.Exists(ctx, s.Key("c:x")).Val(), "taken once")
 	})
 }
+
+// Refusing retries costs no failed call after a Redis restart: the client's
+// pool drops connections the server closed before handing them out, so the
+// first script and GETDEL after the restart go out on a new connection.
+func TestRestartCostsNoCall(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	s := newStore(t, c, storetest.NewClock().Now)
+	ctx := context.Background()
+	for i := range 2 {
+		_, _, err := s.Incr(ctx, "f:a", 1, time.Minute)
+		require.NoError(t, err, "round %d", i)
+		srv.Restart()
+		n, _, err := s.Incr(ctx, "f:a", 1, time.Minute)
+		require.NoError(t, err, "round %d: the first script after a restart", i)
+		assert.Equal(t, int64(1), n, "round %d: a restart without persistence forgot the count", i)
+		srv.Restart()
+		_, _, err = s.Take(ctx, "c:a")
+		require.NoError(t, err, "round %d: the first GETDEL after a restart", i)
+	}
+}
