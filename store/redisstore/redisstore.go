@@ -50,6 +50,45 @@
 // far: tests call it before asking another instance what they changed, and
 // a graceful shutdown before Close.
 //
+// # Memory
+//
+// Every key the store writes has a TTL, so every maxmemory-policy but
+// noeviction can evict the gate's state once Redis reaches its maxmemory:
+// allkeys-* evict any key, volatile-* any key with a TTL. A flood of
+// unique keys (many usernames from many addresses) then evicts counters,
+// an attacked account's among them, and the account is open again. Give
+// the gate a Redis instance of its own (maxmemory and the policy are per
+// instance, not per DB) with maxmemory-policy noeviction: nothing is
+// evicted, and at maxmemory Redis refuses writes (ErrFull) while reads,
+// resets and give-backs to zero still work. An attacked account then
+// stays tripped, but increments and new captchas fail, so under the
+// gate's default FailClosed new users get 503 until the flood's counters
+// expire. A counter takes about 300 bytes; size maxmemory for the keys
+// alive at once. New warns on any other policy
+// (Options.RequireSafeEviction refuses it). docs/redis.md has the
+// measurements.
+//
+// A request refused after counting (a ceiling, a captcha required) gives
+// its reservations back, and a counter given back to zero is deleted in
+// the same script: refused requests leave no counter behind.
+//
+// # Lost replies
+//
+// go-redis re-sends a command, or a whole pipeline, when its connection
+// fails before the reply arrives (the client's MaxRetries, 3 by default).
+// After a lost reply Redis may already have run it: a re-sent script would
+// count an increment or a give-back twice, or take two tokens, and a
+// re-sent GETDEL would report a taken captcha as not found. The store takes
+// the caller's client and cannot change its MaxRetries, so it marks those
+// commands as not to be re-sent (go-redis's Cmder.NoRetry), whatever the
+// client's options: a lost reply fails the call, and the operation ran
+// once or not at all, never twice. An increment that ran and failed errs
+// on the safe side (a count one higher until its window ends); a give-back
+// that ran is not given twice. SET, GET and DEL, which are harmless to
+// repeat, keep the client's retries. Redirects (MOVED, ASK) and errors
+// Redis answers instead of running a command (NOSCRIPT, LOADING) are not
+// lost replies and are handled as before.
+//
 // Keys are Options.Prefix followed by the gate's key, which is a kind letter
 // and a keyed hash (HMAC-SHA256 with the gate's secret) of the counted value,
 // or a random captcha id: usernames, phone numbers, emails and IP addresses
@@ -68,6 +107,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -105,8 +145,20 @@ type Options struct {
 
 	// Timeout bounds one pipeline's round trip. Default one second; the
 	// requests waiting on it give up at their own deadlines
-	// (captchagate.Config.StoreTimeout).
+	// (captchagate.Config.StoreTimeout). It also bounds New's check of the
+	// eviction policy.
 	Timeout time.Duration
+
+	// Logger receives New's warning when Redis's maxmemory-policy can evict
+	// the gate's state (anything but noeviction), or cannot be read.
+	// Default slog.Default().
+	Logger *slog.Logger
+
+	// RequireSafeEviction makes New return an error instead of a warning
+	// when a server's maxmemory-policy is not noeviction, or when it cannot
+	// be read (Redis unreachable, or CONFIG and INFO both refused to this
+	// client). Default false: New warns and goes on.
+	RequireSafeEviction bool
 }
 
 // Store is a captchagate.Store and captchagate.Batcher on Redis. It is safe
@@ -130,6 +182,12 @@ type Store struct {
 var _ captchagate.Batcher = (*Store)(nil)
 
 // New returns a Store on c.
+//
+// New reads the maxmemory-policy of the servers c writes to (CONFIG GET,
+// or INFO memory where CONFIG is refused), within Options.Timeout, and
+// warns through Options.Logger (or fails, with
+// Options.RequireSafeEviction) on a policy that can evict the gate's
+// state: see "Memory" in the package doc.
 //
 // The gate bounds how long a request waits on its store through context
 // deadlines (captchagate.Config.StoreTimeout), so c must honour them: New
@@ -160,6 +218,12 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := checkEviction(c, o); err != nil {
+		return nil, err
 	}
 	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout,
 		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{}),
@@ -289,9 +353,15 @@ func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 // now >= e, whether or not Redis has expired the key yet; the key's TTL is
 // set when the window starts, in the same script, and HSET keeps it.
 //
+// A give-back that brings the count to zero deletes the key in the same
+// script: a request refused after counting (and given back) leaves no key
+// behind, so a flood of refused requests with unique keys costs Redis no
+// memory. The counter is then absent, as if never created: the next
+// increment starts a new window.
+//
 // KEYS[1] counter; ARGV: delta, window (µs), now (µs). Returns {n, e}, e = 0
-// when there is no counter.
-var incrScript = redis.NewScript(`
+// when there is no counter (none before, or given back to zero).
+var incrScript = newScript(`
 local now = tonumber(ARGV[3])
 local delta = tonumber(ARGV[1])
 local v = redis.call('HMGET', KEYS[1], 'n', 'e')
@@ -306,7 +376,10 @@ if n == nil or e == nil or now >= e then
 end
 if delta == 0 then return {n, e} end
 n = n + delta
-if n < 0 then n = 0 end
+if n <= 0 then
+  redis.call('DEL', KEYS[1])
+  return {0, 0}
+end
 redis.call('HSET', KEYS[1], 'n', n)
 return {n, e}
 `)
@@ -315,7 +388,7 @@ return {n, e}
 //
 // KEYS[1] bucket; ARGV: interval (µs), burst, take (0/1), now (µs). Returns
 // {1, 0} when a token is (taken or) available, {0, wait µs} otherwise.
-var allowScript = redis.NewScript(`
+var allowScript = newScript(`
 local now = tonumber(ARGV[4])
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -571,24 +644,18 @@ func (s *Store) exec(ctx context.Context, bs []*batch) {
 
 // queueOp adds op to p: a script (by its SHA, or whole with eval) or a DEL.
 func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.Op, now int64, eval bool) redis.Cmder {
-	key := []string{s.prefix + op.Key}
-	run := func(sc *redis.Script, args ...any) redis.Cmder {
-		if eval {
-			return sc.Eval(ctx, p, key, args...)
-		}
-		return sc.EvalSha(ctx, p, key, args...)
-	}
+	key := s.prefix + op.Key
 	switch op.Kind {
 	case captchagate.OpIncr:
-		return run(incrScript, op.Delta, micros(op.Window), now)
+		return queueOnce(ctx, p, incrScript, eval, key, op.Delta, micros(op.Window), now)
 	case captchagate.OpAllow:
 		take := 0
 		if op.Take {
 			take = 1
 		}
-		return run(allowScript, micros(op.Interval), max(op.Burst, 1), take, now)
+		return queueOnce(ctx, p, allowScript, eval, key, micros(op.Interval), max(op.Burst, 1), take, now)
 	case captchagate.OpReset:
-		return p.Del(ctx, key[0])
+		return p.Del(ctx, key)
 	}
 	// An unknown kind still takes its place in the pipeline, as an error.
 	cmd := redis.NewCmd(ctx)
@@ -598,7 +665,7 @@ func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.
 
 // result reads op's reply.
 func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
-	if op.Err = c.Err(); op.Err != nil {
+	if op.Err = full(c.Err()); op.Err != nil {
 		return
 	}
 	cmd, ok := c.(*redis.Cmd)
@@ -641,7 +708,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	b := make([]byte, 8, 8+len(value))
 	binary.BigEndian.PutUint64(b, uint64(s.now().Add(ttl).UnixMicro()))
 	b = append(b, value...)
-	return s.c.Set(ctx, s.prefix+key, b, max(ttl, time.Millisecond)).Err()
+	return full(s.c.Set(ctx, s.prefix+key, b, max(ttl, time.Millisecond)).Err())
 }
 
 // Get implements captchagate.Store.
@@ -650,9 +717,11 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Take implements captchagate.Store with GETDEL: of many concurrent Takes,
-// Redis hands the item to one.
+// Redis hands the item to one. GETDEL is sent at most once (see once.go): a
+// lost reply fails the call rather than re-sending it, which would report
+// a taken item as not found.
 func (s *Store) Take(ctx context.Context, key string) ([]byte, bool, error) {
-	return s.item(s.c.GetDel(ctx, s.prefix+key))
+	return s.item(getDel(ctx, s.c, s.prefix+key))
 }
 
 func (s *Store) item(cmd *redis.StringCmd) ([]byte, bool, error) {
