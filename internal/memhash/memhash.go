@@ -233,6 +233,12 @@ func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (in
 		c = packCounter(nowMs+max((window+time.Millisecond-1).Milliseconds(), 1), 0)
 	}
 	n := max(c.n()+delta, 0)
+	if n == 0 && delta < 0 {
+		// Given back to zero: gone in the same locked step, so a refused
+		// request leaves no entry behind.
+		delete(sh.counters, h)
+		return 0, time.Time{}, nil
+	}
 	if delta != 0 {
 		c = packCounter(c.end(), n)
 		sh.counters[h] = c
