@@ -22,6 +22,7 @@ type Guard struct {
 	failStatus []int
 	needBody   bool
 	rates      bool // some key has a send rate
+	later      bool // some key counts in count's third round
 }
 
 // Guard returns the middleware of p. It panics if p is invalid, as chi's
@@ -48,6 +49,7 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	for i := range keys {
 		gd.needBody = gd.needBody || keys[i].Source.body
 		gd.rates = gd.rates || keys[i].interval > 0
+		gd.later = gd.later || keys[i].interval > 0 || keys[i].maxFailures > 0 && keys[i].ResetOnSuccess
 		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
 	}
 	g.mu.Lock()
@@ -282,45 +284,93 @@ func (ev *eval) addOp(op Op, kind counterKind, i int) {
 // the send-rate tokens. A failure counter is incremented before the handler
 // runs and given back afterwards unless the request failed, so that
 // concurrent requests can never all see a count under the threshold.
-// Ceilings come first so that a request refused by a ceiling takes no
-// send-rate token: a policy with both ceilings and send rates counts in two
-// rounds, any other in one (one round trip on a Batcher).
+//
+// A request refused outright leaves nothing behind: a key that alone refuses
+// it is judged before the counters it would not need are created. The order
+// is three rounds:
+//
+//  1. the ceilings: one reached refuses the request (429), which then takes
+//     no send-rate token and creates no failure counter;
+//  2. the failure counters of the coarse keys (those without
+//     ResetOnSuccess: an address, a device): one already tripped refuses a
+//     request that carries no proof at all (prove asks for a captcha), and
+//     then the per-account counters are not created;
+//  3. the per-account failure counters (ResetOnSuccess) and the send rates.
+//
+// Every round increments (reserves) rather than reads, so the concurrency
+// guarantee holds in each. Where rounds are free (the in-process store, a
+// plain Store at one call an operation anyway), the three run apart. On a
+// Batcher a round is a round trip: rounds 1 and 2 go together and round 3
+// after them only when the policy has both ceilings and send rates (two
+// round trips, as ceilings always needed); otherwise all go in one, and a
+// request refused by a coarse key gives back the per-account counters it
+// created, which the store deletes at zero in the same step
+// (Store.Incr), so nothing stays behind there either.
 //
 // Peeking (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
 func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode countMode) error {
-	c := gd.g.counter
+	free := gd.g.counter.freeRounds()
 	delta := int64(1)
 	if mode == peeking {
 		delta = 0
 	}
+	start := 0
 	for i := range gd.keys {
 		if k := &gd.keys[i]; ev.present.has(i) && k.Ceiling > 0 {
 			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
 		}
 	}
-	start := 0
-	if len(ev.ops) > 0 && gd.rates {
-		c.run(ctx, ev, ev.ops, ev.notes)
-		if err := gd.judge(r, ev, 0, mode); err != nil {
+	ceilings := len(ev.ops) > 0
+	if free {
+		if err := gd.round(ctx, r, ev, &start, mode); err != nil {
 			return err
 		}
-		start = len(ev.ops)
 	}
+	gd.addFailures(ev, delta, false)
+	if free || (ceilings && gd.rates) {
+		if err := gd.round(ctx, r, ev, &start, mode); err != nil {
+			return err
+		}
+		if mode == serving && ev.tripped != 0 && gd.later && !gd.carriesProof(r, ev) {
+			return nil // refused by the coarse keys alone: prove asks for a captcha
+		}
+	}
+	gd.addFailures(ev, delta, true)
 	for i := range gd.keys {
-		k := &gd.keys[i]
-		if !ev.present.has(i) {
-			continue
-		}
-		if k.maxFailures > 0 {
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
-		}
-		if k.interval > 0 {
+		if k := &gd.keys[i]; ev.present.has(i) && k.interval > 0 {
 			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
 		}
 	}
-	c.run(ctx, ev, ev.ops[start:], ev.notes[start:])
-	return gd.judge(r, ev, start, mode)
+	return gd.round(ctx, r, ev, &start, mode)
+}
+
+// addFailures adds the failure counters of the present keys that are
+// per-account (ResetOnSuccess) or, if not perAccount, the others.
+func (gd *Guard) addFailures(ev *eval, delta int64, perAccount bool) {
+	for i := range gd.keys {
+		if k := &gd.keys[i]; ev.present.has(i) && k.maxFailures > 0 && k.ResetOnSuccess == perAccount {
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
+		}
+	}
+}
+
+// round runs the ops added since *start and judges them.
+func (gd *Guard) round(ctx context.Context, r *http.Request, ev *eval, start *int, mode countMode) error {
+	from := *start
+	if from == len(ev.ops) {
+		return nil
+	}
+	*start = len(ev.ops)
+	gd.g.counter.run(ctx, ev, ev.ops[from:], ev.notes[from:])
+	return gd.judge(r, ev, from, mode)
+}
+
+// carriesProof reports whether r carries proof that prove would try: a
+// well-formed token or captcha id. It spends nothing.
+func (gd *Guard) carriesProof(r *http.Request, ev *eval) bool {
+	tok, id, _, err := gd.proof(r, ev)
+	return err == nil && (tok != "" || id != "")
 }
 
 // judge reads the results of ev.ops from the index from on: it records
