@@ -146,8 +146,8 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 func (*memCounter) freeRounds() bool { return true }
 
 // giveBack runs ops at once, at the request's time. The in-process store
-// never fails to lower a count (it fails only to add an entry, ErrFull):
-// there is nothing to report, and no result to fill in.
+// never fails to count (at its bound it over-counts): there is nothing to
+// report, and no result to fill in.
 func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opNote, _ storeReport) {
 	for j := range ops {
 		switch h := notes[j].h; ops[j].Kind {
