@@ -19,7 +19,14 @@ import "math/bits"
 // spilled counter does not lower it, and it is forgotten only when every
 // window spilled into its cells has ended. That errs on one side only: a
 // name that shares cells with a flood reads high, and its requests are
-// asked for a captcha until the flood's windows end.
+// asked for a captcha until the flood's windows end (a cell lives as long
+// as the longest window spilled into it, of any policy). The guard cannot
+// tell a spilled count from a counted one: a ceiling that reads past its
+// limit refuses (429) as it would for the count it over-estimates. And a
+// bucket that inherits a cell's arrival time and is spilled again pushes
+// the cell later, so under a flood of new buckets faster than a shard holds
+// them, spilled buckets run dry sooner (they ask for captchas, or the
+// creation budget says retry later).
 type spill struct {
 	counts [spillRows][]counter
 	tats   [spillRows][]int64
