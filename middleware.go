@@ -298,7 +298,8 @@ func (ev *eval) addOp(op Op, kind counterKind, i int) {
 //  3. the per-account failure counters (ResetOnSuccess) and the send rates.
 //
 // Every round increments (reserves) rather than reads, so the concurrency
-// guarantee holds in each. Where rounds are free (the in-process store, a
+// guarantee holds in each; a round is judged at once only when it may refuse
+// (mayRefuse), so a request under every threshold is judged once. Where rounds are free (the in-process store, a
 // plain Store at one call an operation anyway), the three run apart. On a
 // Batcher a round is a round trip: rounds 1 and 2 go together and round 3
 // after them only when the policy has both ceilings and send rates (two
@@ -310,30 +311,41 @@ func (ev *eval) addOp(op Op, kind counterKind, i int) {
 // Peeking (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
 func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode countMode) error {
-	free := gd.g.counter.freeRounds()
+	c := gd.g.counter
+	free := c.freeRounds()
 	delta := int64(1)
 	if mode == peeking {
 		delta = 0
 	}
-	start := 0
+	ran, judged := 0, 0 // ev.ops[:ran] have run, ev.ops[:judged] are judged
 	for i := range gd.keys {
 		if k := &gd.keys[i]; ev.present.has(i) && k.Ceiling > 0 {
 			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
 		}
 	}
 	ceilings := len(ev.ops) > 0
-	if free {
-		if err := gd.round(ctx, r, ev, &start, mode); err != nil {
+	if free && ceilings {
+		c.run(ctx, ev, ev.ops, ev.notes)
+		ran = len(ev.ops)
+		if err := gd.judge(r, ev, 0, mode); err != nil {
 			return err
 		}
+		judged = ran
 	}
 	gd.addFailures(ev, delta, false)
-	if free || (ceilings && gd.rates) {
-		if err := gd.round(ctx, r, ev, &start, mode); err != nil {
-			return err
-		}
-		if mode == serving && ev.tripped != 0 && gd.later && !gd.carriesProof(r, ev) {
-			return nil // refused by the coarse keys alone: prove asks for a captcha
+	if (free || ceilings && gd.rates) && ran < len(ev.ops) {
+		c.run(ctx, ev, ev.ops[ran:], ev.notes[ran:])
+		ran = len(ev.ops)
+		// Judged now only if something may refuse: the common request
+		// is judged once, after round 3.
+		if gd.mayRefuse(ev, judged, mode) {
+			if err := gd.judge(r, ev, judged, mode); err != nil {
+				return err
+			}
+			judged = ran
+			if mode == serving && ev.tripped != 0 && gd.later && !gd.carriesProof(r, ev) {
+				return nil // refused by the coarse keys alone: prove asks for a captcha
+			}
 		}
 	}
 	gd.addFailures(ev, delta, true)
@@ -342,7 +354,31 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode coun
 			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
 		}
 	}
-	return gd.round(ctx, r, ev, &start, mode)
+	if ran < len(ev.ops) {
+		c.run(ctx, ev, ev.ops[ran:], ev.notes[ran:])
+	}
+	return gd.judge(r, ev, judged, mode)
+}
+
+// mayRefuse reports whether judging ev.ops from the index from on may
+// refuse the request or trip a key: a store failure, or a count past its
+// ceiling or threshold (as judge counts them). It only saves the common
+// request a judging pass: ops it passes over are judged with round 3's.
+func (gd *Guard) mayRefuse(ev *eval, from int, mode countMode) bool {
+	this := int64(0)
+	if mode == peeking {
+		this = 1
+	}
+	for j := from; j < len(ev.ops); j++ {
+		op, k := &ev.ops[j], &gd.keys[ev.notes[j].key]
+		switch {
+		case op.Err != nil,
+			ev.notes[j].kind == failureCount && op.N+this > k.maxFailures,
+			ev.notes[j].kind == ceilingCount && op.N+this > int64(k.Ceiling):
+			return true
+		}
+	}
+	return false
 }
 
 // addFailures adds the failure counters of the present keys that are
@@ -353,17 +389,6 @@ func (gd *Guard) addFailures(ev *eval, delta int64, perAccount bool) {
 			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
 		}
 	}
-}
-
-// round runs the ops added since *start and judges them.
-func (gd *Guard) round(ctx context.Context, r *http.Request, ev *eval, start *int, mode countMode) error {
-	from := *start
-	if from == len(ev.ops) {
-		return nil
-	}
-	*start = len(ev.ops)
-	gd.g.counter.run(ctx, ev, ev.ops[from:], ev.notes[from:])
-	return gd.judge(r, ev, from, mode)
 }
 
 // carriesProof reports whether r carries proof that prove would try: a
