@@ -163,6 +163,7 @@ type Gate struct {
 	media                *mediaCache
 	renderSlots          chan struct{}
 	counter              counter // how guards count on the store
+	freeRounds           bool    // counter.freeRounds(), asked once
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -307,6 +308,7 @@ func (g *Gate) setStore(c Config) {
 	default:
 		g.counter = &storeCounter{hmacNames{g}, s}
 	}
+	g.freeRounds = g.counter.freeRounds()
 }
 
 // bucket turns a configured rate and burst into a GCRA interval and burst,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
 	"net/http"
 	"slices"
 	"sync"
@@ -22,7 +23,9 @@ type Guard struct {
 	failStatus []int
 	needBody   bool
 	rates      bool // some key has a send rate
-	later      bool // some key counts in count's third round
+	// The keys of each of count's rounds: with a ceiling; with a failure
+	// counter, coarse (not ResetOnSuccess) or per-account; with a send rate.
+	ceilKeys, coarseKeys, accountKeys, rateKeys keySet
 }
 
 // Guard returns the middleware of p. It panics if p is invalid, as chi's
@@ -49,7 +52,7 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	for i := range keys {
 		gd.needBody = gd.needBody || keys[i].Source.body
 		gd.rates = gd.rates || keys[i].interval > 0
-		gd.later = gd.later || keys[i].interval > 0 || keys[i].maxFailures > 0 && keys[i].ResetOnSuccess
+		gd.setRounds(i)
 		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
 	}
 	g.mu.Lock()
@@ -59,6 +62,23 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	}
 	g.policies[p.Name] = gd
 	return gd, nil
+}
+
+// setRounds puts key i in the sets of the rounds it counts in.
+func (gd *Guard) setRounds(i int) {
+	k := &gd.keys[i]
+	if k.Ceiling > 0 {
+		gd.ceilKeys.add(i)
+	}
+	switch {
+	case k.maxFailures > 0 && k.ResetOnSuccess:
+		gd.accountKeys.add(i)
+	case k.maxFailures > 0:
+		gd.coarseKeys.add(i)
+	}
+	if k.interval > 0 {
+		gd.rateKeys.add(i)
+	}
 }
 
 func (g *Gate) policy(name string) (*Guard, bool) {
@@ -311,18 +331,9 @@ func (ev *eval) addOp(op Op, kind counterKind, i int) {
 // Peeking (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
 func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode countMode) error {
-	c := gd.g.counter
-	free := c.freeRounds()
-	delta := int64(1)
-	if mode == peeking {
-		delta = 0
-	}
+	c, free := gd.g.counter, gd.g.freeRounds
 	ran, judged := 0, 0 // ev.ops[:ran] have run, ev.ops[:judged] are judged
-	for i := range gd.keys {
-		if k := &gd.keys[i]; ev.present.has(i) && k.Ceiling > 0 {
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
-		}
-	}
+	gd.addOps(ev, gd.ceilKeys&ev.present, ceilingCount, mode)
 	ceilings := len(ev.ops) > 0
 	if free && ceilings {
 		c.run(ctx, ev, ev.ops, ev.notes)
@@ -332,8 +343,9 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode coun
 		}
 		judged = ran
 	}
-	gd.addFailures(ev, delta, false)
-	if (free || ceilings && gd.rates) && ran < len(ev.ops) {
+	gd.addOps(ev, gd.coarseKeys&ev.present, failureCount, mode)
+	later := (gd.accountKeys|gd.rateKeys)&ev.present != 0
+	if (free || ceilings && gd.rates) && ran < len(ev.ops) && later {
 		c.run(ctx, ev, ev.ops[ran:], ev.notes[ran:])
 		ran = len(ev.ops)
 		// Judged now only if something may refuse: the common request
@@ -343,21 +355,38 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode coun
 				return err
 			}
 			judged = ran
-			if mode == serving && ev.tripped != 0 && gd.later && !gd.carriesProof(r, ev) {
+			if mode == serving && ev.tripped != 0 && !gd.carriesProof(r, ev) {
 				return nil // refused by the coarse keys alone: prove asks for a captcha
 			}
 		}
 	}
-	gd.addFailures(ev, delta, true)
-	for i := range gd.keys {
-		if k := &gd.keys[i]; ev.present.has(i) && k.interval > 0 {
-			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
-		}
-	}
+	gd.addOps(ev, gd.accountKeys&ev.present, failureCount, mode)
+	gd.addOps(ev, gd.rateKeys&ev.present, sendRate, mode)
 	if ran < len(ev.ops) {
 		c.run(ctx, ev, ev.ops[ran:], ev.notes[ran:])
 	}
 	return gd.judge(r, ev, judged, mode)
+}
+
+// addOps appends to ev.ops the counters of kind of the keys in set: added
+// (reserved, taken) when serving, read when peeking.
+func (gd *Guard) addOps(ev *eval, set keySet, kind counterKind, mode countMode) {
+	delta := int64(1)
+	if mode == peeking {
+		delta = 0
+	}
+	for ; set != 0; set &= set - 1 {
+		i := bits.TrailingZeros16(uint16(set))
+		k := &gd.keys[i]
+		switch kind {
+		case ceilingCount:
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, kind, i)
+		case failureCount:
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, kind, i)
+		case sendRate:
+			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, kind, i)
+		}
+	}
 }
 
 // mayRefuse reports whether judging ev.ops from the index from on may
@@ -379,16 +408,6 @@ func (gd *Guard) mayRefuse(ev *eval, from int, mode countMode) bool {
 		}
 	}
 	return false
-}
-
-// addFailures adds the failure counters of the present keys that are
-// per-account (ResetOnSuccess) or, if not perAccount, the others.
-func (gd *Guard) addFailures(ev *eval, delta int64, perAccount bool) {
-	for i := range gd.keys {
-		if k := &gd.keys[i]; ev.present.has(i) && k.maxFailures > 0 && k.ResetOnSuccess == perAccount {
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
-		}
-	}
 }
 
 // carriesProof reports whether r carries proof that prove would try: a
