@@ -76,6 +76,10 @@ type counter interface {
 	// batchCounter, run within ctx one call each by storeCounter. A failure
 	// goes to report, possibly later, from another goroutine.
 	giveBack(ctx context.Context, ev *eval, ops []Op, notes []opNote, report storeReport)
+	// freeRounds reports whether splitting a request's counting into more
+	// runs costs no more waiting (true in process and one call an
+	// operation; false on a Batcher, where each run is a round trip).
+	freeRounds() bool
 }
 
 var (
@@ -139,9 +143,11 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 	}
 }
 
+func (*memCounter) freeRounds() bool { return true }
+
 // giveBack runs ops at once, at the request's time. The in-process store
-// never fails to lower a count (it fails only to add an entry, ErrFull):
-// there is nothing to report, and no result to fill in.
+// never fails to count (at its bound it over-counts): there is nothing to
+// report, and no result to fill in.
 func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opNote, _ storeReport) {
 	for j := range ops {
 		switch h := notes[j].h; ops[j].Kind {
@@ -191,6 +197,8 @@ type batchCounter struct {
 	b Batcher
 }
 
+func (*batchCounter) freeRounds() bool { return false }
+
 func (c *batchCounter) run(ctx context.Context, ev *eval, ops []Op, notes []opNote) {
 	c.name(ev, ops, notes)
 	c.b.Do(ctx, ops)
@@ -206,6 +214,8 @@ type storeCounter struct {
 	hmacNames
 	s Store
 }
+
+func (*storeCounter) freeRounds() bool { return true }
 
 func (c *storeCounter) run(ctx context.Context, ev *eval, ops []Op, notes []opNote) {
 	c.name(ev, ops, notes)

@@ -48,7 +48,11 @@ type Config struct {
 	// Store holds counters, captchas and tokens. Default: a memstore.Store
 	// bounded by MaxEntries, closed by Gate.Close.
 	Store Store
-	// MaxEntries bounds the default store. Default 1<<20.
+	// MaxEntries bounds the entries (counters, buckets, captchas, tokens) of
+	// the default store. Default 1<<20 (tens of MB). At the bound it
+	// over-counts rather than refuse or forget (store/memstore): a tripped
+	// counter stays tripped, and newcomers are asked for a captcha until the
+	// flood's windows end.
 	MaxEntries int
 
 	// Challenge is the kind of captcha issued. Default Digits{}.
@@ -171,6 +175,7 @@ type Gate struct {
 	renderSlots          chan struct{}
 	captchas             captchaKeeper // sealed or stored (seal.go)
 	counter              counter       // how guards count on the store
+	freeRounds           bool          // counter.freeRounds(), asked once
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
@@ -320,6 +325,7 @@ func (g *Gate) setStore(c Config) {
 	default:
 		g.counter = &storeCounter{hmacNames{g}, s}
 	}
+	g.freeRounds = g.counter.freeRounds()
 }
 
 // bucket turns a configured rate and burst into a GCRA interval and burst,

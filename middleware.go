@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
 	"net/http"
 	"slices"
 	"sync"
@@ -22,6 +23,9 @@ type Guard struct {
 	failStatus []int
 	needBody   bool
 	rates      bool // some key has a send rate
+	// The keys of each of count's rounds: with a ceiling; with a failure
+	// counter, coarse (not ResetOnSuccess) or per-account; with a send rate.
+	ceilKeys, coarseKeys, accountKeys, rateKeys keySet
 }
 
 // Guard returns the middleware of p. It panics if p is invalid, as chi's
@@ -48,6 +52,7 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	for i := range keys {
 		gd.needBody = gd.needBody || keys[i].Source.body
 		gd.rates = gd.rates || keys[i].interval > 0
+		gd.setRounds(i)
 		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
 	}
 	g.mu.Lock()
@@ -57,6 +62,23 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	}
 	g.policies[p.Name] = gd
 	return gd, nil
+}
+
+// setRounds puts key i in the sets of the rounds it counts in.
+func (gd *Guard) setRounds(i int) {
+	k := &gd.keys[i]
+	if k.Ceiling > 0 {
+		gd.ceilKeys.add(i)
+	}
+	switch {
+	case k.maxFailures > 0 && k.ResetOnSuccess:
+		gd.accountKeys.add(i)
+	case k.maxFailures > 0:
+		gd.coarseKeys.add(i)
+	}
+	if k.interval > 0 {
+		gd.rateKeys.add(i)
+	}
 }
 
 func (g *Gate) policy(name string) (*Guard, bool) {
@@ -282,45 +304,117 @@ func (ev *eval) addOp(op Op, kind counterKind, i int) {
 // the send-rate tokens. A failure counter is incremented before the handler
 // runs and given back afterwards unless the request failed, so that
 // concurrent requests can never all see a count under the threshold.
-// Ceilings come first so that a request refused by a ceiling takes no
-// send-rate token: a policy with both ceilings and send rates counts in two
-// rounds, any other in one (one round trip on a Batcher).
+//
+// A request refused outright leaves nothing behind: a key that alone refuses
+// it is judged before the counters it would not need are created. The order
+// is three rounds:
+//
+//  1. the ceilings: one reached refuses the request (429), which then takes
+//     no send-rate token and creates no failure counter;
+//  2. the failure counters of the coarse keys (those without
+//     ResetOnSuccess: an address, a device): one already tripped refuses a
+//     request that carries no proof at all (prove asks for a captcha), and
+//     then the per-account counters are not created;
+//  3. the per-account failure counters (ResetOnSuccess) and the send rates.
+//
+// Every round increments (reserves) rather than reads, so the concurrency
+// guarantee holds in each; a round is judged at once only when it may refuse
+// (mayRefuse), so a request under every threshold is judged once. Where rounds are free (the in-process store, a
+// plain Store at one call an operation anyway), the three run apart. On a
+// Batcher a round is a round trip: rounds 1 and 2 go together and round 3
+// after them only when the policy has both ceilings and send rates (two
+// round trips, as ceilings always needed); otherwise all go in one, and a
+// request refused by a coarse key gives back the per-account counters it
+// created, which the store deletes at zero in the same step
+// (Store.Incr), so nothing stays behind there either.
 //
 // Peeking (Check), count reads instead of writing, judges the counts as if
 // this request were added, reports no events and returns store failures.
 func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode countMode) error {
-	c := gd.g.counter
+	c, free := gd.g.counter, gd.g.freeRounds
+	ran, judged := 0, 0 // ev.ops[:ran] have run, ev.ops[:judged] are judged
+	gd.addOps(ev, gd.ceilKeys&ev.present, ceilingCount, mode)
+	ceilings := len(ev.ops) > 0
+	if free && ceilings {
+		c.run(ctx, ev, ev.ops, ev.notes)
+		ran = len(ev.ops)
+		if err := gd.judge(r, ev, 0, mode); err != nil {
+			return err
+		}
+		judged = ran
+	}
+	gd.addOps(ev, gd.coarseKeys&ev.present, failureCount, mode)
+	later := (gd.accountKeys|gd.rateKeys)&ev.present != 0
+	if (free || ceilings && gd.rates) && ran < len(ev.ops) && later {
+		c.run(ctx, ev, ev.ops[ran:], ev.notes[ran:])
+		ran = len(ev.ops)
+		// Judged now only if something may refuse: the common request
+		// is judged once, after round 3.
+		if gd.mayRefuse(ev, judged, mode) {
+			if err := gd.judge(r, ev, judged, mode); err != nil {
+				return err
+			}
+			judged = ran
+			if mode == serving && ev.tripped != 0 && !gd.carriesProof(r, ev) {
+				return nil // refused by the coarse keys alone: prove asks for a captcha
+			}
+		}
+	}
+	gd.addOps(ev, gd.accountKeys&ev.present, failureCount, mode)
+	gd.addOps(ev, gd.rateKeys&ev.present, sendRate, mode)
+	if ran < len(ev.ops) {
+		c.run(ctx, ev, ev.ops[ran:], ev.notes[ran:])
+	}
+	return gd.judge(r, ev, judged, mode)
+}
+
+// addOps appends to ev.ops the counters of kind of the keys in set: added
+// (reserved, taken) when serving, read when peeking.
+func (gd *Guard) addOps(ev *eval, set keySet, kind counterKind, mode countMode) {
 	delta := int64(1)
 	if mode == peeking {
 		delta = 0
 	}
-	for i := range gd.keys {
-		if k := &gd.keys[i]; ev.present.has(i) && k.Ceiling > 0 {
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, ceilingCount, i)
-		}
-	}
-	start := 0
-	if len(ev.ops) > 0 && gd.rates {
-		c.run(ctx, ev, ev.ops, ev.notes)
-		if err := gd.judge(r, ev, 0, mode); err != nil {
-			return err
-		}
-		start = len(ev.ops)
-	}
-	for i := range gd.keys {
+	for ; set != 0; set &= set - 1 {
+		i := bits.TrailingZeros16(uint16(set))
 		k := &gd.keys[i]
-		if !ev.present.has(i) {
-			continue
-		}
-		if k.maxFailures > 0 {
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, failureCount, i)
-		}
-		if k.interval > 0 {
-			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, sendRate, i)
+		switch kind {
+		case ceilingCount:
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, kind, i)
+		case failureCount:
+			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, kind, i)
+		case sendRate:
+			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, kind, i)
 		}
 	}
-	c.run(ctx, ev, ev.ops[start:], ev.notes[start:])
-	return gd.judge(r, ev, start, mode)
+}
+
+// mayRefuse reports whether judging ev.ops from the index from on may
+// refuse the request or trip a key: a store failure, or a count past its
+// ceiling or threshold (as judge counts them). It only saves the common
+// request a judging pass: ops it passes over are judged with round 3's.
+func (gd *Guard) mayRefuse(ev *eval, from int, mode countMode) bool {
+	this := int64(0)
+	if mode == peeking {
+		this = 1
+	}
+	for j := from; j < len(ev.ops); j++ {
+		op, k := &ev.ops[j], &gd.keys[ev.notes[j].key]
+		switch {
+		case op.Err != nil,
+			ev.notes[j].kind == failureCount && op.N+this > k.maxFailures,
+			ev.notes[j].kind == ceilingCount && op.N+this > int64(k.Ceiling):
+			return true
+		}
+	}
+	return false
+}
+
+// carriesProof reports whether r carries proof that prove would try: a
+// well-formed token or captcha id. It spends nothing.
+func (gd *Guard) carriesProof(r *http.Request, ev *eval) bool {
+	tok, id, _, err := gd.proof(r, ev)
+	return err == nil && (tok != "" || id != "")
 }
 
 // judge reads the results of ev.ops from the index from on: it records

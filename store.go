@@ -26,7 +26,9 @@ type Store interface {
 	// Incr adds delta to the fixed-window counter at key and returns the new
 	// count and the end of the current window. A counter that does not exist or
 	// has expired starts at zero with a window of the given length. A negative
-	// delta never takes the count below zero and never creates a counter; a zero
+	// delta never takes the count below zero and never creates a counter, and a
+	// counter it brings to zero is deleted in the same atomic step (a later zero
+	// delta finds no counter): a count given back leaves no entry behind. A zero
 	// delta reads the count without creating anything (reset is then the zero
 	// time if there is no counter).
 	Incr(ctx context.Context, key string, delta int64, window time.Duration) (n int64, reset time.Time, err error)

@@ -2,6 +2,12 @@
 // token buckets and items under a bound on their number, with the counters
 // and buckets named by 64-bit hashes.
 //
+// At the bound it never refuses a counter or a bucket and never reads one
+// lower than it counted: what the maps have no room for goes to a sketch of
+// fixed size that can only over-count (see spill). Items are never evicted
+// while live; a new item finds room by moving a counter or a bucket to the
+// sketch, or fails with ErrFull.
+//
 // store/memstore wraps it (memstore.Store is defined as Store, with the
 // string-keyed methods of captchagate.Store), and the gate's guard counts on
 // it directly: it names its counters by a seeded hash of its own and reads
@@ -20,14 +26,18 @@ import (
 	"time"
 )
 
-// ErrFull is returned when the store holds Options.MaxEntries live entries and
-// a write needs a new one. store/memstore exports it as memstore.ErrFull.
+// ErrFull is returned by Put when a shard holds only live items, up to its
+// part of Options.MaxEntries, and a new item needs room: items (captchas,
+// tokens, spent marks) are never evicted while live. Counters and buckets
+// never fail. store/memstore exports it as memstore.ErrFull.
 var ErrFull = errors.New("memstore: store is full")
 
 // Options configures a Store. The zero value is usable.
 type Options struct {
 	// MaxEntries bounds the number of entries (counters, buckets and items
-	// together), exactly. Default 1<<20; at least 64 (one per shard).
+	// together), exactly. Default 1<<20; at least 64 (one per shard). A
+	// shard that reaches its part allocates its sketch (spill), once: at
+	// most 32 bytes per entry of its part (at least 512 bytes).
 	MaxEntries int
 	// Janitor says that the caller runs Janitor on a goroutine of its own
 	// (Close then waits for it to stop).
@@ -79,9 +89,10 @@ type shard struct {
 	counters  map[uint64]counter
 	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
 	items     map[string]item
+	spill     *spill // nil until the shard first reaches its limit
 	lastSweep int64
 	limit     int64    // this shard's part of MaxEntries
-	_         [32]byte // keep shards on separate cache lines
+	_         [24]byte // keep shards on separate cache lines
 }
 
 // New returns a Store.
@@ -185,16 +196,87 @@ func (s *Store) sweep(sh *shard, now int64) {
 	}
 }
 
-// room makes room for one new entry: it sweeps expired entries at most once a
-// second per shard, so a flood cannot turn every insert into a full scan.
-func (s *Store) room(sh *shard, now int64) bool {
+// entryKind is the kind of entry room makes room for.
+type entryKind uint8
+
+const (
+	counterEntry entryKind = iota
+	bucketEntry
+	itemEntry
+)
+
+// sample is how many entries of a map room looks at to choose one to evict.
+const sample = 8
+
+// room makes room in sh for one new entry of kind want. Below the limit
+// there is room. At the limit, it first sweeps expired entries (at most once
+// a second per shard, so a flood cannot turn every insert into a full scan),
+// then evicts one entry from a sample (Go randomizes where iteration over a
+// map starts): an expired counter or bucket first; otherwise, for a new
+// counter whose count will be n, the counter of lowest count if that is at
+// most n; for a new bucket, the bucket that has used the fewest tokens; for
+// a new item, the counter of lowest count, else that bucket. An evicted
+// live counter or bucket moves to the spill, which never reads it lower.
+// Items are never evicted while live. It reports whether there is room;
+// when not, the caller spills its counter or bucket, or refuses its item.
+func (s *Store) room(sh *shard, now int64, want entryKind, n int64) bool {
 	if int64(sh.len()) < sh.limit {
 		return true
 	}
 	if now < sh.lastSweep || now-sh.lastSweep >= int64(time.Second) {
 		s.sweep(sh, now)
+		if int64(sh.len()) < sh.limit {
+			return true
+		}
 	}
-	return int64(sh.len()) < sh.limit
+	nowMs := s.ms(now)
+	var minKey uint64
+	var minC counter
+	found := false
+	if want != bucketEntry {
+		i := 0
+		for k, c := range sh.counters {
+			if nowMs >= c.end() {
+				delete(sh.counters, k)
+				return true
+			}
+			if !found || c.n() < minC.n() {
+				minKey, minC, found = k, c, true
+			}
+			if i++; i == sample {
+				break
+			}
+		}
+		if found && (want == itemEntry || minC.n() <= n) {
+			sh.spillArea().addCount(minKey, minC.end(), minC.n(), nowMs)
+			delete(sh.counters, minKey)
+			return true
+		}
+	}
+	if want == counterEntry {
+		return false
+	}
+	var minTat int64
+	found = false
+	i := 0
+	for k, tat := range sh.buckets {
+		if now >= tat {
+			delete(sh.buckets, k)
+			return true
+		}
+		if !found || tat < minTat {
+			minKey, minTat, found = k, tat, true
+		}
+		if i++; i == sample {
+			break
+		}
+	}
+	if found {
+		sh.spillArea().addTat(minKey, minTat)
+		delete(sh.buckets, minKey)
+		return true
+	}
+	return false
 }
 
 // Hash names key under the store's own seed: how memstore's string-keyed
@@ -224,15 +306,33 @@ func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (in
 		ok = false
 	}
 	if !ok {
+		// A counter the maps had no room for lives on in the spill, as an
+		// over-count: a new counter starts from it.
+		var spilled counter
+		if sh.spill != nil {
+			spilled = sh.spill.count(h, nowMs)
+		}
 		if delta <= 0 {
-			return 0, time.Time{}, nil
+			// A read, or a give-back that cannot lower a spilled count.
+			if spilled == 0 {
+				return 0, time.Time{}, nil
+			}
+			return spilled.n(), time.UnixMilli(s.epoch + spilled.end()), nil
 		}
-		if !s.room(sh, now) {
-			return 0, time.Time{}, ErrFull
+		end := nowMs + max((window+time.Millisecond-1).Milliseconds(), 1)
+		if !s.room(sh, now, counterEntry, spilled.n()+delta) {
+			c = sh.spillArea().addCount(h, end, delta, nowMs)
+			return c.n(), time.UnixMilli(s.epoch + c.end()), nil
 		}
-		c = packCounter(nowMs+max((window+time.Millisecond-1).Milliseconds(), 1), 0)
+		c = packCounter(end, spilled.n())
 	}
 	n := max(c.n()+delta, 0)
+	if n == 0 && delta < 0 {
+		// Given back to zero: gone in the same locked step, so a refused
+		// request leaves no entry behind.
+		delete(sh.counters, h)
+		return 0, time.Time{}, nil
+	}
 	if delta != 0 {
 		c = packCounter(c.end(), n)
 		sh.counters[h] = c
@@ -262,9 +362,10 @@ func (s *Store) Allow(h uint64, interval time.Duration, burst int, take bool, no
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	tat, ok := sh.buckets[h]
-	if !ok || tat < now {
-		tat = now
+	if !ok && sh.spill != nil {
+		tat = sh.spill.tat(h) // a bucket the maps had no room for, never fuller
 	}
+	tat = max(tat, now)
 	newTat := tat + int64(interval)
 	limit := int64(interval) * int64(burst)
 	if newTat-now > limit {
@@ -273,8 +374,9 @@ func (s *Store) Allow(h uint64, interval time.Duration, burst int, take bool, no
 	if !take {
 		return true, 0, nil
 	}
-	if !ok && !s.room(sh, now) {
-		return false, 0, ErrFull
+	if !ok && !s.room(sh, now, bucketEntry, 0) {
+		sh.spillArea().addTat(h, newTat)
+		return true, 0, nil
 	}
 	sh.buckets[h] = newTat
 	return true, 0, nil
@@ -287,7 +389,7 @@ func (s *Store) Put(key string, value []byte, ttl time.Duration) error {
 	v := append([]byte(nil), value...)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.items[key]; !ok && !s.room(sh, now) {
+	if _, ok := sh.items[key]; !ok && !s.room(sh, now, itemEntry, 0) {
 		return ErrFull
 	}
 	sh.items[key] = item{v: v, exp: now + int64(ttl)}

@@ -1,11 +1,28 @@
 // Package memstore is the in-memory store of captchagate, and its default.
 //
 // It is safe for concurrent use, checks expiry on every read, and holds at most
-// Options.MaxEntries counters, buckets and items in all: when full, a write
-// that would add a new entry first drops expired ones and, if none can go,
-// fails with ErrFull (the gate then follows its failure policy, by default
-// asking for a captcha). It never evicts live entries, so a flood of unique
-// keys cannot erase the counter of a victim.
+// Options.MaxEntries counters, buckets and items in all. A counter given back
+// to zero is deleted in the same step, so a refused request leaves nothing
+// behind.
+//
+// At the bound it degrades to over-counting, never to refusing and never to
+// forgetting: a write that needs a new entry first drops expired ones (at most
+// one sweep a second per shard), then evicts one from a sample: an expired
+// counter or bucket, else the counter of lowest count (for a new counter, only
+// one counting no more than the newcomer will) or the bucket that has used the
+// fewest tokens. An evicted counter or bucket moves to a sketch of fixed size
+// (a count-min sketch of counts, a max-sketch of buckets' arrival times) that
+// can only over-count: a counter never reads lower than its count, and a
+// bucket never fuller than it was. A newcomer that finds no room lives in the
+// sketch. So a flood of unique keys cannot erase the counter of a victim, and
+// newcomers during the flood read high: asked for a captcha, never refused
+// with an error. The sketch forgets when the windows spilled into it end;
+// giving back or resetting a spilled counter does not lower it.
+//
+// Items (captchas, tokens) are never evicted while live: losing one would
+// refuse a user who solved a captcha, or let a spent one be used again. A new
+// item makes room by moving a counter or a bucket to the sketch; in a shard
+// that holds only live items, Put fails with ErrFull.
 //
 // A failure counter takes 16 bytes of map slot (about 36 bytes of heap per
 // tracked key at a million keys, BenchmarkMemoryPerKey): its window's end is
@@ -24,8 +41,9 @@ import (
 	"github.com/captchagate/captchagate/internal/memhash"
 )
 
-// ErrFull is returned when the store holds Options.MaxEntries live entries and
-// a write needs a new one.
+// ErrFull is returned by Put when a new item finds a shard of the store
+// holding only live items, up to its part of Options.MaxEntries. Counters and
+// buckets never fail.
 var ErrFull = memhash.ErrFull
 
 // MaxCount is the largest count a counter holds; Incr saturates there.
@@ -37,7 +55,9 @@ var _ = [MaxCount - memhash.MaxCount][memhash.MaxCount - MaxCount]struct{}{}
 // Options configures a Store. The zero value is usable.
 type Options struct {
 	// MaxEntries bounds the number of entries (counters, buckets and items
-	// together), exactly. Default 1<<20; at least 64 (one per shard).
+	// together), exactly. Default 1<<20; at least 64 (one per shard). A
+	// shard that reaches its part allocates its sketch once: at most 32
+	// bytes an entry of its part.
 	MaxEntries int
 	// CleanupInterval is how often the janitor drops expired entries.
 	// Default one minute; a negative value disables the janitor.

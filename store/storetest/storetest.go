@@ -87,6 +87,39 @@ func Run(t *testing.T, f Factory) {
 		require.NoError(t, s.Reset(ctx, "missing"), "resetting a missing key is no error")
 	})
 
+	t.Run("GiveBack", func(t *testing.T) {
+		s, _ := setup(t)
+		n, _, err := s.Incr(ctx, "k", 1, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n)
+		n, _, err = s.Incr(ctx, "k", -1, time.Minute)
+		require.NoError(t, err)
+		assert.Zero(t, n)
+		n, reset, err := s.Incr(ctx, "k", 0, time.Minute)
+		require.NoError(t, err)
+		assert.Zero(t, n)
+		assert.True(t, reset.IsZero(), "a counter given back to zero is deleted: a read finds none")
+		s.Incr(ctx, "k", 3, time.Minute)
+		s.Incr(ctx, "k", -5, time.Minute)
+		_, reset, _ = s.Incr(ctx, "k", 0, time.Minute)
+		assert.True(t, reset.IsZero(), "so is one given back past zero")
+		s.Incr(ctx, "k", 2, time.Minute)
+		n, reset, _ = s.Incr(ctx, "k", -1, time.Minute)
+		assert.Equal(t, int64(1), n)
+		assert.False(t, reset.IsZero(), "above zero it stays")
+	})
+
+	t.Run("ExpiryGiveBack", func(t *testing.T) {
+		s, c := setup(t)
+		s.Incr(ctx, "k", 1, time.Minute)
+		c.Advance(30 * time.Second)
+		s.Incr(ctx, "k", -1, time.Minute)
+		n, reset, _ := s.Incr(ctx, "k", 1, time.Minute)
+		assert.Equal(t, int64(1), n)
+		assert.WithinDuration(t, c.Now().Add(time.Minute), reset, 0,
+			"the counter given back to zero was deleted: the next count starts a new window")
+	})
+
 	t.Run("ExpiryIncr", func(t *testing.T) {
 		s, c := setup(t)
 		s.Incr(ctx, "k", 4, time.Minute)
