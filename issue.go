@@ -11,10 +11,7 @@ import (
 // captcha creation, 'm' for media fetches.
 func (g *Gate) clientKey(r *http.Request, kind byte) string {
 	var buf [32]byte
-	var k []byte
-	if a, ok := g.ips.clientAddr(r); ok {
-		k = appendAddrKey(buf[:0], a)
-	}
+	k := g.ips.appendClientKey(buf[:0], r)
 	var sum [32]byte
 	g.mac(&sum, []byte("client\x00"), k)
 	return string(kind) + ":" + b64.EncodeToString(sum[:16])
