@@ -20,7 +20,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -39,7 +38,7 @@ var LoginPolicy = captchagate.Policy{
 	Name: "login",
 	Keys: []captchagate.Key{
 		captchagate.Username(captchagate.JSONField("username")),
-		{Source: captchagate.ClientIP(), MaxFailures: 20, Window: time.Hour},
+		{Source: captchagate.ClientIP(), MaxFailures: IPThreshold, Window: time.Hour},
 	},
 	MaxFailures: 5,
 	Window:      15 * time.Minute,
@@ -133,5 +132,3 @@ func sendCode(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Write([]byte(`{"sent":true}`))
 }
-
-var errNoCaptcha = errors.New("attack: refusal without a captcha")

@@ -130,7 +130,14 @@ var Goals = []Goal{
 		Check: func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
 	{ID: "G5", Text: "an account tripped before the flood is still tripped after it", Enforced: false,
 		Check: func(r *Result) (bool, bool) { return !r.VictimOpen(), true }},
+	{ID: "G6", Text: "the one flooding address gets no more wrong passwords to the app than its threshold (20)", Enforced: false,
+		Check: func(r *Result) (bool, bool) {
+			return r.Statuses[http.StatusUnauthorized] <= IPThreshold, r.Flood.Addresses == 1
+		}},
 }
+
+// IPThreshold is LoginPolicy's MaxFailures per client address.
+const IPThreshold = 20
 
 // Sizes scale the suite.
 type Sizes struct {
@@ -167,8 +174,13 @@ func (s Sizes) Scale(d int) Sizes {
 	return s
 }
 
-// RecoveryLimit is how far the clock is advanced looking for recovery.
-const RecoveryLimit = 2 * time.Hour
+// RecoveryLimit is how far the clock is advanced looking for recovery, and
+// RecoveryNewcomers how many newcomers in a row must be served to call it
+// recovered.
+const (
+	RecoveryLimit     = 2 * time.Hour
+	RecoveryNewcomers = 20
+)
 
 // Backends are the stores the suite runs on for sizes s: the default
 // in-memory store, one bounded to s.MaxEntries, and Redis under each
@@ -210,8 +222,9 @@ type scenario struct {
 	flush   func()        // waits for writes behind (Redis)
 	rdb     *redis.Client // nil for memstore
 
-	any      *http.Client // one connection per request, source from the context
-	newcomer atomic.Int64
+	any          *http.Client // one connection per request, source from the context
+	knownClients map[int]*http.Client
+	newcomer     atomic.Int64
 }
 
 // Run runs flood f on backend b and returns what it measured.
@@ -334,11 +347,19 @@ func (sc *scenario) baseline() {
 	r.VictimTripped = st == http.StatusPreconditionRequired
 }
 
-var knownClients sync.Map // netip index -> *http.Client, reused across scenarios
-
+// known returns the i-th fixed user's client, which keeps its connections
+// alive for the whole scenario.
 func (sc *scenario) known(i int) *http.Client {
-	c, _ := knownClients.LoadOrStore(i, NewClient(Addr(netKnown, i)))
-	return c.(*http.Client)
+	if sc.knownClients == nil {
+		sc.knownClients = map[int]*http.Client{}
+	}
+	c, ok := sc.knownClients[i]
+	if !ok {
+		c = NewClient(Addr(netKnown, i))
+		sc.knownClients[i] = c
+		sc.t.Cleanup(c.CloseIdleConnections)
+	}
+	return c
 }
 
 func knownUser(i int) string { return fmt.Sprintf("user%d", i) }
@@ -450,15 +471,24 @@ func (sc *scenario) victimAfter() {
 	sc.res.VictimStatus, _ = sc.target.Guess(withSource(sc.ctx, Addr(netVictim, 6)), sc.any, "victim")
 }
 
-// recovery advances the clock a minute at a time until a newcomer logs in.
+// recovery advances the clock a minute at a time until a round of
+// RecoveryNewcomers newcomers, each from a fresh address, all log in (with a
+// captcha if asked).
 func (sc *scenario) recovery() {
 	for d := time.Duration(0); d <= RecoveryLimit; d += time.Minute {
 		if d > 0 {
 			sc.clk.Advance(time.Minute)
 		}
-		n := int(sc.newcomer.Add(1))
-		o, _ := sc.target.Login(withSource(sc.ctx, Addr(netNewcomer, n)), sc.any, fmt.Sprintf("new%d", n))
-		if o < Refused {
+		served := true
+		for range RecoveryNewcomers {
+			n := int(sc.newcomer.Add(1))
+			o, _ := sc.target.Login(withSource(sc.ctx, Addr(netNewcomer, n)), sc.any, fmt.Sprintf("new%d", n))
+			if o >= Refused {
+				served = false
+				break
+			}
+		}
+		if served {
 			sc.res.Recovery, sc.res.Recovered = d, true
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // WriteTable writes results as a Markdown table, then the goals' legend.
@@ -62,7 +63,7 @@ func perRefused(r *Result) string {
 		return "— (none refused)"
 	}
 	s := fmt.Sprintf("%.2f", r.EntriesPerRefused)
-	if !r.Backend.Redis() && r.EntriesAfter < r.Limit && r.EntriesPerRefused > 0 {
+	if !r.Backend.Redis() && r.Flood.Addresses == 1 && r.EntriesAfter < r.Limit && r.EntriesPerRefused > 0 {
 		s += fmt.Sprintf(" (one address fills the %d entries after ~%dk refused requests)",
 			r.Limit, int(float64(r.Limit-r.EntriesBefore)/r.EntriesPerRefused)/1000)
 	}
@@ -98,8 +99,10 @@ func victim(r *Result) string {
 
 func recovery(r *Result) string {
 	switch {
+	case !r.Recovered && r.Backend.Redis():
+		return fmt.Sprintf("not within %v of the gate's clock (Redis expires keys on its own)", fmtDur(RecoveryLimit))
 	case !r.Recovered:
-		return fmt.Sprintf("not within %v", RecoveryLimit)
+		return fmt.Sprintf("not within %v", fmtDur(RecoveryLimit))
 	case r.Recovery == 0:
 		return "at once"
 	}
@@ -114,3 +117,5 @@ func redisMem(r *Result) string {
 	}
 	return fmt.Sprintf("%s → %s (%s, %d)", mb(r.RedisBefore), mb(r.RedisAfter), mb(r.RedisMaxMemory), r.RedisEvicted)
 }
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.0f h", d.Hours()) }
