@@ -159,8 +159,10 @@ var FullSizes = Sizes{
 	Probe: 200, Chunks: 5, Known: 5, Newcomers: 5, Workers: 16,
 }
 
-// Scale divides the flood sizes and bounds by d (the legitimate population
-// stays).
+// Scale divides the flood sizes and the in-memory store's bound by d. The
+// probe of entries per refused request, Redis's maxmemory (below about 1 MiB
+// of headroom the client buffers alone fill it) and the legitimate
+// population stay.
 func (s Sizes) Scale(d int) Sizes {
 	if d <= 1 {
 		return s
@@ -170,7 +172,6 @@ func (s Sizes) Scale(d int) Sizes {
 	s.RedisOneAddress /= d
 	s.RedisManyAddresses /= d
 	s.MaxEntries /= d
-	s.Probe = max(s.Probe/d, 20)
 	return s
 }
 
