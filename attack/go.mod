@@ -1,0 +1,24 @@
+module github.com/captchagate/captchagate/attack
+
+go 1.26.0
+
+require (
+	github.com/captchagate/captchagate v0.0.0
+	github.com/captchagate/captchagate/store/redisstore v0.0.0
+	github.com/redis/go-redis/v9 v9.23.0
+	golang.org/x/time v0.16.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dchest/captcha v1.1.0 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace (
+	github.com/captchagate/captchagate => ../
+	github.com/captchagate/captchagate/store/redisstore => ../store/redisstore
+)
