@@ -76,7 +76,9 @@ func (k *sealedCaptchas) put(_ context.Context, rec *record) (string, error) {
 // open returns the record sealed in id, and the name of its spend mark; ok
 // is false for an id this gate did not seal, or past its expiry and grace.
 func (k *sealedCaptchas) open(id string) (rec record, mark string, ok bool) {
-	raw, err := b64.DecodeString(id)
+	// Strict: one captcha has one id (no other spelling of its last
+	// character decodes to it).
+	raw, err := b64.Strict().DecodeString(id)
 	if err != nil || len(raw) < sealNonce+sealTag {
 		return rec, "", false
 	}
