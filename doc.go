@@ -62,7 +62,10 @@
 // # Keys
 //
 // ClientIP uses RemoteAddr unless Config.TrustedProxies names the proxies
-// whose X-Forwarded-For to believe, and groups IPv6 addresses by /64. Header,
+// whose forwarded header (X-Forwarded-For, or RFC 7239 Forwarded) to
+// believe, and groups IPv6 addresses by /64 (ClientNet groups wider); a
+// request whose address cannot be resolved counts in one strict bucket,
+// never uncounted. Header,
 // Query, FormField and JSONField read request values (JSONField matches
 // member names as encoding/json does, so what is counted is what the
 // application decodes); SourceFunc and BodySourceFunc read any other (a path
