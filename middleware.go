@@ -124,6 +124,15 @@ type eval struct {
 	notesBuf [8]opNote
 	buf      [2*maxKeyValue + 64]byte // key values
 	sum      [32]byte
+	read     proofRead // the proof the request carries, once proof has read it
+}
+
+// proofRead is what proof found, kept so that counting (carriesProof) and
+// proving read the request's proof once.
+type proofRead struct {
+	done            bool
+	tok, id, answer string
+	err             error
 }
 
 var evalPool = sync.Pool{New: func() any {
@@ -140,6 +149,7 @@ func putEval(ev *eval) {
 	ev.bodyRead = false
 	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0, 0
 	ev.now = 0
+	ev.read = proofRead{}
 	clear(ev.ops)
 	ev.ops, ev.notes = ev.ops[:0], ev.notes[:0]
 	evalPool.Put(ev)
@@ -656,6 +666,15 @@ func (gd *Guard) spendAnswer(ctx context.Context, r *http.Request, ev *eval, ses
 // It validates them before anything is spent: a malformed id or answer is an
 // invalid_request that spends no captcha and issues none.
 func (gd *Guard) proof(r *http.Request, ev *eval) (tok, id, answer string, err error) {
+	if !ev.read.done {
+		tok, id, answer, err = gd.readProof(r, ev)
+		ev.read = proofRead{true, tok, id, answer, err}
+	}
+	return ev.read.tok, ev.read.id, ev.read.answer, ev.read.err
+}
+
+// readProof is proof's first reading.
+func (gd *Guard) readProof(r *http.Request, ev *eval) (tok, id, answer string, err error) {
 	tok = r.Header.Get(TokenHeader)
 	if tok == "" && r.Body != nil && r.Body != http.NoBody {
 		if err := gd.loadBody(ev); err != nil {

@@ -152,6 +152,7 @@ type bloomSpender struct {
 	period int64
 	bits   uint64 // per generation, a power of two
 	seed   maphash.Seed
+	seed2  maphash.Seed // the second hash's, for the double hashing of positions
 	now    func() time.Time
 }
 
@@ -165,13 +166,13 @@ func newBloomSpender(capacity int, period time.Duration, now func() time.Time) *
 	for bits < 16*uint64(capacity) {
 		bits <<= 1
 	}
-	return &bloomSpender{bits: bits, period: int64(period), seed: maphash.MakeSeed(), now: now}
+	return &bloomSpender{bits: bits, period: int64(period), seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(), now: now}
 }
 
 // positions returns the filter's bit positions of mark.
 func (p *bloomSpender) positions(mark string) (h1, h2 uint64) {
 	h1 = maphash.String(p.seed, mark)
-	h2 = maphash.String(p.seed, mark+"\x00") | 1
+	h2 = maphash.String(p.seed2, mark) | 1
 	return h1, h2
 }
 
