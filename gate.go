@@ -173,9 +173,10 @@ type Gate struct {
 	mediaBurst           int
 	media                *mediaCache
 	renderSlots          chan struct{}
-	captchas             captchaKeeper // sealed or stored (seal.go)
-	counter              counter       // how guards count on the store
-	freeRounds           bool          // counter.freeRounds(), asked once
+	captchas             keeper // sealed or stored (seal.go)
+	tokens               keeper
+	counter              counter // how guards count on the store
+	freeRounds           bool    // counter.freeRounds(), asked once
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger

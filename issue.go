@@ -138,19 +138,16 @@ func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (r
 	return rec, true, "", nil
 }
 
-// mintToken stores a single-use token bound like rec and, if sender is not
+// mintToken issues a single-use token bound like rec and, if sender is not
 // nil, to that sender too. err is a failure, reported and classified.
 func (g *Gate) mintToken(ctx context.Context, r *http.Request, rec record, sender *[16]byte) (string, error) {
-	tok, err := randomString(tokenBytes)
-	if err != nil {
-		return "", g.failure(r, rec.policy, CodeInternal, err)
-	}
 	b := bindingOf(&rec)
 	if sender != nil {
 		g.bindSender(&b, sender)
 	}
 	t := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
-	if err := g.store.Put(ctx, g.tokenKey(tok), t.encode(), g.tokenTTL+graceTTL); err != nil {
+	tok, err := g.tokens.put(ctx, &t)
+	if err != nil {
 		return "", g.unavailable(r, rec.policy, err)
 	}
 	return tok, nil
@@ -158,14 +155,11 @@ func (g *Gate) mintToken(ctx context.Context, r *http.Request, rec record, sende
 
 // redeem consumes token atomically and returns its record.
 func (g *Gate) redeem(ctx context.Context, tok string) (rec record, reason string, err error) {
-	if !validB64(tok, tokenLen) {
+	if !validToken(tok) {
 		return rec, reasonUnknown, nil
 	}
-	v, found, err := g.store.Take(ctx, g.tokenKey(tok))
+	rec, found, err := g.tokens.take(ctx, tok)
 	if err != nil || !found {
-		return rec, reasonUnknown, err
-	}
-	if rec, err = decodeRecord(v); err != nil {
 		return rec, reasonUnknown, err
 	}
 	if g.now().UnixNano() >= rec.expires {

@@ -87,10 +87,6 @@ func randomString(n int) (string, error) {
 	return b64.EncodeToString(b), nil
 }
 
-func validB64(s string, n int) bool {
-	return len(s) == n && b64Chars(s)
-}
-
 func b64Chars(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -101,14 +97,14 @@ func b64Chars(s string) bool {
 	return true
 }
 
+// validToken reports whether s has the form of a captcha_token: a stored
+// token's or a sealed one's (seal.go).
+func validToken(s string) bool {
+	return (len(s) == tokenLen || len(s) >= minIDLen && len(s) <= maxIDLen) && b64Chars(s)
+}
+
 // validID reports whether s has the form of a captcha id: a stored
 // captcha's or a sealed one's (seal.go).
 func validID(s string) bool {
 	return (len(s) == storedIDLen || len(s) >= minIDLen && len(s) <= maxIDLen) && b64Chars(s)
-}
-
-func (g *Gate) tokenKey(tok string) string {
-	var sum [32]byte
-	g.mac(&sum, []byte("token\x00"), []byte(tok))
-	return "t:" + b64.EncodeToString(sum[:16])
 }

@@ -6,129 +6,193 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/captchagate/captchagate/store/memstore"
 )
 
-// Issued captchas are kept by a captchaKeeper, chosen in New:
+// Issued captchas and minted tokens are kept by a keeper, chosen in New:
 //
-//   - with the in-memory store, sealedCaptchas: a captcha costs no entry at
-//     all until it is answered. Its id is its record sealed (AES-256-GCM)
-//     under a key derived from the secret and a salt of this Gate's, so
-//     issuing writes nothing and a flood of captchas piles nothing up. What
-//     the gate remembers is which captchas were spent: a mark in a Bloom
-//     filter of fixed size, set by the one answer or refresh a captcha gets
-//     (of concurrent ones, one wins), kept until the captcha could no longer
-//     be answered. id = base64url(nonce (12 bytes) || AES-GCM(record)).
-//   - with a shared store, storedCaptchas: the record is stored under a
-//     random 128-bit id and taken by its answer, as before. Sealed ids would
-//     need their spend marks to outlive the store's data: a Redis that
-//     restarts empty would accept again every captcha spent in the last
-//     CaptchaTTL. Until the store can vouch for that, shared stores store.
+//   - with the in-memory store, or a shared store that is a Marker
+//     (store/redisstore), sealed: a captcha or token costs the store no
+//     entry at all. Its id is its record sealed (AES-256-GCM) under a key
+//     derived from the secret, with the marks' epoch, so issuing writes
+//     nothing and a flood of captchas or tokens piles nothing up. What is
+//     remembered is which were spent: a mark (the id's nonce) in a Bloom
+//     filter of fixed size, set by the one answer, refresh or redemption it
+//     gets (of concurrent ones, one wins), kept until it could no longer be
+//     answered. id = base64url(nonce (12 bytes) || AES-GCM(epoch (8) ||
+//     record)). In process the marks are the Gate's own (localMarks, a
+//     random epoch of its own, so ids open on no other instance); in a
+//     shared store they are the store's, and ids open on every instance
+//     sharing it and the secret, in the store's current epoch only: a store
+//     that lost its marks (a Redis restarted empty) has a new epoch, and
+//     refuses every id sealed before.
+//   - with any other Store, stored: the record is stored under a random
+//     128-bit id (a token under a keyed hash of it) and taken by its
+//     answer.
 
 const (
 	sealNonce = 12
 	sealTag   = 16
-	// A sealed id is at least a nonce, a tag and a record with a one-byte
-	// policy name and no secret, in unpadded base64, and at most maxIDLen
-	// characters (an ALTCHA secret, the longest built-in one, is about 110
-	// bytes; the id then about 290 characters).
-	minIDLen = (4*(sealNonce+sealTag+recordMin+1) + 2) / 3
+	sealEpoch = 8
+	// A sealed id is at least a nonce, a tag, an epoch and a record with a
+	// one-byte policy name and no secret, in unpadded base64, and at most
+	// maxIDLen characters (an ALTCHA secret, the longest built-in one, is
+	// about 110 bytes; the id then about 300 characters).
+	minIDLen = (4*(sealNonce+sealTag+sealEpoch+recordMin+1) + 2) / 3
 	maxIDLen = 1024
 )
 
-var sealAD = []byte("captchagate captcha v1")
+// What a sealed id is (the AEAD's additional data): a captcha's id never
+// opens as a token, nor a token as a captcha.
+var (
+	captchaAD = []byte("captchagate captcha v2")
+	tokenAD   = []byte("captchagate token v2")
+)
 
-// A captchaKeeper keeps issued captchas until they are answered.
-type captchaKeeper interface {
-	// put returns the id of a new captcha whose record is rec.
+// A keeper keeps issued captchas (or minted tokens) until they are spent.
+type keeper interface {
+	// put returns the id of a new captcha (token) whose record is rec.
 	put(ctx context.Context, rec *record) (id string, err error)
-	// take spends captcha id and returns its record: of concurrent takes of
-	// one id, at most one finds it. A captcha past its expiry and grace is
-	// not found.
+	// take spends id and returns its record: of concurrent takes of one
+	// id, at most one finds it. One past its expiry and grace is not found.
 	take(ctx context.Context, id string) (rec record, found bool, err error)
-	// get returns the record of captcha id without spending it; found is
-	// false once it is spent.
+	// get returns the record of id without spending it; found is false
+	// once it is spent.
 	get(ctx context.Context, id string) (rec record, found bool, err error)
 }
 
-// sealedCaptchas seals records in their ids and keeps spend marks in a
-// bloomSpender.
-type sealedCaptchas struct {
+// sealer seals records in their ids under one AEAD, and spends them with
+// marks in the current epoch of a Marker. Captchas and tokens each have one,
+// sharing the AEAD and the marks; ad tells them apart.
+type sealer struct {
 	g     *Gate
 	aead  cipher.AEAD
-	marks *bloomSpender
+	ad    []byte
+	marks Marker
+	life  time.Duration // how long a mark is kept: the longest life of a captcha or token, with its grace
+	epoch *atomic.Uint64
 }
 
-func (k *sealedCaptchas) put(_ context.Context, rec *record) (string, error) {
-	plain := rec.encode()
+func (k *sealer) put(ctx context.Context, rec *record) (string, error) {
+	epoch, err := k.currentEpoch(ctx)
+	if err != nil {
+		return "", err
+	}
+	enc := rec.encode()
+	plain := make([]byte, sealEpoch, sealEpoch+len(enc))
+	binary.BigEndian.PutUint64(plain, epoch)
+	plain = append(plain, enc...)
 	b := make([]byte, sealNonce, sealNonce+len(plain)+sealTag)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	b = k.aead.Seal(b, b[:sealNonce], plain, sealAD)
+	b = k.aead.Seal(b, b[:sealNonce], plain, k.ad)
 	return b64.EncodeToString(b), nil
 }
 
-// open returns the record sealed in id, and the name of its spend mark; ok
-// is false for an id this gate did not seal, or past its expiry and grace.
-func (k *sealedCaptchas) open(id string) (rec record, mark string, ok bool) {
+// currentEpoch returns the marks' epoch, asking the Marker the first time.
+func (k *sealer) currentEpoch(ctx context.Context) (uint64, error) {
+	if e := k.epoch.Load(); e != 0 {
+		return e, nil
+	}
+	_, e, err := k.marks.Mark(ctx, 0, nil, k.life, false)
+	if err != nil {
+		return 0, err
+	}
+	if e == 0 {
+		return 0, errors.New("captchagate: the store's Marker returned epoch 0")
+	}
+	k.epoch.Store(e)
+	return e, nil
+}
+
+// open returns the record sealed in id, its epoch and its mark; ok is false
+// for an id the gate did not seal (as this kind), or past its expiry and
+// grace.
+func (k *sealer) open(id string) (rec record, epoch uint64, mark []byte, ok bool) {
 	// Strict: one captcha has one id (no other spelling of its last
 	// character decodes to it).
 	raw, err := b64.Strict().DecodeString(id)
-	if err != nil || len(raw) < sealNonce+sealTag {
-		return rec, "", false
+	if err != nil || len(raw) < sealNonce+sealTag+sealEpoch {
+		return rec, 0, nil, false
 	}
-	plain, err := k.aead.Open(nil, raw[:sealNonce], raw[sealNonce:], sealAD)
+	plain, err := k.aead.Open(nil, raw[:sealNonce], raw[sealNonce:], k.ad)
+	if err != nil || len(plain) < sealEpoch {
+		return rec, 0, nil, false
+	}
+	if rec, err = decodeRecord(plain[sealEpoch:]); err != nil || k.g.now().UnixNano() >= rec.expires+int64(graceTTL) {
+		return rec, 0, nil, false
+	}
+	return rec, binary.BigEndian.Uint64(plain), raw[:sealNonce], true
+}
+
+// mark sets (or with peek reads) id's mark, and reports whether it was
+// unset in id's epoch. An id of another epoch is refused, and the epoch the
+// Marker reports becomes the one new ids are sealed in.
+func (k *sealer) mark(ctx context.Context, id string, peek bool) (record, bool, error) {
+	rec, epoch, mark, ok := k.open(id)
+	if !ok {
+		return rec, false, nil
+	}
+	fresh, current, err := k.marks.Mark(ctx, epoch, mark, k.life, peek)
 	if err != nil {
-		return rec, "", false
+		return rec, false, err
 	}
-	if rec, err = decodeRecord(plain); err != nil || k.g.now().UnixNano() >= rec.expires+int64(graceTTL) {
-		return rec, "", false
+	if current != epoch && current != 0 {
+		k.epoch.Store(current)
 	}
-	return rec, string(raw[:sealNonce]), true
+	return rec, fresh && current == epoch, nil
 }
 
-func (k *sealedCaptchas) take(_ context.Context, id string) (record, bool, error) {
-	rec, mark, ok := k.open(id)
-	if !ok || !k.marks.spend(mark) {
-		return rec, false, nil
+func (k *sealer) take(ctx context.Context, id string) (record, bool, error) {
+	return k.mark(ctx, id, false)
+}
+
+func (k *sealer) get(ctx context.Context, id string) (record, bool, error) {
+	return k.mark(ctx, id, true)
+}
+
+// storedItems stores records in the Store: captchas under random ids,
+// tokens under a keyed hash of theirs.
+type storedItems struct {
+	g     *Gate
+	token bool
+}
+
+func (k storedItems) key(id string) string {
+	if !k.token {
+		return "c:" + id
 	}
-	return rec, true, nil
+	var sum [32]byte
+	k.g.mac(&sum, []byte("token\x00"), []byte(id))
+	return "t:" + b64.EncodeToString(sum[:16])
 }
 
-func (k *sealedCaptchas) get(_ context.Context, id string) (record, bool, error) {
-	rec, mark, ok := k.open(id)
-	if !ok || k.marks.spent(mark) {
-		return rec, false, nil
+func (k storedItems) put(ctx context.Context, rec *record) (string, error) {
+	n, ttl := storedIDBytes, k.g.captchaTTL
+	if k.token {
+		n, ttl = tokenBytes, k.g.tokenTTL
 	}
-	return rec, true, nil
-}
-
-// storedCaptchas stores records under random ids in the Store.
-type storedCaptchas struct {
-	g *Gate
-}
-
-func captchaKey(id string) string { return "c:" + id }
-
-func (k storedCaptchas) put(ctx context.Context, rec *record) (string, error) {
-	id, err := randomString(storedIDBytes)
+	id, err := randomString(n)
 	if err != nil {
 		return "", err
 	}
-	return id, k.g.store.Put(ctx, captchaKey(id), rec.encode(), k.g.captchaTTL+graceTTL)
+	return id, k.g.store.Put(ctx, k.key(id), rec.encode(), ttl+graceTTL)
 }
 
-func (k storedCaptchas) take(ctx context.Context, id string) (record, bool, error) {
-	return decodeFound(k.g.store.Take(ctx, captchaKey(id)))
+func (k storedItems) take(ctx context.Context, id string) (record, bool, error) {
+	return decodeFound(k.g.store.Take(ctx, k.key(id)))
 }
 
-func (k storedCaptchas) get(ctx context.Context, id string) (record, bool, error) {
-	return decodeFound(k.g.store.Get(ctx, captchaKey(id)))
+func (k storedItems) get(ctx context.Context, id string) (record, bool, error) {
+	return decodeFound(k.g.store.Get(ctx, k.key(id)))
 }
 
 func decodeFound(v []byte, found bool, err error) (rec record, _ bool, _ error) {
@@ -136,6 +200,23 @@ func decodeFound(v []byte, found bool, err error) (rec record, _ bool, _ error) 
 		rec, err = decodeRecord(v)
 	}
 	return rec, found && err == nil, err
+}
+
+// localMarks are a Gate's own spend marks, in process (with the in-memory
+// store): a Bloom filter and a random epoch of the Gate's.
+type localMarks struct {
+	bloom *bloomSpender
+	epoch uint64
+}
+
+func (m *localMarks) Mark(_ context.Context, epoch uint64, mark []byte, _ time.Duration, peek bool) (bool, uint64, error) {
+	switch {
+	case epoch != m.epoch:
+		return false, m.epoch, nil
+	case peek:
+		return !m.bloom.spent(string(mark)), m.epoch, nil
+	}
+	return m.bloom.spend(string(mark)), m.epoch, nil
 }
 
 // bloomSpender keeps spend marks in process, in two generations of a Bloom
@@ -230,22 +311,29 @@ func (p *bloomSpender) spent(mark string) bool {
 	return p.test(p.cur, h1, h2) || p.test(p.prev, h1, h2)
 }
 
-// setCaptchas chooses how issued captchas are kept: sealed in their ids
-// with the in-memory store, stored in a shared one.
+// setCaptchas chooses how issued captchas and minted tokens are kept:
+// sealed in their ids with the in-memory store or a Marker, stored in any
+// other Store.
 func (g *Gate) setCaptchas(c Config) error {
-	if _, local := g.store.(*memstore.Store); !local {
-		g.captchas = storedCaptchas{g}
+	life := max(g.captchaTTL, g.tokenTTL) + graceTTL
+	var marks Marker
+	switch s := g.store.(type) {
+	case *memstore.Store:
+		var e [8]byte
+		for binary.BigEndian.Uint64(e[:]) == 0 {
+			if _, err := rand.Read(e[:]); err != nil {
+				return err
+			}
+		}
+		marks = &localMarks{bloom: newBloomSpender(cmp.Or(c.MaxEntries, 1<<20), life, g.now), epoch: binary.BigEndian.Uint64(e[:])}
+	case Marker:
+		marks = s
+	default:
+		g.captchas, g.tokens = storedItems{g: g}, storedItems{g: g, token: true}
 		return nil
 	}
-	// The key takes a salt of this Gate's: its spend marks live in this
-	// process only, so its ids must open nowhere else, even on an instance
-	// that shares the secret.
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return err
-	}
 	var key [32]byte
-	g.mac(&key, []byte("seal\x00"), salt)
+	g.mac(&key, []byte("seal\x00"), nil)
 	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		return err
@@ -254,7 +342,8 @@ func (g *Gate) setCaptchas(c Config) error {
 	if err != nil {
 		return err
 	}
-	g.captchas = &sealedCaptchas{g: g, aead: aead,
-		marks: newBloomSpender(cmp.Or(c.MaxEntries, 1<<20), g.captchaTTL+graceTTL, g.now)}
+	epoch := new(atomic.Uint64)
+	g.captchas = &sealer{g: g, aead: aead, ad: captchaAD, marks: marks, life: life, epoch: epoch}
+	g.tokens = &sealer{g: g, aead: aead, ad: tokenAD, marks: marks, life: life, epoch: epoch}
 	return nil
 }

@@ -104,3 +104,47 @@ func TestSealedCaptchaConcurrentAnswers(t *testing.T) {
 	})
 	assert.Equal(t, int64(1), ok.Load())
 }
+
+// Tokens are sealed too: minting one stores nothing, it is redeemed once
+// (of concurrent retries, one passes), an altered one, a captcha id used as
+// a token, and another instance's token are refused. Fails if tokens are
+// stored items again (the store grows by one per verification) or if their
+// marks are dropped.
+func TestSealedTokens(t *testing.T) {
+	t.Parallel()
+	st := memstore.New(memstore.Options{})
+	t.Cleanup(func() { st.Close() })
+	a := newLoginApp(t, func(c *captchagate.Config) { c.Store = st; c.CreateBurst = 1000 })
+	c := a.trip(t, "alice")
+	before := st.Len()
+	var toks []string
+	for range 40 {
+		toks = append(toks, solve(t, a.mux, newCaptcha(t, a.mux, "login").ID))
+	}
+	assert.Equal(t, before, st.Len(), "40 tokens minted, no entry stored")
+
+	// Concurrent retries with one token: one reaches the handler.
+	calls := a.calls.Load()
+	var passed atomic.Int64
+	gatetest.Together(20, func() {
+		if a.login(t, "alice", "wrong", "X-Captcha-Token", toks[0]).Code == http.StatusUnauthorized {
+			passed.Add(1)
+		}
+	})
+	assert.Equal(t, int64(1), passed.Load())
+	assert.Equal(t, calls+1, a.calls.Load())
+
+	// Altered, or a captcha's id where a token goes: unknown.
+	b := []byte(toks[1])
+	b[len(b)/2] ^= 'A' ^ 'B'
+	for _, bad := range []string{string(b), c.ID} {
+		w := a.login(t, "alice", "right", "X-Captcha-Token", bad)
+		assert.Equal(t, http.StatusForbidden, w.Code, w.Body.String())
+		assert.Equal(t, "unknown or already used", a.events.reason(captchagate.EventTokenRefused))
+	}
+	// Another instance with the same secret refuses it, without spending it.
+	other := newLoginApp(t, nil)
+	other.trip(t, "alice")
+	assert.Equal(t, http.StatusForbidden, other.login(t, "alice", "right", "X-Captcha-Token", toks[1]).Code)
+	assert.Equal(t, http.StatusOK, a.login(t, "alice", "right", "X-Captcha-Token", toks[1]).Code)
+}

@@ -2,6 +2,7 @@ package captchagate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -51,6 +52,45 @@ type Store interface {
 	// Take returns the item at key and removes it, atomically: of many
 	// concurrent Takes of one key, at most one finds it.
 	Take(ctx context.Context, key string) (value []byte, found bool, err error)
+}
+
+// ErrStoreFull is matched (errors.Is) by the error of a store that has
+// reached its memory bound and cannot create a new counter, bucket or item
+// (store/redisstore's ErrFull, a Redis at maxmemory under noeviction, wraps
+// it). The gate degrades on it: the request is asked for a captcha (which
+// costs a store no entry when the store is a Marker) instead of being
+// refused with 503, under FailClosed and FailOpen alike. Counters that
+// exist go on counting.
+var ErrStoreFull = errors.New("captchagate: store is full")
+
+// Marker is an optional interface of a Store shared by several instances
+// (store/redisstore implements it). The gate then seals captchas and tokens
+// in their ids (AES-GCM under the gate's secret) instead of storing them,
+// and keeps only a spend mark for each one answered or redeemed, in
+// structures of fixed size: a flood of captchas or tokens costs the store
+// nothing, and answering works even when the store is full.
+//
+// Marks belong to an epoch: a random value, other than 0, that the store
+// creates when it has none and changes whenever it may have lost marks (a
+// Redis that restarted empty). An id records the epoch it was sealed in,
+// and is refused in any other, so a store that lost its marks never
+// accepts a spent captcha or token again.
+type Marker interface {
+	// Mark sets the spend mark mark (random bytes, at least 12) in the
+	// current epoch and reports whether it was unset: of concurrent Marks
+	// of one mark, at most one reports fresh. With peek it only reports
+	// whether the mark is unset. When epoch is not the store's current
+	// epoch (0 asks for it), nothing is set, fresh is false, and current
+	// is the store's epoch, created unless peek (0 when peek finds none).
+	//
+	// A mark is kept at least life after it is set; every call of one store
+	// passes the same life. The only error allowed is a false "set" (a
+	// Bloom filter's), rare while the marks set within a life stay under
+	// the store's capacity: it refuses an answer, never accepts one twice.
+	// Mark must work when the store is full (it writes into space it
+	// reserved), and must be run at most once per call (never re-sent
+	// after a lost reply).
+	Mark(ctx context.Context, epoch uint64, mark []byte, life time.Duration, peek bool) (fresh bool, current uint64, err error)
 }
 
 // Batcher is an optional interface of a Store whose every call is a network
