@@ -29,6 +29,13 @@ func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, inte
 		return nil
 	}
 	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, kind), interval, burst, true)
+	if err != nil && storeFull(err) {
+		// A full store has no room for a new client's budget: the client
+		// is served without one rather than refused (a captcha it gets is
+		// sealed, and renders are bounded by the render slots).
+		g.storeError(r, "", err)
+		return nil
+	}
 	if err != nil {
 		return g.unavailable(r, "", err)
 	}

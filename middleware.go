@@ -487,15 +487,21 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 
 // countFailed decides on a counter the store failed to count (err), and
 // returns the error that refuses the request, if any. Peeking, that is the
-// failure itself. Serving, the failure is reported; then under FailOpen the
-// key is skipped, and under FailClosed a ceiling refuses the request and any
-// other counter trips its key.
+// failure itself. Serving, the failure is reported; then a store that is
+// full (ErrStoreFull: it could not create the counter) trips the key, under
+// either FailMode: the request is asked for a captcha, which costs the
+// store nothing when it is a Marker, so a full store degrades to captchas,
+// never to 503 and never to an uncounted guess. On other failures, under
+// FailOpen the key is skipped, and under FailClosed a ceiling refuses the
+// request and any other counter trips its key.
 func (gd *Guard) countFailed(r *http.Request, ev *eval, note opNote, err error, mode countMode) error {
 	if mode == peeking {
 		return unavailableError(err)
 	}
 	gd.g.storeError(r, gd.name, err)
 	switch {
+	case storeFull(err):
+		ev.tripped.add(int(note.key))
 	case gd.g.failMode == FailOpen:
 	case note.kind == ceilingCount:
 		return unavailableError(err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/captchagate/captchagate/store/memstore"
 )
 
 // Store keeps the gate's state: failure and ceiling counters, send-rate
@@ -62,6 +64,12 @@ type Store interface {
 // refused with 503, under FailClosed and FailOpen alike. Counters that
 // exist go on counting.
 var ErrStoreFull = errors.New("captchagate: store is full")
+
+// storeFull reports whether err says the store is full: ErrStoreFull, or
+// the in-memory store's ErrFull.
+func storeFull(err error) bool {
+	return errors.Is(err, ErrStoreFull) || errors.Is(err, memstore.ErrFull)
+}
 
 // Marker is an optional interface of a Store shared by several instances
 // (store/redisstore implements it). The gate then seals captchas and tokens

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/captchagate/captchagate"
 )
 
 // SafeEvictionPolicy is the only maxmemory-policy under which Redis never
@@ -125,7 +127,7 @@ var ErrFull = errors.New("redisstore: Redis is full (maxmemory reached under noe
 type fullError struct{ err error }
 
 func (e fullError) Error() string   { return "redisstore: Redis is full: " + e.err.Error() }
-func (e fullError) Unwrap() []error { return []error{ErrFull, e.err} }
+func (e fullError) Unwrap() []error { return []error{ErrFull, captchagate.ErrStoreFull, e.err} }
 
 // full turns an OOM reply into a fullError, and returns other errors as
 // they are.

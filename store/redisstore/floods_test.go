@@ -61,15 +61,19 @@ func try(h http.Handler, addr, user, pass string) int {
 }
 
 // keysUnder counts the keys of c under prefix, and those of them that
-// captchas cost: their records (prefix + "c:") and the creation budget of
-// the client's address (prefix + "n:", one per address).
+// captchas cost: the creation budget of the client's address (prefix +
+// "n:", one per address) and the spend marks (prefix + "{marks}:"); it
+// fails the test on a stored captcha or token ("c:", "t:").
 func keysUnder(t *testing.T, c *redis.Client, prefix string) (all, captchas int) {
 	t.Helper()
 	ctx := context.Background()
 	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		all++
-		if k := iter.Val(); strings.HasPrefix(k, prefix+"c:") || strings.HasPrefix(k, prefix+"n:") {
+		k := iter.Val()
+		// Captchas are sealed in their ids: none is stored.
+		assert.False(t, strings.HasPrefix(k, prefix+"c:") || strings.HasPrefix(k, prefix+"t:"), "a stored captcha or token: %s", k)
+		if strings.HasPrefix(k, prefix+"n:") || strings.HasPrefix(k, prefix+"{marks}:") {
 			captchas++
 		}
 	}
@@ -81,7 +85,8 @@ func keysUnder(t *testing.T, c *redis.Client, prefix string) (all, captchas int)
 // in Redis: each request's reservations are given back to zero, and a
 // counter given back to zero is deleted in the same script. Refused by a
 // ceiling (429), nothing is left at all; refused for a captcha (428), only
-// the captcha each answer carries (until captchas cost no store entry).
+// the address's creation budget and the spend marks' epoch: captchas are
+// sealed in their ids.
 func TestRefusedFloodLeavesNoKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	c := client(t, srv)
@@ -120,7 +125,7 @@ func TestRefusedFloodLeavesNoKeys(t *testing.T) {
 			}
 			require.NoError(t, s.Flush(context.Background()))
 			all, captchas := keysUnder(t, c, prefix)
-			t.Logf("%s: %d refused requests; keys %d before, %d after, of which %d are captchas and the address's creation budget", tc.name, flood, baseline, all, captchas)
+			t.Logf("%s: %d refused requests; keys %d before, %d after, of which %d are the address's creation budget and the marks' epoch", tc.name, flood, baseline, all, captchas)
 			assert.Equal(t, baseline, all-captchas, "counter keys left behind by refused requests")
 			if !tc.captchas {
 				assert.Zero(t, captchas)

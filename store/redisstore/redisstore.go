@@ -159,6 +159,14 @@ type Options struct {
 	// be read (Redis unreachable, or CONFIG and INFO both refused to this
 	// client). Default false: New warns and goes on.
 	RequireSafeEviction bool
+
+	// MarkCapacity is how many captchas and tokens spent within a life
+	// (captchagate.Config.CaptchaTTL, or TokenTTL if longer, and a minute)
+	// the spend marks hold with few false "spent" (one in 2,000 at
+	// capacity, more beyond it: an answer refused, never one accepted
+	// twice). Default 1<<18; the marks take 6 bytes per unit of capacity
+	// (1.5 MiB by default), outside maxmemory's reach (see "Memory").
+	MarkCapacity int
 }
 
 // Store is a captchagate.Store and captchagate.Batcher on Redis. It is safe
@@ -170,6 +178,7 @@ type Store struct {
 	now      func() time.Time
 	maxBatch int
 	timeout  time.Duration
+	markBits uint64 // bits of a generation of spend marks, a power of two
 	queue    chan *batch
 	stop     chan struct{}
 	done     chan struct{}
@@ -225,7 +234,14 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	if err := checkEviction(c, o); err != nil {
 		return nil, err
 	}
-	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout,
+	if o.MarkCapacity <= 0 {
+		o.MarkCapacity = 1 << 18
+	}
+	bits := uint64(1 << 16)
+	for bits < 16*uint64(o.MarkCapacity) {
+		bits <<= 1
+	}
+	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout, markBits: bits,
 		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{}),
 		running: make(map[chan struct{}]struct{})}
 	go s.writer()
@@ -361,7 +377,9 @@ func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 //
 // KEYS[1] counter; ARGV: delta, window (µs), now (µs). Returns {n, e}, e = 0
 // when there is no counter (none before, or given back to zero).
-var incrScript = newScript(`
+var incrScript, incrFullScript = newScript(incrSrc), newFullScript(incrSrc, "tonumber(ARGV[1]) > 0")
+
+const incrSrc = `
 local now = tonumber(ARGV[3])
 local delta = tonumber(ARGV[1])
 local v = redis.call('HMGET', KEYS[1], 'n', 'e')
@@ -382,13 +400,15 @@ if n <= 0 then
 end
 redis.call('HSET', KEYS[1], 'n', n)
 return {n, e}
-`)
+`
 
 // allowScript is GCRA on one key holding the theoretical arrival time (µs).
 //
 // KEYS[1] bucket; ARGV: interval (µs), burst, take (0/1), now (µs). Returns
 // {1, 0} when a token is (taken or) available, {0, wait µs} otherwise.
-var allowScript = newScript(`
+var allowScript, allowFullScript = newScript(allowSrc), newFullScript(allowSrc, "ARGV[3] == '1'")
+
+const allowSrc = `
 local now = tonumber(ARGV[4])
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -400,7 +420,21 @@ if ARGV[3] == '1' then
   redis.call('SET', KEYS[1], string.format('%d', newtat), 'PX', math.ceil((newtat - now) / 1000))
 end
 return {1, 0}
-`)
+`
+
+// newFullScript is the variant of a counter script that runs when Redis is
+// full (at maxmemory under noeviction, where it refuses the plain one with
+// OOM before it writes anything): flagged allow-oom (Redis 7), it changes
+// keys that exist, which costs no memory worth counting, and instead of
+// creating a key (when creates, a Lua condition, holds and the key is
+// absent) it returns {-1, 0}: the op fails with ErrFull, and the gate asks
+// that request for a captcha. So at maxmemory an attacked account's
+// counter still counts, and reads and give-backs work, while nothing new
+// is written.
+func newFullScript(src, creates string) script {
+	return newScript("#!lua flags=allow-oom\n" +
+		"if " + creates + " and redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end\n" + src)
+}
 
 // Incr implements captchagate.Store.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, window time.Duration) (int64, time.Time, error) {
@@ -599,61 +633,80 @@ func (s *Store) send(bs []*batch) {
 	}
 }
 
-// exec runs the operations of bs in one pipeline (a second one re-sends
-// scripts with EVAL if Redis had lost them) and fills in their results.
+// exec runs the operations of bs in one pipeline and fills in their
+// results. Scripts Redis had lost (NOSCRIPT) are sent again whole, and
+// counter operations Redis refused as full (OOM, before writing anything)
+// are sent again as their full variants (newFullScript), in one more
+// pipeline each.
 func (s *Store) exec(ctx context.Context, bs []*batch) {
-	n := 0
+	var ops []*captchagate.Op
 	for _, b := range bs {
-		n += len(b.ops)
+		for i := range b.ops {
+			ops = append(ops, &b.ops[i])
+		}
 	}
-	if n == 0 {
+	if len(ops) == 0 {
 		return // only marks of Flush
 	}
 	now := s.now().UnixMicro()
-	cmds := make([]redis.Cmder, 0, n)
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, b := range bs {
-			for i := range b.ops {
-				cmds = append(cmds, s.queueOp(ctx, p, &b.ops[i], now, false))
+	cmds := make([]redis.Cmder, len(ops))
+	isFull := make([]bool, len(ops))
+	s.pipe(ctx, ops, cmds, isFull, now, func(redis.Cmder) bool { return true }, false)
+	s.pipe(ctx, ops, cmds, isFull, now, func(c redis.Cmder) bool { return isNoScript(c.Err()) }, true)
+	refusedFull := func(c redis.Cmder) bool {
+		_, ok := c.(*redis.Cmd) // a script, not a DEL
+		return ok && errors.Is(full(c.Err()), ErrFull)
+	}
+	if slices.ContainsFunc(cmds, refusedFull) {
+		for j, c := range cmds {
+			isFull[j] = isFull[j] || refusedFull(c)
+		}
+		s.pipe(ctx, ops, cmds, isFull, now, refusedFull, false)
+		s.pipe(ctx, ops, cmds, isFull, now, func(c redis.Cmder) bool { return isNoScript(c.Err()) }, true)
+	}
+	for j, op := range ops {
+		s.result(op, cmds[j])
+	}
+}
+
+// pipe sends again, in one pipeline, the ops whose command which selects
+// (all, the first time), and replaces their commands; nothing is sent if
+// none is selected.
+func (s *Store) pipe(ctx context.Context, ops []*captchagate.Op, cmds []redis.Cmder, isFull []bool, now int64, which func(redis.Cmder) bool, eval bool) {
+	if cmds[0] != nil && !slices.ContainsFunc(cmds, which) {
+		return
+	}
+	s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, op := range ops {
+			if cmds[j] == nil || which(cmds[j]) {
+				cmds[j] = s.queueOp(ctx, p, op, now, eval, isFull[j])
 			}
 		}
 		return nil
 	})
-	if err != nil && hasNoScript(cmds) {
-		j := 0
-		s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, b := range bs {
-				for i := range b.ops {
-					if isNoScript(cmds[j].Err()) {
-						cmds[j] = s.queueOp(ctx, p, &b.ops[i], now, true)
-					}
-					j++
-				}
-			}
-			return nil
-		})
-	}
-	j := 0
-	for _, b := range bs {
-		for i := range b.ops {
-			s.result(&b.ops[i], cmds[j])
-			j++
-		}
-	}
 }
 
-// queueOp adds op to p: a script (by its SHA, or whole with eval) or a DEL.
-func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.Op, now int64, eval bool) redis.Cmder {
+// queueOp adds op to p: a script (by its SHA, or whole with eval; the
+// variant for a full Redis with isFull) or a DEL.
+func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.Op, now int64, eval, isFull bool) redis.Cmder {
 	key := s.prefix + op.Key
 	switch op.Kind {
 	case captchagate.OpIncr:
-		return queueOnce(ctx, p, incrScript, eval, key, op.Delta, micros(op.Window), now)
+		sc := incrScript
+		if isFull {
+			sc = incrFullScript
+		}
+		return queueOnce(ctx, p, sc, eval, key, op.Delta, micros(op.Window), now)
 	case captchagate.OpAllow:
 		take := 0
 		if op.Take {
 			take = 1
 		}
-		return queueOnce(ctx, p, allowScript, eval, key, micros(op.Interval), max(op.Burst, 1), take, now)
+		sc := allowScript
+		if isFull {
+			sc = allowFullScript
+		}
+		return queueOnce(ctx, p, sc, eval, key, micros(op.Interval), max(op.Burst, 1), take, now)
 	case captchagate.OpReset:
 		return p.Del(ctx, key)
 	}
@@ -679,6 +732,10 @@ func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
 	if op.Err = err; err != nil {
 		return
 	}
+	if res[0] == -1 { // a full variant that would have created a key
+		op.Err = fullError{errNoRoom}
+		return
+	}
 	switch op.Kind {
 	case captchagate.OpIncr:
 		if res[1] != 0 {
@@ -689,13 +746,13 @@ func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
 	}
 }
 
+// errNoRoom is a full script's refusal to create a key.
+var errNoRoom = errors.New("OOM: no room for a new key")
+
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
-func hasNoScript(cmds []redis.Cmder) bool {
-	return slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return isNoScript(c.Err()) })
-}
 
 // Items are stored with their expiry (unix µs, 8 bytes big-endian) in front,
 // so that expiry follows Options.Now exactly; the key's PX TTL removes them.
