@@ -112,7 +112,9 @@ func flood(t *testing.T, policy string, n int) floodResult {
 		v.RemoteAddr = addr + ":4321"
 		wv := httptest.NewRecorder()
 		captchas.ServeHTTP(wv, v)
-		var tok struct{ CaptchaToken string `json:"captcha_token"` }
+		var tok struct {
+			CaptchaToken string `json:"captcha_token"`
+		}
 		if wv.Code != http.StatusOK || json.Unmarshal(wv.Body.Bytes(), &tok) != nil {
 			return false
 		}

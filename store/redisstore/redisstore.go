@@ -753,7 +753,6 @@ func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
-
 // Items are stored with their expiry (unix µs, 8 bytes big-endian) in front,
 // so that expiry follows Options.Now exactly; the key's PX TTL removes them.
 
