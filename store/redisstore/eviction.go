@@ -118,9 +118,10 @@ func refused(err error) bool {
 
 // ErrFull matches (errors.Is) the error of a write Redis refused because
 // it reached its maxmemory under noeviction (an "OOM command not allowed"
-// reply). Reads, resets and give-backs to zero (deletes) still work then;
-// increments, new captchas and new tokens do not, until keys expire. The
-// gate follows Config.StoreFailure on it, as on any store failure.
+// reply), or a counter or bucket the store could not create then. It also
+// matches captchagate.ErrStoreFull, on which the gate asks the request for
+// a captcha (see "Memory" in the package doc). Counters that exist, reads,
+// resets, give-backs and spend marks still work then.
 var ErrFull = errors.New("redisstore: Redis is full (maxmemory reached under noeviction)")
 
 // fullError is an OOM reply: it matches ErrFull and the reply.

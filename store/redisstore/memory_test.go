@@ -124,6 +124,11 @@ func flood(t *testing.T, policy string, n int) floodResult {
 		h.ServeHTTP(wr, r)
 		return wr.Code == http.StatusOK
 	}
+	// A counter and a bucket that exist before memory is full.
+	_, _, err = s.Incr(ctx, "f:before", 1, time.Hour)
+	require.NoError(t, err)
+	_, _, err = s.Allow(ctx, "r:before", time.Minute, 5, true)
+	require.NoError(t, err)
 	const victim, victimAddr = "alice", "203.0.113.5"
 	for range 5 {
 		require.Equal(t, http.StatusUnauthorized, serve(victimAddr, victim, "wrong"))
@@ -189,6 +194,18 @@ func flood(t *testing.T, policy string, n int) floodResult {
 		assert.ErrorIs(t, s.Put(ctx, "c:new", []byte("v"), time.Minute), redisstore.ErrFull)
 		_, _, err = s.Incr(ctx, "f:new", 0, time.Minute)
 		assert.NoError(t, err)
+		// What exists goes on counting, both ways; a new bucket is refused.
+		n, _, err := s.Incr(ctx, "f:before", 1, time.Hour)
+		assert.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+		n, _, err = s.Incr(ctx, "f:before", -1, time.Hour)
+		assert.NoError(t, err)
+		assert.Equal(t, int64(1), n)
+		ok, _, err := s.Allow(ctx, "r:before", time.Minute, 5, true)
+		assert.True(t, ok)
+		assert.NoError(t, err)
+		_, _, err = s.Allow(ctx, "r:new", time.Minute, 5, true)
+		assert.ErrorIs(t, err, captchagate.ErrStoreFull)
 	}
 	for i := range 20 {
 		code := serve("198.51.100."+strconv.Itoa(i+1), "newcomer"+strconv.Itoa(i), "right")

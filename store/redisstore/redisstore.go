@@ -52,19 +52,30 @@
 //
 // # Memory
 //
-// Every key the store writes has a TTL, so every maxmemory-policy but
+// Captchas and tokens cost Redis no key: the store is a
+// captchagate.Marker, so the gate seals them in their ids and keeps only
+// spend marks, in Bloom filters of fixed size (see marks.go; 6 bytes per
+// unit of Options.MarkCapacity) under an epoch key that changes when Redis
+// loses its data, so a Redis restarted empty never accepts a spent captcha
+// or token again.
+//
+// Every other key the store writes has a TTL, so every maxmemory-policy but
 // noeviction can evict the gate's state once Redis reaches its maxmemory:
 // allkeys-* evict any key, volatile-* any key with a TTL. A flood of
 // unique keys (many usernames from many addresses) then evicts counters,
 // an attacked account's among them, and the account is open again. Give
 // the gate a Redis instance of its own (maxmemory and the policy are per
 // instance, not per DB) with maxmemory-policy noeviction: nothing is
-// evicted, and at maxmemory Redis refuses writes (ErrFull) while reads,
-// resets and give-backs to zero still work. An attacked account then
-// stays tripped, but increments and new captchas fail, so under the
-// gate's default FailClosed new users get 503 until the flood's counters
-// expire. A counter takes about 300 bytes; size maxmemory for the keys
-// alive at once. New warns on any other policy
+// evicted, and at maxmemory Redis refuses new keys. The store then runs
+// each refused counter operation again as a variant flagged allow-oom
+// (Redis 7): counters and buckets that exist go on counting (the attacked
+// account stays tripped, its ceiling holds), and one that would create a
+// key fails with ErrFull, which matches captchagate.ErrStoreFull: the gate
+// asks that request for a captcha, which it can solve (the marks write
+// into the space they reserved) and be let in with. So a full Redis
+// degrades to captchas for newcomers, never to 503 and never to an
+// uncounted guess. A counter takes about 300 bytes; size maxmemory for the
+// keys alive at once. New warns on any other policy
 // (Options.RequireSafeEviction refuses it). docs/redis.md has the
 // measurements.
 //
@@ -91,15 +102,15 @@
 //
 // Keys are Options.Prefix followed by the gate's key, which is a kind letter
 // and a keyed hash (HMAC-SHA256 with the gate's secret) of the counted value,
-// or a random captcha id: usernames, phone numbers, emails and IP addresses
-// never reach Redis. Captcha records hold the captcha's answer, as every
-// captcha store must; protect Redis as you protect your sessions.
+// or "{marks}:" and the spend marks' generation: usernames, phone numbers,
+// emails and IP addresses never reach Redis, nor do captchas' answers
+// (sealed in their ids under the gate's secret).
 //
 // Time is the application's clock (Options.Now), as for the in-memory store,
 // so instances sharing a Redis should keep their clocks in step (NTP); a skew
 // of s shifts windows and expiries by at most s.
 //
-// Requires Redis 6.2 or later (GETDEL).
+// Requires Redis 7.0 or later (GETDEL, and script flags for allow-oom).
 package redisstore
 
 import (
