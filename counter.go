@@ -155,6 +155,8 @@ func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opN
 			c.s.Incr(h, ops[j].Delta, ops[j].Window, ev.now)
 		case OpReset:
 			c.s.Reset(h)
+		case OpReturn:
+			c.s.GiveToken(h, ops[j].Interval, ev.now)
 		}
 	}
 }

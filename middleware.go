@@ -113,6 +113,7 @@ type eval struct {
 	bound    keySet                    // keys whose hashes are the binding HMACs
 	reserved keySet                    // failure counters incremented for this request
 	ceiled   keySet                    // ceiling counters incremented for this request
+	taken    keySet                    // send-rate tokens taken for this request
 	tripped  keySet                    // keys that need a captcha
 	counts   [maxKeysInPolicy]int64    // failure counts including this request
 	hashes   [maxKeysInPolicy][16]byte // binding hashes (of the keys in bound)
@@ -147,7 +148,7 @@ func getEval() *eval { return evalPool.Get().(*eval) }
 func putEval(ev *eval) {
 	ev.in = input{}
 	ev.bodyRead = false
-	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.tripped = 0, 0, 0, 0, 0
+	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.taken, ev.tripped = 0, 0, 0, 0, 0, 0
 	ev.now = 0
 	ev.read = proofRead{}
 	clear(ev.ops)
@@ -468,6 +469,9 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 				ev.tripped.add(i)
 			}
 		case sendRate:
+			if op.OK && mode == serving {
+				ev.taken.add(i)
+			}
 			if !op.OK {
 				ev.tripped.add(i)
 				if mode == serving {
@@ -511,19 +515,20 @@ func (gd *Guard) countFailed(r *http.Request, ev *eval, note opNote, err error, 
 	return nil
 }
 
-// refund gives back the counters a request reserved but did not use.
+// refund gives back the counters a request reserved and the send-rate
+// tokens it took, when it is refused without reaching the handler.
 func (gd *Guard) refund(ctx context.Context, ev *eval) {
-	gd.giveBack(ctx, ev, ev.reserved, ev.ceiled, 0)
-	ev.reserved, ev.ceiled = 0, 0
+	gd.giveBack(ctx, ev, ev.reserved, ev.ceiled, 0, ev.taken)
+	ev.reserved, ev.ceiled, ev.taken = 0, 0, 0
 }
 
 // giveBack decrements the failure counters of keys in fail and the ceiling
-// counters of keys in ceil, and resets the failure counters of keys in
-// reset. It turns the first of ev.ops into those give-backs and resets (a
+// counters of keys in ceil, resets the failure counters of keys in reset,
+// and returns the send-rate tokens of keys in tokens (OpReturn). It turns the first of ev.ops into those give-backs and resets (a
 // request's last use of its ops) and hands them to the counter, which may
 // write them behind; ctx comes from storeContext: the writes outlive a
 // client that hung up.
-func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset keySet) {
+func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset, tokens keySet) {
 	n := 0
 	for j := range ev.ops {
 		op, note := &ev.ops[j], ev.notes[j]
@@ -533,6 +538,8 @@ func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset keySe
 			op.Kind = OpReset
 		case note.kind == failureCount && fail.has(i), note.kind == ceilingCount && ceil.has(i):
 			op.Delta = -1
+		case note.kind == sendRate && tokens.has(i):
+			op.Kind = OpReturn
 		default:
 			continue
 		}
@@ -579,11 +586,11 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 				reset.add(i)
 			}
 		}
-		gd.giveBack(ctx, ev, ev.reserved, 0, ev.reserved&reset)
+		gd.giveBack(ctx, ev, ev.reserved, 0, ev.reserved&reset, 0)
 		return
 	}
 	// The request reached the handler: its ceiling count stands.
-	gd.giveBack(ctx, ev, ev.reserved, 0, 0)
+	gd.giveBack(ctx, ev, ev.reserved, 0, 0, 0)
 }
 
 // prove looks for a captcha_token or an inline answer on a tripped request

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,4 +219,63 @@ func TestBatcherRounds(t *testing.T) {
 	trips, raised := batch.take()
 	assert.Equal(t, 1, trips, "the tripped address refused after the first round")
 	assert.Equal(t, 2, failureKeys(raised), "the address's and the device's; the phone's was not created: %v", raised)
+}
+
+// A request refused for a captcha after it took a send-rate token gives
+// the token back: an attacker whose device is tripped cannot spend a
+// victim's SMS budget with requests that never reach the handler, and a
+// flood of them with unique phones leaves no bucket behind. On the
+// in-memory store (rounds apart) and on a Batcher (one round trip). Fails
+// if refund forgets the tokens.
+func TestRefusedRequestsReturnSendTokens(t *testing.T) {
+	t.Parallel()
+	policy := captchagate.Policy{Name: "sms", Keys: []captchagate.Key{
+		{Source: captchagate.Header("X-Device"), MaxFailures: 1, Window: time.Hour, ResetOnSuccess: true},
+		{Source: captchagate.Header("X-Phone"), Rate: rate.Every(time.Minute), Burst: 2},
+	}}
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) {
+			st := memstore.New(memstore.Options{})
+			t.Cleanup(func() { st.Close() })
+			var store captchagate.Store = st
+			if batched {
+				store = &countingBatcher{Store: st, raised: map[string]bool{}}
+			}
+			var issued atomic.Int64
+			g, _ := newGate(t, func(c *captchagate.Config) {
+				c.Store = store
+				c.OnEvent = func(e captchagate.Event) {
+					if e.Kind == captchagate.EventCaptchaIssued {
+						issued.Add(1)
+					}
+				}
+			})
+			h := g.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("X-Code") == "bad" {
+					w.WriteHeader(http.StatusUnauthorized)
+				}
+			}))
+			send := func(device, phone, code string) int {
+				return serve(h, "POST", "/sms", "", "X-Device", device, "X-Phone", phone, "X-Code", code).Code
+			}
+			// The attacker's device fails once and is tripped; that send
+			// reached the handler and spent one of its phone's tokens.
+			require.Equal(t, http.StatusUnauthorized, send("attacker", "+15550000000", "bad"))
+			before := st.Len()
+			for i := range 50 {
+				require.Equal(t, http.StatusPreconditionRequired, send("attacker", "+15551234567", "ok"), "victim's phone, try %d", i)
+				require.Equal(t, http.StatusPreconditionRequired, send("attacker", fmt.Sprintf("+1555%07d", i), "ok"))
+			}
+			stored := 0
+			if batched {
+				// This test Batcher is no Marker: its captchas are stored.
+				stored = int(issued.Load())
+			}
+			assert.Equal(t, before+1, st.Len()-stored, "refused requests leave no bucket behind, only the address's creation budget")
+			// The victim's phone still has its whole burst.
+			assert.Equal(t, http.StatusOK, send("victim", "+15551234567", "ok"))
+			assert.Equal(t, http.StatusOK, send("victim", "+15551234567", "ok"))
+			assert.Equal(t, http.StatusPreconditionRequired, send("victim", "+15551234567", "ok"), "and no more")
+		})
+	}
 }

@@ -101,6 +101,20 @@ type Marker interface {
 	Mark(ctx context.Context, epoch uint64, mark []byte, life time.Duration, peek bool) (fresh bool, current uint64, err error)
 }
 
+// Returner is an optional interface of a Store (store/memstore and
+// store/redisstore implement it): the gate gives back the send-rate tokens
+// a request took when the request is then refused without reaching the
+// handler (a captcha required by another key), so that an attacker's
+// refused requests spend nobody's send budget and leave no bucket behind.
+// Without it, such a token stays spent.
+type Returner interface {
+	// Return gives back one token that Allow took from the bucket at key
+	// (interval as that Allow's): the bucket's next token comes interval
+	// sooner, and a bucket that is full again is deleted in the same atomic
+	// step. Returning to a bucket that does not exist does nothing.
+	Return(ctx context.Context, key string, interval time.Duration) error
+}
+
 // Batcher is an optional interface of a Store whose every call is a network
 // round trip (store/redisstore implements it). A guard then hands it all of a
 // request's counting at once, waiting for one round trip, and the give-backs
@@ -134,6 +148,7 @@ const (
 	OpIncr  OpKind = iota + 1 // Incr(Key, Delta, Window)
 	OpAllow                   // Allow(Key, Interval, Burst, Take)
 	OpReset                   // Reset(Key)
+	OpReturn                  // Returner's Return(Key, Interval): nothing on a Store that is not one
 )
 
 // Op is one Store operation handed to a Batcher, with its results.
@@ -163,6 +178,10 @@ func (op *Op) Run(ctx context.Context, s Store) {
 		op.OK, op.Wait, op.Err = s.Allow(ctx, op.Key, op.Interval, op.Burst, op.Take)
 	case OpReset:
 		op.Err = s.Reset(ctx, op.Key)
+	case OpReturn:
+		if rs, ok := s.(Returner); ok {
+			op.Err = rs.Return(ctx, op.Key, op.Interval)
+		}
 	default:
 		op.Err = fmt.Errorf("captchagate: unknown OpKind %d", op.Kind)
 	}

@@ -119,6 +119,14 @@ func (s *Store) Allow(_ context.Context, key string, interval time.Duration, bur
 	return c.Allow(c.Hash(key), interval, burst, take, c.Now())
 }
 
+// Return gives back one token an Allow took from the bucket at key
+// (captchagate.Returner): a bucket full again is deleted.
+func (s *Store) Return(_ context.Context, key string, interval time.Duration) error {
+	c := s.core()
+	c.GiveToken(c.Hash(key), interval, c.Now())
+	return nil
+}
+
 // Put implements captchagate.Store. The value is copied.
 func (s *Store) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
 	return s.core().Put(key, value, ttl)

@@ -433,6 +433,26 @@ end
 return {1, 0}
 `
 
+// returnScript gives back one token of a GCRA bucket (Store.Return): its
+// arrival time moves back by interval, and a bucket full again is deleted.
+//
+// KEYS[1] bucket; ARGV: interval (µs), now (µs). Returns {1, 0} when the
+// bucket stays, {0, 0} when it is (or was) gone.
+var returnScript, returnFullScript = newScript(returnSrc), newFullScript(returnSrc, "false")
+
+const returnSrc = `
+local tat = tonumber(redis.call('GET', KEYS[1]) or '')
+if tat == nil then return {0, 0} end
+local now = tonumber(ARGV[2])
+tat = tat - tonumber(ARGV[1])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+  return {0, 0}
+end
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
+return {1, 0}
+`
+
 // newFullScript is the variant of a counter script that runs when Redis is
 // full (at maxmemory under noeviction, where it refuses the plain one with
 // OOM before it writes anything): flagged allow-oom (Redis 7), it changes
@@ -466,6 +486,13 @@ func (s *Store) Allow(ctx context.Context, key string, interval time.Duration, b
 	op := [1]captchagate.Op{{Kind: captchagate.OpAllow, Key: key, Interval: interval, Burst: burst, Take: take}}
 	s.Do(ctx, op[:])
 	return op[0].OK, op[0].Wait, op[0].Err
+}
+
+// Return implements captchagate.Returner.
+func (s *Store) Return(ctx context.Context, key string, interval time.Duration) error {
+	op := [1]captchagate.Op{{Kind: captchagate.OpReturn, Key: key, Interval: interval}}
+	s.Do(ctx, op[:])
+	return op[0].Err
 }
 
 // ErrClosed is the error of counter operations after Close.
@@ -620,8 +647,12 @@ func (s *Store) send(bs []*batch) {
 			// The caller gave up while the pipeline was out: nobody will
 			// give back what it reserved, so the store does.
 			for _, op := range b.ops {
-				if op.Kind == captchagate.OpIncr && op.Delta > 0 && op.Err == nil {
+				switch {
+				case op.Err != nil:
+				case op.Kind == captchagate.OpIncr && op.Delta > 0:
 					back = append(back, captchagate.Op{Kind: captchagate.OpIncr, Key: op.Key, Delta: -op.Delta, Window: op.Window})
+				case op.Kind == captchagate.OpAllow && op.Take && op.OK:
+					back = append(back, captchagate.Op{Kind: captchagate.OpReturn, Key: op.Key, Interval: op.Interval})
 				}
 			}
 		case b.report != nil:
@@ -720,6 +751,12 @@ func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.
 		return queueOnce(ctx, p, sc, eval, key, micros(op.Interval), max(op.Burst, 1), take, now)
 	case captchagate.OpReset:
 		return p.Del(ctx, key)
+	case captchagate.OpReturn:
+		sc := returnScript
+		if isFull {
+			sc = returnFullScript
+		}
+		return queueOnce(ctx, p, sc, eval, key, micros(op.Interval), now)
 	}
 	// An unknown kind still takes its place in the pipeline, as an error.
 	cmd := redis.NewCmd(ctx)

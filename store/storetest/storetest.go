@@ -162,6 +162,36 @@ func Run(t *testing.T, f Factory) {
 		assert.False(t, ok)
 	})
 
+	t.Run("Return", func(t *testing.T) {
+		s, c := setup(t)
+		rs, ok := s.(captchagate.Returner)
+		if !ok {
+			t.Skip("not a captchagate.Returner")
+		}
+		takes := func() (n int) {
+			for {
+				ok, _, err := s.Allow(ctx, "b", time.Second, 3, true)
+				require.NoError(t, err)
+				if !ok {
+					return n
+				}
+				n++
+			}
+		}
+		require.NoError(t, rs.Return(ctx, "none", time.Second), "returning to no bucket")
+		require.Equal(t, 3, takes())
+		require.NoError(t, rs.Return(ctx, "b", time.Second))
+		assert.Equal(t, 1, takes(), "one token back")
+		for range 5 {
+			require.NoError(t, rs.Return(ctx, "b", time.Second))
+		}
+		assert.Equal(t, 3, takes(), "never more than burst")
+		c.Advance(500 * time.Millisecond)
+		require.NoError(t, rs.Return(ctx, "b", time.Second))
+		ok, _, _ = s.Allow(ctx, "b", time.Second, 3, true)
+		assert.True(t, ok, "given back half an interval later")
+	})
+
 	t.Run("Items", func(t *testing.T) {
 		s, _ := setup(t)
 		_, found, err := s.Get(ctx, "i")
