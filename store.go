@@ -145,10 +145,10 @@ type OpKind uint8
 
 // Kinds of Op.
 const (
-	OpIncr  OpKind = iota + 1 // Incr(Key, Delta, Window)
-	OpAllow                   // Allow(Key, Interval, Burst, Take)
-	OpReset                   // Reset(Key)
-	OpReturn                  // Returner's Return(Key, Interval): nothing on a Store that is not one
+	OpIncr   OpKind = iota + 1 // Incr(Key, Delta, Window)
+	OpAllow                    // Allow(Key, Interval, Burst, Take)
+	OpReset                    // Reset(Key)
+	OpReturn                   // Returner's Return(Key, Interval): nothing on a Store that is not one
 )
 
 // Op is one Store operation handed to a Batcher, with its results.
