@@ -135,6 +135,14 @@ func TestIdentityInLiteral(t *testing.T) {
 		{Source: captchagate.JSONField("user"), Identity: 9},
 	}})
 	assert.ErrorContains(t, err, "unknown Identity")
+	// An address is no account: an Identity there would reset its counter
+	// on every success (the attacker's own logins).
+	for _, src := range []captchagate.Source{captchagate.ClientIP(), captchagate.ClientNet(24, 48)} {
+		_, err = g.NewGuard(captchagate.Policy{Name: "addr", MaxFailures: 1, Keys: []captchagate.Key{
+			{Source: src, Identity: captchagate.IdentityUsername},
+		}})
+		assert.ErrorContains(t, err, "Identity on an address key")
+	}
 
 	// Senders: only a policy with an Email (or Phone) key can bind one.
 	spy := &gatetest.SliderSpy{}

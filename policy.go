@@ -219,6 +219,10 @@ func compileKey(p Policy, k Key) (guardKey, error) {
 	switch id := cmp.Or(k.Identity, k.Source.identity); {
 	case id > IdentityPhone:
 		return gk, fmt.Errorf("has an unknown Identity %d", id)
+	case id != 0 && k.Source.raw && k.Source.parts == nil:
+		// ClientIP, ClientNet: an Identity would make the address reset
+		// on success, so an attacker's own logins would wipe its count.
+		return gk, errors.New("has an Identity on an address key (ClientIP, ClientNet): addresses are counted without one")
 	case id != 0:
 		gk.Identity = id
 		gk.Source = k.Source.as(id)
