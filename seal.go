@@ -77,7 +77,10 @@ type sealer struct {
 	ad    []byte
 	marks Marker
 	life  time.Duration // how long a mark is kept: the longest life of a captcha or token, with its grace
-	epoch *atomic.Uint64
+	// The epoch new ids are sealed in, and when it was read (unix ns):
+	// shared by the captchas' and the tokens' sealers.
+	epoch   *atomic.Uint64
+	epochAt *atomic.Int64
 }
 
 func (k *sealer) put(ctx context.Context, rec *record) (string, error) {
@@ -97,9 +100,17 @@ func (k *sealer) put(ctx context.Context, rec *record) (string, error) {
 	return b64.EncodeToString(b), nil
 }
 
-// currentEpoch returns the marks' epoch, asking the Marker the first time.
+// epochRefresh is how long a sealer seals in the epoch it last read before
+// it asks the Marker again: an instance that only issues (and so never
+// learns a new epoch from a Mark) follows a store that lost its marks
+// within this long.
+const epochRefresh = 10 * time.Second
+
+// currentEpoch returns the marks' epoch, asking the Marker the first time
+// and every epochRefresh.
 func (k *sealer) currentEpoch(ctx context.Context) (uint64, error) {
-	if e := k.epoch.Load(); e != 0 {
+	now := k.g.now().UnixNano()
+	if e := k.epoch.Load(); e != 0 && now-k.epochAt.Load() < int64(epochRefresh) {
 		return e, nil
 	}
 	_, e, err := k.marks.Mark(ctx, 0, nil, k.life, false)
@@ -110,6 +121,7 @@ func (k *sealer) currentEpoch(ctx context.Context) (uint64, error) {
 		return 0, errors.New("captchagate: the store's Marker returned epoch 0")
 	}
 	k.epoch.Store(e)
+	k.epochAt.Store(now)
 	return e, nil
 }
 
@@ -147,6 +159,7 @@ func (k *sealer) mark(ctx context.Context, id string, peek bool) (record, bool, 
 	}
 	if current != epoch && current != 0 {
 		k.epoch.Store(current)
+		k.epochAt.Store(k.g.now().UnixNano())
 	}
 	return rec, fresh && current == epoch, nil
 }
@@ -342,8 +355,8 @@ func (g *Gate) setCaptchas(c Config) error {
 	if err != nil {
 		return err
 	}
-	epoch := new(atomic.Uint64)
-	g.captchas = &sealer{g: g, aead: aead, ad: captchaAD, marks: marks, life: life, epoch: epoch}
-	g.tokens = &sealer{g: g, aead: aead, ad: tokenAD, marks: marks, life: life, epoch: epoch}
+	epoch, at := new(atomic.Uint64), new(atomic.Int64)
+	g.captchas = &sealer{g: g, aead: aead, ad: captchaAD, marks: marks, life: life, epoch: epoch, epochAt: at}
+	g.tokens = &sealer{g: g, aead: aead, ad: tokenAD, marks: marks, life: life, epoch: epoch, epochAt: at}
 	return nil
 }

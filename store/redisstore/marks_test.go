@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -66,4 +67,35 @@ func TestMarks(t *testing.T) {
 	assert.NotZero(t, cur)
 	fresh, _ = mark(a, cur, false)
 	assert.True(t, fresh, "in the new epoch")
+}
+
+// Two instances share a Redis that loses its data (FLUSHALL, as after an
+// empty restart). A captcha issued and answered before is never accepted
+// again; an instance that only issues follows the new epoch within
+// epochRefresh (10 s), so its captchas answer on the other instance again.
+func TestEpochAfterDataLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := storetest.NewClock()
+	a := newInstance(t, srv.Addr, "epoch:", clk, nil)
+	b := newInstance(t, srv.Addr, "epoch:", clk, nil)
+	trip := func(in *instance, user string) string {
+		for range 5 {
+			in.post(t, "/login", login(user, "wrong"))
+		}
+		return in.post(t, "/login", login(user, "right")).captchaID(t)
+	}
+	verify := func(in *instance, id string) int {
+		return in.post(t, "/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`).status
+	}
+	spent := trip(b, "alice")
+	require.Equal(t, http.StatusOK, verify(a, spent), "issued by b, answered on a")
+	require.Equal(t, http.StatusForbidden, verify(a, spent))
+
+	require.NoError(t, a.client.FlushAll(context.Background()).Err())
+	assert.Equal(t, http.StatusForbidden, verify(a, spent), "a spent captcha is not revived")
+	stale := trip(b, "bob") // b has not read the new epoch yet
+	assert.Equal(t, http.StatusForbidden, verify(a, stale), "sealed in the lost epoch")
+	clk.Advance(11 * time.Second)
+	fresh := trip(b, "carol")
+	assert.Equal(t, http.StatusOK, verify(a, fresh), "b follows the new epoch")
 }
