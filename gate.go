@@ -119,7 +119,9 @@ type Config struct {
 	MaxBodyBytes int64
 
 	// StoreFailure is the counting step's policy when the store fails.
-	// Default FailClosed.
+	// Default FailClosed. A store that is full (ErrStoreFull) is not a
+	// failure it governs: under either mode the request is asked for a
+	// captcha, which a Marker store can still issue and spend.
 	StoreFailure StoreFailMode
 	// StoreTimeout bounds how long a request waits on a shared Store: all
 	// store calls of a guarded request before its handler share one budget,
