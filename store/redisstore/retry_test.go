@@ -219,6 +219,38 @@ func TestLostReplyAppliedOnce(t *testing.T) {
 		assert.False(t, ok)
 	})
 
+	t.Run("token returned", func(t *testing.T) {
+		for range 2 {
+			_, _, err := s.Allow(ctx, "r:b", time.Hour, 2, true)
+			require.NoError(t, err)
+		}
+		require.NoError(t, s.Return(ctx, "r:none", time.Hour), "warm: the script is loaded")
+		before := proxy.lost.Load()
+		proxy.arm("evalsha")
+		assert.Error(t, s.Return(ctx, "r:b", time.Hour))
+		require.Equal(t, before+1, proxy.lost.Load(), "the proxy lost a reply")
+		ok, _, err := s.Allow(ctx, "r:b", time.Hour, 2, true)
+		require.NoError(t, err)
+		assert.True(t, ok, "returned once: one token back")
+		ok, _, err = s.Allow(ctx, "r:b", time.Hour, 2, true)
+		require.NoError(t, err)
+		assert.False(t, ok, "not twice")
+	})
+
+	t.Run("spend mark", func(t *testing.T) {
+		_, epoch, err := s.Mark(ctx, 0, nil, time.Hour, false)
+		require.NoError(t, err)
+		mark := []byte("a mark of 12+ bytes")
+		before := proxy.lost.Load()
+		proxy.arm("evalsha")
+		_, _, err = s.Mark(ctx, epoch, mark, time.Hour, false)
+		assert.Error(t, err, "a lost reply is a failure, not 'already spent'")
+		require.Equal(t, before+1, proxy.lost.Load(), "the proxy lost a reply")
+		fresh, _, err := s.Mark(ctx, epoch, mark, time.Hour, true)
+		require.NoError(t, err)
+		assert.False(t, fresh, "set once, by the lost call")
+	})
+
 	t.Run("take", func(t *testing.T) {
 		require.NoError(t, s.Put(ctx, "c:x", []byte("v"), time.Minute))
 		proxy.arm("getdel")
