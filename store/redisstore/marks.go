@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -109,6 +110,25 @@ func (s *Store) Mark(ctx context.Context, epoch uint64, mark []byte, life time.D
 		return false, 0, fmt.Errorf("redisstore: malformed epoch %q", es)
 	}
 	return n == 1 && cur == epoch, cur, nil
+}
+
+// checkScriptFlags loads the mark script (flagged allow-oom, which needs
+// Redis 7) within o.Timeout, and returns an error if Redis cannot compile
+// it. Other failures (Redis unreachable at start, SCRIPT refused by ACL)
+// are left for the first Mark to report.
+func checkScriptFlags(c redis.UniversalClient, o Options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	defer cancel()
+	return tooOld(c.ScriptLoad(ctx, markScript.src).Err())
+}
+
+// tooOld turns Redis's refusal to compile a script with flags (Redis
+// before 7.0 reads "#!lua" as Lua) into New's error.
+func tooOld(err error) error {
+	if err != nil && strings.Contains(err.Error(), "Error compiling script") {
+		return fmt.Errorf("redisstore: Redis 7.0 or later is required (scripts with flags): %w", err)
+	}
+	return nil
 }
 
 // runOnce runs sc on keys with args as one command that go-redis never

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -98,4 +99,14 @@ func TestEpochAfterDataLoss(t *testing.T) {
 	clk.Advance(11 * time.Second)
 	fresh := trip(b, "carol")
 	assert.Equal(t, http.StatusOK, verify(a, fresh), "b follows the new epoch")
+}
+
+// New refuses a Redis that cannot compile a script with flags (before
+// 7.0, "#!lua flags=allow-oom" is a Lua syntax error): the error Redis 6.2
+// answers is told apart from other failures.
+func TestNewNeedsScriptFlags(t *testing.T) {
+	err := redisstore.TooOld(errors.New("ERR Error compiling script (new function): user_script:1: unexpected symbol near '#'"))
+	assert.ErrorContains(t, err, "Redis 7.0 or later is required")
+	assert.NoError(t, redisstore.TooOld(errors.New("NOPERM this user has no permissions to run the 'script|load' command")))
+	assert.NoError(t, redisstore.TooOld(nil))
 }

@@ -110,7 +110,8 @@
 // so instances sharing a Redis should keep their clocks in step (NTP); a skew
 // of s shifts windows and expiries by at most s.
 //
-// Requires Redis 7.0 or later (GETDEL, and script flags for allow-oom).
+// Requires Redis 7.0 or later (GETDEL, and script flags for allow-oom): New
+// refuses an older one.
 package redisstore
 
 import (
@@ -243,6 +244,9 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		o.Logger = slog.Default()
 	}
 	if err := checkEviction(c, o); err != nil {
+		return nil, err
+	}
+	if err := checkScriptFlags(c, o); err != nil {
 		return nil, err
 	}
 	if o.MarkCapacity <= 0 {
