@@ -8,12 +8,16 @@
 // clients, floods, the legitimate population, the measurements and the goal
 // table); the scenarios run as subtests of TestAttack:
 //
-//	go test -run TestAttack -v ./attack          # prints the results table
-//	go test -short -run TestAttack -v ./attack   # a tenth of the flood sizes
+//	go test -run TestAttack -v ./attack          # a fifth of issue 16's sizes (CI); prints the table
+//	go test -short -run TestAttack -v ./attack   # a tenth (also under -race)
+//	CAPTCHAGATE_ATTACK_SCALE=1 go test -run TestAttack -v -timeout 30m ./attack  # the full sizes
+//	./attack/wrk.sh                              # req/s and latency of refused requests (TestWrk)
 //
-// Floods are measured, not judged: the goals of issue 16 that today's code
-// does not meet are printed as PASS/FAIL columns and fail the test only when
-// their row of Goals is Enforced.
+// The floods are wrong passwords for unique usernames (from one address, from
+// many, from the 65,536 /64s of one IPv6 /48 through a trusted proxy), captcha
+// creation (POST new) and codes to unique phone numbers. Their results are
+// measured and printed beside the goals of issue 16 (Goals); a goal fails the
+// test only where it is enforced, on the backends where it holds today.
 package attack
 
 import (
@@ -63,7 +67,7 @@ func withKey(p captchagate.Policy, k captchagate.Key) captchagate.Policy {
 // scaled so that the policy's own window lasts w: for runs on Redis's clock,
 // whose TTLs cannot be advanced, to see recovery within the run.
 func ShortWindows(p captchagate.Policy, w time.Duration) captchagate.Policy {
-	scale := func(d time.Duration) time.Duration { return d * w / p.Window }
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * float64(w) / float64(p.Window)) }
 	p.Keys = append([]captchagate.Key(nil), p.Keys...)
 	for i := range p.Keys {
 		if p.Keys[i].Window != 0 {

@@ -42,6 +42,9 @@ type Backend struct {
 // Redis reports whether b is a Redis backend.
 func (b Backend) Redis() bool { return b.Eviction != "" }
 
+// Evicts reports whether b is a Redis whose maxmemory-policy evicts keys.
+func (b Backend) Evicts() bool { return b.Redis() && b.Eviction != "noeviction" }
+
 // Kind is what each flood request asks for.
 type Kind int
 
@@ -88,6 +91,11 @@ type Flood struct {
 	// is then timed on the real clock.
 	RealWindow time.Duration
 }
+
+// Fills reports whether f leaves state per request that can fill a store:
+// many addresses leave their address keys, unique numbers their buckets. A
+// login flood from one address leaves next to nothing (G1).
+func (f Flood) Fills() bool { return f.Addresses > 1 || f.Kind == KindSMS }
 
 // Result is what one scenario measured.
 type Result struct {
@@ -165,52 +173,74 @@ type Goal struct {
 	Check func(r *Result) (pass, applies bool)
 }
 
-// Goals are checked on every scenario's Result. The comments of Enforced say
-// why a goal is not enforced where it is not.
+// Goals are checked on every scenario's Result. Each Enforced says where the
+// goal holds today (full sizes and a tenth, memstore and Redis) and, in its
+// comments, why it is not enforced elsewhere.
 var Goals = []Goal{
 	{ID: "G1", Text: "a refused request leaves no store entry behind",
-		// Not yet anywhere: on memstore about one entry per address stays
-		// (0.01 per refused request); on Redis captchas are still stored
-		// (0.10); and a refused send leaves its number's bucket (issue 16,
-		// "Send-rate tokens are never given back").
-		Enforced: nowhere,
+		// Enforced for captcha creation (POST new): a 429 leaves nothing.
+		// Not yet for logins: on memstore about one entry per refusing
+		// address stays (0.01 per refused request), on Redis captchas are
+		// still stored (0.10); nor for sends: a refused send leaves its
+		// number's bucket (1.00; issue 16, "Send-rate tokens are never
+		// given back").
+		Enforced: func(b Backend, f Flood) bool { return f.Kind == KindNew },
 		Check:    func(r *Result) (bool, bool) { return r.EntriesPerRefused == 0, r.Probe > 0 }},
 	{ID: "G2", Text: "the in-memory store never holds more than MaxEntries",
-		Enforced: everywhere,
+		Enforced: func(Backend, Flood) bool { return true },
 		Check: func(r *Result) (bool, bool) {
 			return r.EntriesAfter <= r.Limit, !r.Backend.Redis()
 		}},
 	{ID: "G3", Text: "no legitimate attempt is refused during the flood (at worst a captcha)",
-		// Not on a bounded memstore (a newcomer whose ceiling reads high
-		// from the spill gets 429: issue 16, "Spilled state"), nor on Redis
-		// noeviction (503 once full; sealed captchas and ErrFull are on
-		// their way).
 		Enforced: func(b Backend, f Flood) bool {
-			return !b.Redis() && b.MaxEntries == 0 || b.Redis() && b.Eviction != "noeviction"
+			switch {
+			case b.Eviction == "noeviction":
+				// Once full, Redis refuses writes and the gate answers 503
+				// (sealed captchas and a "store full" that degrades to a
+				// captcha are on their way).
+				return !f.Fills()
+			case b.MaxEntries > 0:
+				// A bounded memstore at its bound: a newcomer whose
+				// creation budget or ceiling reads high from the spill
+				// gets 429 (issue 16, "Spilled state"). Captcha creation
+				// and the /48 under ClientNet do not get there.
+				return !f.Fills() || f.Kind == KindNew || f.NetKey
+			}
+			return true
 		},
 		Check: func(r *Result) (bool, bool) { return r.KnownRefused+r.NewcomerRefused == 0, r.Known+r.Newcomer > 0 }},
 	{ID: "G4", Text: "newcomers are served as soon as the flood stops",
-		// Not on Redis noeviction: once full it refuses newcomers until
-		// Redis's TTLs free room.
-		Enforced: func(b Backend, f Flood) bool { return b.Eviction != "noeviction" },
-		Check:    func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
+		Enforced: func(b Backend, f Flood) bool {
+			switch {
+			case b.Eviction == "noeviction":
+				// Full, Redis refuses newcomers until its own TTLs free room
+				// (the real-clock row: about one login window).
+				return !f.Fills()
+			case b.MaxEntries > 0:
+				// After unique numbers from many addresses fill a bounded
+				// memstore, newcomers' spilled ceilings read high for up to
+				// the SMS ceiling's window ("Spilled state").
+				return !(f.Kind == KindSMS && f.Addresses > 1)
+			}
+			return true
+		},
+		Check: func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
 	{ID: "G5", Text: "an account tripped before the flood is still tripped after it",
-		// Not on the evicting Redis policies: evicting the attacked
-		// account's counter is what they do under a unique-key flood, which
-		// is why docs/redis.md asks for noeviction.
-		Enforced: func(b Backend, f Flood) bool { return !b.Redis() || b.Eviction == "noeviction" },
+		// Not where an evicting Redis policy meets a flood that fills it:
+		// evicting the attacked account's counter is what those policies do,
+		// which is why docs/redis.md asks for noeviction. (LFU kept it in
+		// some runs, not reliably.)
+		Enforced: func(b Backend, f Flood) bool { return !b.Evicts() || !f.Fills() },
 		Check: func(r *Result) (bool, bool) {
 			return !r.VictimOpen(), r.Flood.RealWindow == 0 || r.VictimAge < r.Flood.RealWindow
 		}},
 	{ID: "G6", Text: "a flooding source (one address; a /48 under ClientNet) gets no more requests through than its threshold",
-		// Not on the evicting Redis policies: they may evict the flooding
-		// address's own counter.
-		Enforced: func(b Backend, f Flood) bool { return !b.Redis() || b.Eviction == "noeviction" },
+		// Not where an evicting Redis policy meets a flood that fills it:
+		// the source's own counter can be evicted (the /48's was, under
+		// allkeys-lru).
+		Enforced: func(b Backend, f Flood) bool { return !b.Evicts() || !f.Fills() },
 		Check:    func(r *Result) (bool, bool) { return r.FloodPassed <= r.Flood.Cap, r.Flood.Cap > 0 }},
 }
-
-func everywhere(Backend, Flood) bool { return true }
-func nowhere(Backend, Flood) bool    { return false }
 
 // IPThreshold is LoginPolicy's MaxFailures per client address, and
 // SMSBurst SMSPolicy's burst of sends per address.
@@ -640,8 +670,11 @@ func (sc *scenario) victimAfter() {
 func (sc *scenario) recovery() {
 	if sc.clk == nil {
 		limit := RealRecoveryLimit * sc.res.Flood.RealWindow
-		for {
+		for first := true; ; first = false {
 			d := time.Since(sc.floodEnd)
+			if first {
+				d = 0 // served at the first look: at once, as on the injected clock
+			}
 			if sc.newcomersServed() {
 				sc.res.Recovery, sc.res.Recovered = d, true
 				return
