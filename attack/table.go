@@ -15,7 +15,7 @@ func WriteTable(w io.Writer, results []*Result) {
 	for i, g := range Goals {
 		ids[i] = g.ID
 	}
-	fmt.Fprintf(w, "| store | flood | requests (refused, passed) | entries per refused request | entries before → after | "+
+	fmt.Fprintf(w, "| store | flood | requests (refused, passed) | entries per refused request (first + second half of the probe) | entries before → after | "+
 		"legit refused: fixed users / newcomers | attacked account after | newcomers served again after | "+
 		"heap before → after | Redis used_memory before → after (maxmemory, evicted) | %s |\n", strings.Join(ids, " | "))
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|%s\n", strings.Repeat("---|", len(Goals)))
@@ -65,10 +65,12 @@ func perRefused(r *Result) string {
 	if r.Probe == 0 {
 		return "— (none refused)"
 	}
-	s := fmt.Sprintf("%.2f", r.EntriesPerRefused)
-	if !r.Backend.Redis() && r.Flood.Addresses == 1 && r.EntriesAfter < r.Limit && r.EntriesPerRefused > 0 {
+	s := fmt.Sprintf("%.2f (%d + %d)", r.EntriesPerRefused, r.EntriesFirstHalf, r.EntriesSecondHalf)
+	// The second half's rate is what each further refused request leaves.
+	rate := float64(r.EntriesSecondHalf) / float64(r.Probe-r.Probe/2)
+	if !r.Backend.Redis() && r.Flood.Addresses == 1 && r.EntriesAfter < r.Limit && rate > 0 {
 		s += fmt.Sprintf(" (one address fills the %d entries after ~%dk refused requests)",
-			r.Limit, int(float64(r.Limit-r.EntriesBefore)/r.EntriesPerRefused)/1000)
+			r.Limit, int(float64(r.Limit-r.EntriesBefore)/rate)/1000)
 	}
 	return s
 }
