@@ -8,12 +8,16 @@
 // clients, floods, the legitimate population, the measurements and the goal
 // table); the scenarios run as subtests of TestAttack:
 //
-//	go test -run TestAttack -v ./attack          # prints the results table
-//	go test -short -run TestAttack -v ./attack   # a tenth of the flood sizes
+//	go test -run TestAttack -v ./attack          # a fifth of issue 16's sizes (CI); prints the table
+//	go test -short -run TestAttack -v ./attack   # a tenth (also under -race)
+//	CAPTCHAGATE_ATTACK_SCALE=1 go test -run TestAttack -v -timeout 30m ./attack  # the full sizes
+//	./attack/wrk.sh                              # req/s and latency of refused requests (TestWrk)
 //
-// Floods are measured, not judged: the goals of issue 16 that today's code
-// does not meet are printed as PASS/FAIL columns and fail the test only when
-// their row of Goals is Enforced.
+// The floods are wrong passwords for unique usernames (from one address, from
+// many, from the 65,536 /64s of one IPv6 /48 through a trusted proxy), captcha
+// creation (POST new) and codes to unique phone numbers. Their results are
+// measured and printed beside the goals of issue 16 (Goals); a goal fails the
+// test only where it is enforced, on the backends where it holds today.
 package attack
 
 import (
@@ -44,6 +48,36 @@ var LoginPolicy = captchagate.Policy{
 	Window:      15 * time.Minute,
 }
 
+// NetThreshold is NetLoginPolicy's MaxFailures per IPv6 /48 (per IPv4
+// address, as ClientIP's) in an hour.
+const NetThreshold = 100
+
+// NetLoginPolicy is LoginPolicy with a third key, the client's network
+// (ClientNet(32, 48)): 100 failures an hour per IPv6 /48, so that the 65,536
+// /64s of one /48 meet one counter.
+var NetLoginPolicy = withKey(LoginPolicy,
+	captchagate.Key{Source: captchagate.ClientNet(32, 48), MaxFailures: NetThreshold, Window: time.Hour})
+
+func withKey(p captchagate.Policy, k captchagate.Key) captchagate.Policy {
+	p.Keys = append(append([]captchagate.Key(nil), p.Keys...), k)
+	return p
+}
+
+// ShortWindows returns p with every window (the policy's and its keys')
+// scaled so that the policy's own window lasts w: for runs on Redis's clock,
+// whose TTLs cannot be advanced, to see recovery within the run.
+func ShortWindows(p captchagate.Policy, w time.Duration) captchagate.Policy {
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * float64(w) / float64(p.Window)) }
+	p.Keys = append([]captchagate.Key(nil), p.Keys...)
+	for i := range p.Keys {
+		if p.Keys[i].Window != 0 {
+			p.Keys[i].Window = scale(p.Keys[i].Window)
+		}
+	}
+	p.Window = w
+	return p
+}
+
 // SMSPolicy is the target's "send me a code" policy: per phone number a send
 // rate (3 at once, then one every 20 minutes) past which a captcha is needed,
 // and a hard ceiling of 10 a day; per client address 10 at once, then one a
@@ -71,10 +105,14 @@ type Target struct {
 }
 
 // NewTarget serves a login (POST /login) and a code-sending route (POST /sms)
-// guarded by LoginPolicy and SMSPolicy, and the captcha endpoints under
-// /captcha/, on a gate made from c. c.Challenge defaults to
-// gatetest.KnownDigits, whose every captcha's answer is gatetest.Answer.
-func NewTarget(c captchagate.Config) (*Target, error) {
+// guarded by lp (LoginPolicy if its Name is empty; it must be named
+// "login") and SMSPolicy, and the captcha endpoints under /captcha/, on a gate
+// made from c. c.Challenge defaults to gatetest.KnownDigits, whose every
+// captcha's answer is gatetest.Answer.
+func NewTarget(c captchagate.Config, lp captchagate.Policy) (*Target, error) {
+	if lp.Name == "" {
+		lp = LoginPolicy
+	}
 	if c.Challenge == nil {
 		c.Challenge = gatetest.KnownDigits{}
 	}
@@ -84,7 +122,7 @@ func NewTarget(c captchagate.Config) (*Target, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
-	mux.Handle("POST /login", g.Guard(LoginPolicy)(http.HandlerFunc(login)))
+	mux.Handle("POST /login", g.Guard(lp)(http.HandlerFunc(login)))
 	mux.Handle("POST /sms", g.Guard(SMSPolicy)(http.HandlerFunc(sendCode)))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

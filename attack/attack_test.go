@@ -11,10 +11,12 @@ import (
 	"github.com/captchagate/captchagate/attack"
 )
 
-// sizes are attack.FullSizes, a tenth of them with -short or -race, or
-// divided by CAPTCHAGATE_ATTACK_SCALE.
+// sizes are attack.FullSizes divided by 5 (CI's go test work: about two
+// minutes), by 10 with -short or -race, or by CAPTCHAGATE_ATTACK_SCALE (1:
+// the full sizes of issue 16, 50,000 addresses on every store; about five
+// minutes on two cores).
 func sizes(t *testing.T) (attack.Sizes, int) {
-	d := 1
+	d := 5
 	if testing.Short() || raceEnabled {
 		d = 10
 	}
@@ -38,8 +40,14 @@ func TestAttack(t *testing.T) {
 	var mu sync.Mutex
 	var results []*attack.Result
 	for _, b := range attack.Backends(s) {
+		if raceEnabled && !b.AllFloods {
+			// Under -race (CI's second run) the Redis policies that only
+			// repeat the login floods add no code path; they run without it.
+			continue
+		}
 		for _, f := range attack.Floods(s, b) {
-			t.Run(b.Name+"/"+f.Name, func(t *testing.T) {
+			// A slash in a flood's name ("IPv6 /48") would nest subtests.
+			t.Run(b.Name+"/"+strings.ReplaceAll(f.Name, "/", ""), func(t *testing.T) {
 				r := attack.Run(t, s, b, f)
 				mu.Lock()
 				results = append(results, r)
@@ -82,12 +90,14 @@ func check(t *testing.T, r *attack.Result) {
 	if r.Known+r.Newcomer == 0 {
 		t.Error("no legitimate attempt was made")
 	}
-	if !r.Backend.Redis() && r.Flood.Addresses == 1 && r.Statuses[401] > attack.IPThreshold {
-		t.Errorf("the flooding address had %d wrong passwords reach the app, past its threshold %d",
-			r.Statuses[401], attack.IPThreshold)
+	if r.Flood.IPv6 && r.FloodPassed <= attack.IPThreshold {
+		// Each /64 is an address of its own: the proxy's header was read,
+		// or the whole flood would have met one address's threshold.
+		t.Errorf("IPv6 flood: %d requests passed, want more than one address's threshold %d (was %s read?)",
+			r.FloodPassed, attack.IPThreshold, r.Flood.Header)
 	}
 	for _, g := range attack.Goals {
-		if pass, applies := g.Check(r); g.Enforced && applies && !pass {
+		if pass, applies := g.Check(r); applies && !pass && g.Enforced(r.Backend, r.Flood) {
 			t.Errorf("goal %s failed: %s", g.ID, g.Text)
 		}
 	}

@@ -21,6 +21,7 @@ const (
 	netNewcomer = 2  // 127.2.x.y: a fresh address for each newcomer
 	netVictim   = 3  // 127.3.x.y: the failures that trip the victim's account
 	netOne      = 4  // 127.4.0.1: the one-address attacker
+	netProxy    = 5  // 127.5.0.1: the trusted proxy the IPv6 attackers come through
 	netMany     = 16 // 127.16.0.1 and up: the many-address attackers
 )
 
@@ -38,6 +39,33 @@ type sourceKey struct{}
 // src.
 func withSource(ctx context.Context, src netip.Addr) context.Context {
 	return context.WithValue(ctx, sourceKey{}, src)
+}
+
+// ProxyAddr is the address of the trusted reverse proxy the IPv6 floods come
+// through (Config.TrustedProxies names it alone): loopback has only ::1, so
+// the IPv6 clients are named in the forwarded header it appends.
+var ProxyAddr = Addr(netProxy, 0)
+
+// V6Addr returns the n-th address of the attacker's IPv6 /48: its n-th /64
+// (n mod 65,536), interface ::1.
+func V6Addr(n int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, byte(n >> 8), byte(n), 15: 1})
+}
+
+type forwardKey struct{}
+
+// forward holds a forwarded header to send: name and value.
+type forward struct{ name, value string }
+
+// withForwarded makes the requests made with ctx carry the header a proxy
+// appends for client: X-Forwarded-For: client, or Forwarded:
+// for="[client]:port" (RFC 7239, with a port as proxies often add).
+func withForwarded(ctx context.Context, header string, client netip.Addr) context.Context {
+	f := forward{name: header, value: client.String()}
+	if header == "Forwarded" {
+		f.value = `for="` + netip.AddrPortFrom(client, 4711).String() + `"`
+	}
+	return context.WithValue(ctx, forwardKey{}, f)
 }
 
 // NewClient returns a client whose connections leave from src. With src
@@ -79,6 +107,9 @@ func post(ctx context.Context, c *http.Client, url string, body any, token strin
 		return reply{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if f, ok := ctx.Value(forwardKey{}).(forward); ok {
+		req.Header.Set(f.name, f.value)
+	}
 	if token != "" {
 		req.Header.Set("X-Captcha-Token", token)
 	}
@@ -157,6 +188,20 @@ func (t *Target) SendCode(ctx context.Context, c *http.Client, phone string) (Ou
 // Guess sends a wrong password for user from c and returns the status.
 func (t *Target) Guess(ctx context.Context, c *http.Client, user string) (int, error) {
 	r, err := post(ctx, c, t.URL+"/login", map[string]string{"username": user, "password": "guess"}, "")
+	return r.Status, err
+}
+
+// NewCaptcha asks POST /captcha/new for a captcha of the login policy, as a
+// form that always shows one does, and returns the status.
+func (t *Target) NewCaptcha(ctx context.Context, c *http.Client) (int, error) {
+	r, err := post(ctx, c, t.URL+"/captcha/new", map[string]string{"policy": "login"}, "")
+	return r.Status, err
+}
+
+// Send asks for a code to phone without solving anything and returns the
+// status.
+func (t *Target) Send(ctx context.Context, c *http.Client, phone string) (int, error) {
+	r, err := post(ctx, c, t.URL+"/sms", map[string]string{"phone": phone}, "")
 	return r.Status, err
 }
 

@@ -35,19 +35,67 @@ type Backend struct {
 	// server uses.
 	Eviction  string
 	MaxMemory int64
+	// AllFloods runs every flood on b, not only the login floods.
+	AllFloods bool
 }
 
 // Redis reports whether b is a Redis backend.
 func (b Backend) Redis() bool { return b.Eviction != "" }
 
-// Flood is what the attackers send: a wrong password for a unique username
-// per request, from one address (over keep-alive connections) or from one
-// address per request (a new connection each).
+// Evicts reports whether b is a Redis whose maxmemory-policy evicts keys.
+func (b Backend) Evicts() bool { return b.Redis() && b.Eviction != "noeviction" }
+
+// Kind is what each flood request asks for.
+type Kind int
+
+const (
+	// KindLogin: a wrong password for a unique username (POST /login).
+	KindLogin Kind = iota
+	// KindNew: a captcha for the login policy (POST /captcha/new), as a
+	// form that always shows one asks; nothing is solved.
+	KindNew
+	// KindSMS: a code sent to a unique phone number (POST /sms); nothing
+	// is solved.
+	KindSMS
+)
+
+// passed reports whether a flood request of kind k answered st got what it
+// asked for: its wrong password reached the app (401, or 200), a captcha was
+// issued, a code was sent.
+func (k Kind) passed(st int) bool {
+	return st == http.StatusOK || k == KindLogin && st == http.StatusUnauthorized
+}
+
+// Flood is what the attackers send: requests of one Kind, from one address
+// (over keep-alive connections), from one address per request (a new
+// connection each), or from one IPv6 /64 per request of one /48, named in
+// the forwarded header of a trusted proxy (over its keep-alive connections).
 type Flood struct {
 	Name      string
+	Kind      Kind
 	Requests  int
 	Addresses int // 1, or one a request
+
+	// IPv6: the request's address is V6Addr(i), sent in Header (a
+	// Config.ForwardedHeader) from ProxyAddr, the one trusted proxy.
+	IPv6   bool
+	Header string
+	// NetKey guards the login with NetLoginPolicy (ClientNet(32, 48) too).
+	NetKey bool
+	// Cap is the most flood requests that may pass (G6): the flooding
+	// source's threshold. 0: G6 does not apply.
+	Cap int
+	// RealWindow, if set, runs the gate and the store on the real clock with
+	// the login policy's windows scaled so that its own lasts RealWindow
+	// (ShortWindows), so that Redis's TTLs expire within the run; recovery
+	// is then timed on the real clock.
+	RealWindow time.Duration
 }
+
+// Fills reports whether f leaves state per request that can fill a store:
+// many addresses leave their address keys, unique numbers their buckets. A
+// login flood from one address leaves next to nothing (G1).
+func (f Flood) Fills() bool { return f.Addresses > 1 || f.Kind == KindSMS }
 
 // Result is what one scenario measured.
 type Result struct {
@@ -57,13 +105,20 @@ type Result struct {
 	// EntriesPerRefused is the store entries (memstore Len, Redis DBSIZE)
 	// that each of Probe refused requests left behind, measured before the
 	// flood on a store far from full: an address past its threshold sends
-	// wrong passwords for unique usernames, without solving the captchas.
-	EntriesPerRefused float64
-	Probe             int
+	// requests of the flood's kind (wrong passwords for unique usernames,
+	// captchas, codes to unique numbers), without solving the captchas.
+	// EntriesFirstHalf and EntriesSecondHalf split that growth between the
+	// probe's two halves: an address's one-time state (its creation budget,
+	// the captchas it was issued) lands in the first, what each refused
+	// request leaves grows both.
+	EntriesPerRefused                   float64
+	Probe                               int
+	EntriesFirstHalf, EntriesSecondHalf int
 
 	Statuses      map[int]int // flood answers by status
 	FloodErrors   int         // flood requests without an answer
-	FloodRefused  int         // flood answers other than 200 and 401
+	FloodPassed   int         // flood answers that got what they asked for (Kind.passed)
+	FloodRefused  int         // the other flood answers
 	EntriesBefore int         // before the flood
 	EntriesAfter  int         // after the flood
 	Limit         int         // the memstore's bound (0 for Redis)
@@ -79,9 +134,14 @@ type Result struct {
 	// the flood: 428 while it stays tripped, 401 if its counter was lost.
 	VictimStatus int
 
-	// Recovery is how long after the flood (on the injected clock, in
-	// steps of a minute) a newcomer was first served again; Recovered false
-	// if not within RecoveryLimit.
+	// VictimAge is how long after tripping the victim was checked again
+	// (real time; it matters only with Flood.RealWindow).
+	VictimAge time.Duration
+
+	// Recovery is how long after the flood a round of newcomers was first
+	// all served again: on the injected clock in steps of a minute, within
+	// RecoveryLimit; with Flood.RealWindow, on the real clock in steps of
+	// RealStep, within RealRecoveryLimit windows. Recovered false if not.
 	Recovery  time.Duration
 	Recovered bool
 
@@ -105,64 +165,125 @@ func (r *Result) RefusedShare() float64 {
 // wrong password reached the handler without a captcha.
 func (r *Result) VictimOpen() bool { return r.VictimStatus == http.StatusUnauthorized }
 
-// Goal is one property issue 16 asks of the gate under floods. A goal that
-// holds today is Enforced: the suite fails when it stops holding. The others
-// are printed as PASS/FAIL; whoever makes one hold flips its Enforced.
+// Goal is one property issue 16 asks of the gate under floods. Where a goal
+// holds today it is enforced (Enforced reports where): the suite fails when
+// it stops holding there. Elsewhere it is printed as PASS/FAIL; whoever makes
+// it hold there widens its Enforced.
 type Goal struct {
-	ID       string
-	Text     string
-	Enforced bool
+	ID   string
+	Text string
+	// Enforced reports whether the goal fails the test on backend b under
+	// flood f.
+	Enforced func(b Backend, f Flood) bool
 	// Check says whether r meets the goal, and whether the goal applies to r.
 	Check func(r *Result) (pass, applies bool)
 }
 
-// Goals are checked on every scenario's Result.
+// Goals are checked on every scenario's Result. Each Enforced says where the
+// goal holds today (full sizes and a tenth, memstore and Redis) and, in its
+// comments, why it is not enforced elsewhere.
 var Goals = []Goal{
-	{ID: "G1", Text: "a refused request leaves no store entry behind", Enforced: false,
-		Check: func(r *Result) (bool, bool) { return r.EntriesPerRefused == 0, r.Probe > 0 }},
-	{ID: "G2", Text: "the in-memory store never holds more than MaxEntries", Enforced: true,
+	{ID: "G1", Text: "a refused request leaves no store entry behind",
+		// Enforced for captcha creation (POST new): a 429 leaves nothing.
+		// Not yet for logins: the refusing address's first refused request
+		// leaves its creation budget (memstore: 1 entry, 0.01 per refused
+		// request of the probe), and on Redis the 20 captchas issued to it
+		// are still stored (21 entries, 0.10), none after; nor for sends:
+		// each refused send leaves its number's bucket (1.00; issue 16,
+		// "Send-rate tokens are never given back").
+		Enforced: func(b Backend, f Flood) bool { return f.Kind == KindNew },
+		Check:    func(r *Result) (bool, bool) { return r.EntriesPerRefused == 0, r.Probe > 0 }},
+	{ID: "G2", Text: "the in-memory store never holds more than MaxEntries",
+		Enforced: func(Backend, Flood) bool { return true },
 		Check: func(r *Result) (bool, bool) {
 			return r.EntriesAfter <= r.Limit, !r.Backend.Redis()
 		}},
-	{ID: "G3", Text: "no legitimate attempt is refused during the flood (at worst a captcha)", Enforced: false,
+	{ID: "G3", Text: "no legitimate attempt is refused during the flood (at worst a captcha)",
+		Enforced: func(b Backend, f Flood) bool {
+			switch {
+			case b.Eviction == "noeviction":
+				// Once full, Redis refuses writes and the gate answers 503
+				// (sealed captchas and a "store full" that degrades to a
+				// captcha are on their way).
+				return !f.Fills()
+			case b.MaxEntries > 0:
+				// A bounded memstore at its bound: a newcomer whose
+				// creation budget or ceiling reads high from the spill
+				// gets 429 (issue 16, "Spilled state"). Captcha creation
+				// and the /48 under ClientNet do not get there.
+				return !f.Fills() || f.Kind == KindNew || f.NetKey
+			}
+			return true
+		},
 		Check: func(r *Result) (bool, bool) { return r.KnownRefused+r.NewcomerRefused == 0, r.Known+r.Newcomer > 0 }},
-	{ID: "G4", Text: "newcomers are served as soon as the flood stops", Enforced: false,
+	{ID: "G4", Text: "newcomers are served as soon as the flood stops",
+		Enforced: func(b Backend, f Flood) bool {
+			switch {
+			case b.Eviction == "noeviction":
+				// Full, Redis refuses newcomers until its own TTLs free room
+				// (the real-clock row: about one login window).
+				return !f.Fills()
+			case b.MaxEntries > 0:
+				// After unique numbers from many addresses fill a bounded
+				// memstore, newcomers' spilled ceilings read high for up to
+				// the SMS ceiling's window ("Spilled state").
+				return !(f.Kind == KindSMS && f.Addresses > 1)
+			}
+			return true
+		},
 		Check: func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
-	{ID: "G5", Text: "an account tripped before the flood is still tripped after it", Enforced: false,
-		Check: func(r *Result) (bool, bool) { return !r.VictimOpen(), true }},
-	{ID: "G6", Text: "the one flooding address gets no more wrong passwords to the app than its threshold (20)", Enforced: false,
+	{ID: "G5", Text: "an account tripped before the flood is still tripped after it",
+		// Not where an evicting Redis policy meets a flood that fills it:
+		// evicting the attacked account's counter is what those policies do,
+		// which is why docs/redis.md asks for noeviction. (LFU kept it in
+		// some runs, not reliably.)
+		Enforced: func(b Backend, f Flood) bool { return !b.Evicts() || !f.Fills() },
 		Check: func(r *Result) (bool, bool) {
-			return r.Statuses[http.StatusUnauthorized] <= IPThreshold, r.Flood.Addresses == 1
+			return !r.VictimOpen(), r.Flood.RealWindow == 0 || r.VictimAge < r.Flood.RealWindow
 		}},
+	{ID: "G6", Text: "a flooding source (one address; a /48 under ClientNet) gets no more requests through than its threshold",
+		// Not where an evicting Redis policy meets a flood that fills it:
+		// the source's own counter can be evicted (the /48's was, under
+		// allkeys-lru).
+		Enforced: func(b Backend, f Flood) bool { return !b.Evicts() || !f.Fills() },
+		Check:    func(r *Result) (bool, bool) { return r.FloodPassed <= r.Flood.Cap, r.Flood.Cap > 0 }},
 }
 
-// IPThreshold is LoginPolicy's MaxFailures per client address.
-const IPThreshold = 20
+// IPThreshold is LoginPolicy's MaxFailures per client address, and
+// SMSBurst SMSPolicy's burst of sends per address.
+const (
+	IPThreshold = 20
+	SMSBurst    = 10
+)
 
 // Sizes scale the suite.
 type Sizes struct {
 	OneAddress, ManyAddresses           int // flood requests on the in-memory store
 	RedisOneAddress, RedisManyAddresses int // on Redis
+	V6Addresses                         int // /64s of the IPv6 floods (65,536: one /48)
 	MaxEntries                          int // the bounded in-memory store
 	RedisMaxMemory                      int64
-	Probe                               int // refused requests measured for entries per refused request
-	Chunks                              int // legitimate rounds during a flood
-	Known, Newcomers                    int // per round
-	Workers                             int // concurrent attackers
+	RecoveryWindow                      time.Duration // the login window of the real-clock floods
+	Probe                               int           // refused requests measured for entries per refused request
+	Chunks                              int           // legitimate rounds during a flood
+	Known, Newcomers                    int           // per round
+	Workers                             int           // concurrent attackers
 }
 
 // FullSizes are the sizes of issue 16, scaled where noted.
 var FullSizes = Sizes{
 	OneAddress: 30_000, ManyAddresses: 50_000,
-	RedisOneAddress: 10_000, RedisManyAddresses: 10_000,
-	MaxEntries: 20_000, RedisMaxMemory: 1 << 20,
-	Probe: 200, Chunks: 5, Known: 5, Newcomers: 5, Workers: 16,
+	RedisOneAddress: 10_000, RedisManyAddresses: 50_000,
+	V6Addresses: 65_536,
+	MaxEntries:  20_000, RedisMaxMemory: 1 << 20,
+	RecoveryWindow: 30 * time.Second,
+	Probe:          200, Chunks: 5, Known: 5, Newcomers: 5, Workers: 16,
 }
 
-// Scale divides the flood sizes and the in-memory store's bound by d. The
-// probe of entries per refused request, Redis's maxmemory (below about 1 MiB
-// of headroom the client buffers alone fill it) and the legitimate
-// population stay.
+// Scale divides the flood sizes and the in-memory store's bound by d, and
+// shortens the real-clock floods' window to 10 seconds. The probe of entries
+// per refused request, Redis's maxmemory (below about 1 MiB of headroom the
+// client buffers alone fill it) and the legitimate population stay.
 func (s Sizes) Scale(d int) Sizes {
 	if d <= 1 {
 		return s
@@ -171,43 +292,69 @@ func (s Sizes) Scale(d int) Sizes {
 	s.ManyAddresses /= d
 	s.RedisOneAddress /= d
 	s.RedisManyAddresses /= d
+	s.V6Addresses /= d
 	s.MaxEntries /= d
+	s.RecoveryWindow = min(s.RecoveryWindow, 10*time.Second)
 	return s
 }
 
-// RecoveryLimit is how far the clock is advanced looking for recovery, and
-// RecoveryNewcomers how many newcomers in a row must be served to call it
-// recovered.
+// RecoveryLimit is how far the injected clock is advanced looking for
+// recovery, RealRecoveryLimit how many real-clock windows are waited, in
+// steps of RealStep; RecoveryNewcomers is how many newcomers in a row must
+// be served to call it recovered.
 const (
 	RecoveryLimit     = 2 * time.Hour
+	RealRecoveryLimit = 5 // windows: the address key's (4) and one more
+	RealStep          = 500 * time.Millisecond
 	RecoveryNewcomers = 20
 )
 
 // Backends are the stores the suite runs on for sizes s: the default
 // in-memory store, one bounded to s.MaxEntries, and Redis under each
-// maxmemory-policy.
+// maxmemory-policy. Every flood runs on the in-memory stores, on noeviction
+// (the documented setting) and on allkeys-lru (a cache's usual one); the
+// other policies get the login floods.
 func Backends(s Sizes) []Backend {
 	bs := []Backend{
-		{Name: "memstore default (1<<20)"},
-		{Name: fmt.Sprintf("memstore MaxEntries %d", s.MaxEntries), MaxEntries: s.MaxEntries},
+		{Name: "memstore default (1<<20)", AllFloods: true},
+		{Name: fmt.Sprintf("memstore MaxEntries %d", s.MaxEntries), MaxEntries: s.MaxEntries, AllFloods: true},
 	}
 	for _, p := range []string{"noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
 		"volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"} {
-		bs = append(bs, Backend{Name: "redis " + p, Eviction: p, MaxMemory: s.RedisMaxMemory})
+		bs = append(bs, Backend{Name: "redis " + p, Eviction: p, MaxMemory: s.RedisMaxMemory,
+			AllFloods: p == "noeviction" || p == "allkeys-lru"})
 	}
 	return bs
 }
 
-// Floods are the two floods on b.
+// Floods are the floods run on b.
 func Floods(s Sizes, b Backend) []Flood {
 	one, many := s.OneAddress, s.ManyAddresses
 	if b.Redis() {
 		one, many = s.RedisOneAddress, s.RedisManyAddresses
 	}
-	return []Flood{
-		{Name: "one address", Requests: one, Addresses: 1},
+	fs := []Flood{
+		{Name: "one address", Requests: one, Addresses: 1, Cap: IPThreshold},
 		{Name: fmt.Sprintf("%d addresses", many), Requests: many, Addresses: many},
 	}
+	if !b.AllFloods {
+		return fs
+	}
+	v6 := s.V6Addresses
+	fs = append(fs,
+		Flood{Name: fmt.Sprintf("POST new, %d addresses", many), Kind: KindNew, Requests: many, Addresses: many},
+		Flood{Name: fmt.Sprintf("IPv6 /48, %d /64s (X-Forwarded-For)", v6), Requests: v6, Addresses: v6,
+			IPv6: true, Header: "X-Forwarded-For"},
+		Flood{Name: fmt.Sprintf("IPv6 /48, %d /64s, ClientNet(32, 48) (Forwarded)", v6), Requests: v6, Addresses: v6,
+			IPv6: true, Header: "Forwarded", NetKey: true, Cap: NetThreshold},
+		Flood{Name: "SMS, one address", Kind: KindSMS, Requests: one, Addresses: 1, Cap: SMSBurst},
+		Flood{Name: fmt.Sprintf("SMS, %d addresses", many), Kind: KindSMS, Requests: many, Addresses: many},
+	)
+	if b.Redis() {
+		fs = append(fs, Flood{Name: fmt.Sprintf("%d addresses, %v windows (real clock)", many, s.RecoveryWindow),
+			Requests: many, Addresses: many, RealWindow: s.RecoveryWindow})
+	}
+	return fs
 }
 
 // scenario is one run's state.
@@ -215,7 +362,8 @@ type scenario struct {
 	t      testing.TB
 	s      Sizes
 	ctx    context.Context
-	clk    *storetest.Clock
+	clk    *storetest.Clock // nil on the real clock (Flood.RealWindow)
+	now    func() time.Time
 	target *Target
 	res    *Result
 
@@ -226,26 +374,44 @@ type scenario struct {
 	any          *http.Client // one connection per request, source from the context
 	knownClients map[int]*http.Client
 	newcomer     atomic.Int64
+	tripped      time.Time // when the victim was tripped (real clock)
+	floodEnd     time.Time // when the flood's last chunk ended (real clock)
 }
 
 // Run runs flood f on backend b and returns what it measured.
 func Run(t testing.TB, s Sizes, b Backend, f Flood) *Result {
 	start := time.Now()
-	sc := &scenario{t: t, s: s, ctx: context.Background(), clk: storetest.NewClock(),
+	sc := &scenario{t: t, s: s, ctx: context.Background(), now: time.Now,
 		res: &Result{Backend: b, Flood: f, Statuses: map[int]int{}, RefusedStatuses: map[int]int{}},
 		any: NewClient(netip.Addr{}), flush: func() {}}
-	cfg := captchagate.Config{Secret: gatetest.Secret, Now: sc.clk.Now, StoreTimeout: 2 * time.Second,
+	if f.RealWindow == 0 {
+		sc.clk = storetest.NewClock()
+		sc.now = sc.clk.Now
+	}
+	t.Cleanup(sc.any.CloseIdleConnections)
+	cfg := captchagate.Config{Secret: gatetest.Secret, Now: sc.now, StoreTimeout: 2 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if f.IPv6 {
+		cfg.TrustedProxies = []netip.Prefix{netip.PrefixFrom(ProxyAddr, 32)}
+		cfg.ForwardedHeader = f.Header
+	}
 	if b.Redis() {
 		sc.redis(b, &cfg)
 	} else {
-		ms := memstore.New(memstore.Options{MaxEntries: b.MaxEntries, Now: sc.clk.Now, CleanupInterval: -1})
+		ms := memstore.New(memstore.Options{MaxEntries: b.MaxEntries, Now: sc.now, CleanupInterval: -1})
 		t.Cleanup(func() { ms.Close() })
 		sc.res.Limit = cmpOr(b.MaxEntries, 1<<20)
 		sc.entries = ms.Len
 		cfg.Store = ms
 	}
-	target, err := NewTarget(cfg)
+	login := LoginPolicy
+	if f.NetKey {
+		login = NetLoginPolicy
+	}
+	if f.RealWindow > 0 {
+		login = ShortWindows(login, f.RealWindow)
+	}
+	target, err := NewTarget(cfg, login)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +446,7 @@ func (sc *scenario) redis(b Backend, cfg *captchagate.Config) {
 	base := sc.info("memory", "used_memory")
 	sc.res.RedisMaxMemory = base + b.MaxMemory
 	must(sc.t, sc.rdb.ConfigSet(sc.ctx, "maxmemory", strconv.FormatInt(sc.res.RedisMaxMemory, 10)).Err())
-	st, err := redisstore.New(sc.rdb, redisstore.Options{Now: sc.clk.Now})
+	st, err := redisstore.New(sc.rdb, redisstore.Options{Now: sc.now})
 	must(sc.t, err)
 	sc.t.Cleanup(func() { st.Close() })
 	cfg.Store = st
@@ -346,6 +512,7 @@ func (sc *scenario) baseline() {
 	}
 	st, _ := sc.target.Guess(withSource(sc.ctx, Addr(netVictim, 5)), sc.any, "victim")
 	r.VictimTripped = st == http.StatusPreconditionRequired
+	sc.tripped = time.Now()
 }
 
 // known returns the i-th fixed user's client, which keeps its connections
@@ -365,24 +532,48 @@ func (sc *scenario) known(i int) *http.Client {
 
 func knownUser(i int) string { return fmt.Sprintf("user%d", i) }
 
-// probeRefused measures store entries per refused request: an address
-// trips its key with 20 failures, then sends Probe more, all refused.
-func (sc *scenario) probeRefused() {
-	src := withSource(sc.ctx, Addr(netOne, 1))
-	for i := range 20 {
-		sc.target.Guess(src, sc.any, fmt.Sprintf("probe-trip-%d", i))
+// send sends the i-th request of kind k from ctx's source on c; tag keeps
+// the usernames and numbers of the probe apart from the flood's.
+func (sc *scenario) send(ctx context.Context, c *http.Client, k Kind, tag string, i int) (int, error) {
+	switch k {
+	case KindNew:
+		return sc.target.NewCaptcha(ctx, c)
+	case KindSMS:
+		return sc.target.Send(ctx, c, botPhone(tag, i))
 	}
-	before := sc.count()
+	return sc.target.Guess(ctx, c, fmt.Sprintf("%s-%d", tag, i))
+}
+
+// botPhone is a unique number for tag and i, never a newcomer's (phone).
+func botPhone(tag string, i int) string {
+	area := map[string]int{"bot": 666, "probe": 667, "probe-trip": 668}[tag]
+	return fmt.Sprintf("+1%03d%07d", area, i)
+}
+
+// probeRefused measures store entries per refused request of the flood's
+// kind: an address spends its budget with 20 requests (wrong passwords,
+// captchas, codes), then sends Probe more, all refused.
+func (sc *scenario) probeRefused() {
+	k := sc.res.Flood.Kind
+	src := withSource(sc.ctx, Addr(netOne, 1))
+	for i := range IPThreshold {
+		sc.send(src, sc.any, k, "probe-trip", i)
+	}
+	before, half := sc.count(), 0
 	refused := 0
 	for i := range sc.s.Probe {
-		if st, err := sc.target.Guess(src, sc.any, fmt.Sprintf("probe-%d", i)); err == nil &&
-			st != http.StatusUnauthorized && st != http.StatusOK {
+		if i == sc.s.Probe/2 {
+			half = sc.count()
+		}
+		if st, err := sc.send(src, sc.any, k, "probe", i); err == nil && !k.passed(st) {
 			refused++
 		}
 	}
 	if refused > 0 {
+		after := sc.count()
 		sc.res.Probe = refused
-		sc.res.EntriesPerRefused = float64(sc.count()-before) / float64(refused)
+		sc.res.EntriesPerRefused = float64(after-before) / float64(refused)
+		sc.res.EntriesFirstHalf, sc.res.EntriesSecondHalf = half-before, after-half
 	}
 }
 
@@ -391,10 +582,15 @@ func (sc *scenario) probeRefused() {
 func (sc *scenario) flood() {
 	r, f := sc.res, sc.res.Flood
 	r.EntriesBefore = sc.count()
-	var one *http.Client
-	if f.Addresses == 1 {
-		one = NewClient(Addr(netOne, 0))
-		defer one.CloseIdleConnections()
+	var shared *http.Client // keep-alive: the one address, or the proxy
+	switch {
+	case f.IPv6:
+		shared = NewClient(ProxyAddr)
+	case f.Addresses == 1:
+		shared = NewClient(Addr(netOne, 0))
+	}
+	if shared != nil {
+		defer shared.CloseIdleConnections()
 	}
 	var mu sync.Mutex
 	for c := range sc.s.Chunks {
@@ -409,11 +605,14 @@ func (sc *scenario) flood() {
 				if i >= to {
 					break
 				}
-				client, ctx := one, sc.ctx
-				if one == nil {
-					client, ctx = sc.any, withSource(sc.ctx, Addr(netMany, i))
+				client, ctx := shared, sc.ctx
+				switch {
+				case f.IPv6:
+					ctx = withForwarded(ctx, f.Header, V6Addr(i))
+				case shared == nil:
+					client, ctx = sc.any, withSource(ctx, Addr(netMany, i))
 				}
-				st, err := sc.target.Guess(ctx, client, fmt.Sprintf("bot-%d", i))
+				st, err := sc.send(ctx, client, f.Kind, "bot", i)
 				if err != nil {
 					errs++
 					continue
@@ -430,8 +629,11 @@ func (sc *scenario) flood() {
 		r.FloodTime += time.Since(t0)
 		sc.legitimate()
 	}
+	sc.floodEnd = time.Now()
 	for st, n := range r.Statuses {
-		if st != http.StatusOK && st != http.StatusUnauthorized {
+		if f.Kind.passed(st) {
+			r.FloodPassed += n
+		} else {
 			r.FloodRefused += n
 		}
 	}
@@ -469,29 +671,51 @@ func (sc *scenario) legitimate() {
 
 // victimAfter sends a wrong password for the victim from a fresh address.
 func (sc *scenario) victimAfter() {
+	sc.res.VictimAge = time.Since(sc.tripped)
 	sc.res.VictimStatus, _ = sc.target.Guess(withSource(sc.ctx, Addr(netVictim, 6)), sc.any, "victim")
 }
 
-// recovery advances the clock a minute at a time until a round of
-// RecoveryNewcomers newcomers, each from a fresh address, all log in (with a
-// captcha if asked).
+// recovery looks for the first round of RecoveryNewcomers newcomers, each
+// from a fresh address, who all log in (with a captcha if asked): at once,
+// then advancing the injected clock a minute at a time, or, on the real
+// clock, waiting RealStep at a time.
 func (sc *scenario) recovery() {
+	if sc.clk == nil {
+		limit := RealRecoveryLimit * sc.res.Flood.RealWindow
+		for first := true; ; first = false {
+			d := time.Since(sc.floodEnd)
+			if first {
+				d = 0 // served at the first look: at once, as on the injected clock
+			}
+			if sc.newcomersServed() {
+				sc.res.Recovery, sc.res.Recovered = d, true
+				return
+			}
+			if d > limit {
+				return
+			}
+			time.Sleep(RealStep)
+		}
+	}
 	for d := time.Duration(0); d <= RecoveryLimit; d += time.Minute {
 		if d > 0 {
 			sc.clk.Advance(time.Minute)
 		}
-		served := true
-		for range RecoveryNewcomers {
-			n := int(sc.newcomer.Add(1))
-			o, _ := sc.target.Login(withSource(sc.ctx, Addr(netNewcomer, n)), sc.any, fmt.Sprintf("new%d", n))
-			if o >= Refused {
-				served = false
-				break
-			}
-		}
-		if served {
+		if sc.newcomersServed() {
 			sc.res.Recovery, sc.res.Recovered = d, true
 			return
 		}
 	}
+}
+
+// newcomersServed reports whether RecoveryNewcomers newcomers in a row log
+// in.
+func (sc *scenario) newcomersServed() bool {
+	for range RecoveryNewcomers {
+		n := int(sc.newcomer.Add(1))
+		if o, _ := sc.target.Login(withSource(sc.ctx, Addr(netNewcomer, n)), sc.any, fmt.Sprintf("new%d", n)); o >= Refused {
+			return false
+		}
+	}
+	return true
 }

@@ -15,7 +15,7 @@ func WriteTable(w io.Writer, results []*Result) {
 	for i, g := range Goals {
 		ids[i] = g.ID
 	}
-	fmt.Fprintf(w, "| store | flood | requests (refused, reached the app) | entries per refused request | entries before → after | "+
+	fmt.Fprintf(w, "| store | flood | requests (refused, passed) | entries per refused request (first + second half of the probe) | entries before → after | "+
 		"legit refused: fixed users / newcomers | attacked account after | newcomers served again after | "+
 		"heap before → after | Redis used_memory before → after (maxmemory, evicted) | %s |\n", strings.Join(ids, " | "))
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|%s\n", strings.Repeat("---|", len(Goals)))
@@ -30,28 +30,31 @@ func WriteTable(w io.Writer, results []*Result) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Passed: a wrong password that reached the app (401), a captcha issued (POST new), a code sent (SMS). "+
+		"Goal verdicts in bold are enforced on that row: the test fails if one turns FAIL.")
+	fmt.Fprintln(w)
 	for _, g := range Goals {
-		state := "measured (not enforced yet)"
-		if g.Enforced {
-			state = "enforced"
-		}
-		fmt.Fprintf(w, "- %s: %s — %s\n", g.ID, g.Text, state)
+		fmt.Fprintf(w, "- %s: %s\n", g.ID, g.Text)
 	}
 }
 
 func verdict(g Goal, r *Result) string {
 	pass, applies := g.Check(r)
+	v := "FAIL"
 	switch {
 	case !applies:
 		return "—"
 	case pass:
-		return "PASS"
+		v = "PASS"
 	}
-	return "FAIL"
+	if g.Enforced(r.Backend, r.Flood) {
+		return "**" + v + "**"
+	}
+	return v
 }
 
 func requests(r *Result) string {
-	s := fmt.Sprintf("%d (%d, %d)", r.Flood.Requests, r.FloodRefused, r.Statuses[http.StatusUnauthorized])
+	s := fmt.Sprintf("%d (%d, %d)", r.Flood.Requests, r.FloodRefused, r.FloodPassed)
 	if r.FloodErrors > 0 {
 		s += fmt.Sprintf(", %d errors", r.FloodErrors)
 	}
@@ -62,10 +65,12 @@ func perRefused(r *Result) string {
 	if r.Probe == 0 {
 		return "— (none refused)"
 	}
-	s := fmt.Sprintf("%.2f", r.EntriesPerRefused)
-	if !r.Backend.Redis() && r.Flood.Addresses == 1 && r.EntriesAfter < r.Limit && r.EntriesPerRefused > 0 {
+	s := fmt.Sprintf("%.2f (%d + %d)", r.EntriesPerRefused, r.EntriesFirstHalf, r.EntriesSecondHalf)
+	// The second half's rate is what each further refused request leaves.
+	rate := float64(r.EntriesSecondHalf) / float64(r.Probe-r.Probe/2)
+	if !r.Backend.Redis() && r.Flood.Addresses == 1 && r.EntriesAfter < r.Limit && rate > 0 {
 		s += fmt.Sprintf(" (one address fills the %d entries after ~%dk refused requests)",
-			r.Limit, int(float64(r.Limit-r.EntriesBefore)/r.EntriesPerRefused)/1000)
+			r.Limit, int(float64(r.Limit-r.EntriesBefore)/rate)/1000)
 	}
 	return s
 }
@@ -98,13 +103,19 @@ func victim(r *Result) string {
 }
 
 func recovery(r *Result) string {
+	real := r.Flood.RealWindow
 	switch {
+	case r.Recovered && r.Recovery == 0:
+		return "at once"
+	case real > 0 && r.Recovered:
+		return fmt.Sprintf("%.1f s (%.1f login windows)", r.Recovery.Seconds(), float64(r.Recovery)/float64(real))
+	case real > 0:
+		return fmt.Sprintf("not within %v (%d login windows)", RealRecoveryLimit*real, RealRecoveryLimit)
 	case !r.Recovered && r.Backend.Redis():
-		return fmt.Sprintf("not within %v of the gate's clock (Redis expires keys on its own)", fmtDur(RecoveryLimit))
+		return fmt.Sprintf("not within %v of the gate's clock (Redis's TTLs run on its own: see the real-clock row)",
+			fmtDur(RecoveryLimit))
 	case !r.Recovered:
 		return fmt.Sprintf("not within %v", fmtDur(RecoveryLimit))
-	case r.Recovery == 0:
-		return "at once"
 	}
 	return fmt.Sprintf("%.0f min", r.Recovery.Minutes())
 }
