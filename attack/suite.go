@@ -183,16 +183,16 @@ type Goal struct {
 // goal holds today (full sizes and a tenth, memstore and Redis) and, in its
 // comments, why it is not enforced elsewhere.
 var Goals = []Goal{
-	{ID: "G1", Text: "a refused request leaves no store entry behind",
-		// Enforced for captcha creation (POST new): a 429 leaves nothing.
-		// Not yet for logins: the refusing address's first refused request
-		// leaves its creation budget (memstore: 1 entry, 0.01 per refused
-		// request of the probe), and on Redis the 20 captchas issued to it
-		// are still stored (21 entries, 0.10), none after; nor for sends:
-		// each refused send leaves its number's bucket (1.00; issue 16,
-		// "Send-rate tokens are never given back").
-		Enforced: func(b Backend, f Flood) bool { return f.Kind == KindNew },
-		Check:    func(r *Result) (bool, bool) { return r.EntriesPerRefused == 0, r.Probe > 0 }},
+	{ID: "G1", Text: "a refused request leaves no store entry behind (but its address's captcha budget, one per address)",
+		// Enforced everywhere: a refused login or send leaves nothing but
+		// the refusing address's captcha-creation budget, created by its
+		// first captcha (one entry per address, in the probe's first
+		// half), and nothing after it; captchas and tokens are sealed, on
+		// Redis too, and refused sends give their tokens back.
+		Enforced: func(Backend, Flood) bool { return true },
+		Check: func(r *Result) (bool, bool) {
+			return r.EntriesFirstHalf <= 1 && r.EntriesSecondHalf == 0, r.Probe > 0
+		}},
 	{ID: "G2", Text: "the in-memory store never holds more than MaxEntries",
 		Enforced: func(Backend, Flood) bool { return true },
 		Check: func(r *Result) (bool, bool) {
@@ -200,35 +200,27 @@ var Goals = []Goal{
 		}},
 	{ID: "G3", Text: "no legitimate attempt is refused during the flood (at worst a captcha)",
 		Enforced: func(b Backend, f Flood) bool {
-			switch {
-			case b.Eviction == "noeviction":
-				// Once full, Redis refuses writes and the gate answers 503
-				// (sealed captchas and a "store full" that degrades to a
-				// captcha are on their way).
-				return !f.Fills()
-			case b.MaxEntries > 0:
+			if b.MaxEntries > 0 {
 				// A bounded memstore at its bound: a newcomer whose
 				// creation budget or ceiling reads high from the spill
 				// gets 429 (issue 16, "Spilled state"). Captcha creation
-				// and the /48 under ClientNet do not get there.
-				return !f.Fills() || f.Kind == KindNew || f.NetKey
+				// does not get there.
+				return !f.Fills() || f.Kind == KindNew
 			}
+			// Redis under noeviction: full, it degrades to captchas.
 			return true
 		},
 		Check: func(r *Result) (bool, bool) { return r.KnownRefused+r.NewcomerRefused == 0, r.Known+r.Newcomer > 0 }},
 	{ID: "G4", Text: "newcomers are served as soon as the flood stops",
 		Enforced: func(b Backend, f Flood) bool {
-			switch {
-			case b.Eviction == "noeviction":
-				// Full, Redis refuses newcomers until its own TTLs free room
-				// (the real-clock row: about one login window).
-				return !f.Fills()
-			case b.MaxEntries > 0:
+			if b.MaxEntries > 0 {
 				// After unique numbers from many addresses fill a bounded
 				// memstore, newcomers' spilled ceilings read high for up to
 				// the SMS ceiling's window ("Spilled state").
 				return !(f.Kind == KindSMS && f.Addresses > 1)
 			}
+			// Redis under noeviction: newcomers are never refused, so
+			// there is nothing to recover from.
 			return true
 		},
 		Check: func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
