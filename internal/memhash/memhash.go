@@ -64,7 +64,7 @@ type Store struct {
 // A counter is one word: the end of its window in milliseconds since the
 // store's epoch (the high 40 bits: 34 years) and its count (the low 24 bits,
 // saturating at MaxCount). The counter is absent once now >= its end. With
-// its uint64 key that is a 16-byte map slot.
+// its uint64 name that is a 16-byte slot of the shard's counterTable.
 type counter uint64
 
 const countBits = 24
@@ -86,7 +86,7 @@ type item struct {
 
 type shard struct {
 	mu        sync.Mutex
-	counters  map[uint64]counter
+	counters  counterTable
 	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
 	items     map[string]item
 	spill     *spill // nil until the shard first reaches its limit
@@ -122,7 +122,6 @@ func New(o Options) *Store {
 		if i < o.MaxEntries%numShards {
 			s.shards[i].limit++
 		}
-		s.shards[i].counters = make(map[uint64]counter)
 		s.shards[i].buckets = make(map[uint64]int64)
 		s.shards[i].items = make(map[string]item)
 	}
@@ -174,16 +173,12 @@ func (s *Store) Len() int {
 	return n
 }
 
-func (sh *shard) len() int { return len(sh.counters) + len(sh.buckets) + len(sh.items) }
+func (sh *shard) len() int { return sh.counters.n + len(sh.buckets) + len(sh.items) }
 
 func (s *Store) sweep(sh *shard, now int64) {
 	sh.lastSweep = now
 	nowMs := s.ms(now)
-	for k, c := range sh.counters {
-		if nowMs >= c.end() {
-			delete(sh.counters, k)
-		}
-	}
+	sh.counters.sweep(nowMs)
 	for k, tat := range sh.buckets {
 		if now >= tat {
 			delete(sh.buckets, k)
@@ -230,34 +225,36 @@ func (s *Store) room(sh *shard, now int64, want entryKind, n int64) bool {
 		}
 	}
 	nowMs := s.ms(now)
-	var minKey uint64
-	var minC counter
-	found := false
 	if want != bucketEntry {
-		i := 0
-		for k, c := range sh.counters {
+		t := &sh.counters
+		minI := -1
+		var minC counter
+		for i, seen := t.start(), 0; seen < min(sample, t.n); i = t.next(i) {
+			c := t.slots[i].c
+			if c == 0 {
+				continue
+			}
+			seen++
 			if nowMs >= c.end() {
-				delete(sh.counters, k)
+				t.deleteAt(i)
 				return true
 			}
-			if !found || c.n() < minC.n() {
-				minKey, minC, found = k, c, true
-			}
-			if i++; i == sample {
-				break
+			if minI < 0 || c.n() < minC.n() {
+				minI, minC = i, c
 			}
 		}
-		if found && (want == itemEntry || minC.n() <= n) {
-			sh.spillArea().addCount(minKey, minC.end(), minC.n(), nowMs)
-			delete(sh.counters, minKey)
+		if minI >= 0 && (want == itemEntry || minC.n() <= n) {
+			sh.spillArea().addCount(t.slots[minI].h, minC.end(), minC.n(), nowMs)
+			t.deleteAt(minI)
 			return true
 		}
 	}
 	if want == counterEntry {
 		return false
 	}
+	var minKey uint64
 	var minTat int64
-	found = false
+	found := false
 	i := 0
 	for k, tat := range sh.buckets {
 		if now >= tat {
@@ -300,10 +297,14 @@ func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (in
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	nowMs := s.ms(now)
-	c, ok := sh.counters[h]
-	if ok && nowMs >= c.end() {
-		delete(sh.counters, h)
-		ok = false
+	t := &sh.counters
+	i, ok := t.find(h)
+	var c counter
+	if ok {
+		if c = t.slots[i].c; nowMs >= c.end() {
+			t.deleteAt(i)
+			ok = false
+		}
 	}
 	if !ok {
 		// A counter the maps had no room for lives on in the spill, as an
@@ -324,18 +325,23 @@ func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (in
 			c = sh.spillArea().addCount(h, end, delta, nowMs)
 			return c.n(), time.UnixMilli(s.epoch + c.end()), nil
 		}
-		c = packCounter(end, spilled.n())
+		// A new counter (delta > 0): room may have moved entries, so
+		// insert probes again.
+		c = packCounter(end, spilled.n()+delta)
+		t.insert(h, c)
+		return c.n(), time.UnixMilli(s.epoch + c.end()), nil
 	}
 	n := max(c.n()+delta, 0)
 	if n == 0 && delta < 0 {
 		// Given back to zero: gone in the same locked step, so a refused
-		// request leaves no entry behind.
-		delete(sh.counters, h)
+		// request leaves no entry behind (and the slot is free for the
+		// next request's counter).
+		t.deleteAt(i)
 		return 0, time.Time{}, nil
 	}
 	if delta != 0 {
 		c = packCounter(c.end(), n)
-		sh.counters[h] = c
+		t.slots[i].c = c
 	}
 	return c.n(), time.UnixMilli(s.epoch + c.end()), nil
 }
@@ -348,7 +354,9 @@ func (s *Store) ms(now int64) int64 { return max(now/int64(time.Millisecond)-s.e
 func (s *Store) Reset(h uint64) {
 	sh := s.shardOf(h)
 	sh.mu.Lock()
-	delete(sh.counters, h)
+	if i, ok := sh.counters.find(h); ok {
+		sh.counters.deleteAt(i)
+	}
 	sh.mu.Unlock()
 }
 
