@@ -119,5 +119,5 @@ func (t *counterTable) sweep(nowMs int64) {
 // start returns a random slot to look at entries from (Go randomizes where
 // a map's iteration starts; room samples from here), and next the slot after
 // i.
-func (t *counterTable) start() int   { return rand.IntN(len(t.slots)) }
+func (t *counterTable) start() int     { return rand.IntN(len(t.slots)) }
 func (t *counterTable) next(i int) int { return (i + 1) & (len(t.slots) - 1) }
