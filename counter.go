@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/captchagate/captchagate/internal/memhash"
 	"github.com/captchagate/captchagate/store/memstore"
@@ -100,25 +101,26 @@ func (s storeReport) report(err error) { s.g.storeError(s.r, s.policy, err) }
 // memCounter counts on the in-process store by hash, at the request's time:
 // the first run of a request reads the clock, the rest of it uses ev.now.
 type memCounter struct {
-	s    *memhash.Store
-	seed maphash.Seed // of the counting hashes: maphash, not an HMAC, for speed
+	s *memhash.Store
+	// The seeds of the counting hashes (maphash, not an HMAC, for speed):
+	// one for the prefix, one for the value.
+	prefixSeed, valueSeed maphash.Seed
 }
 
 func newMemCounter(m *memstore.Store) *memCounter {
 	// memstore.Store is defined as memhash.Store: the conversion reaches
 	// the hashed methods memstore does not export.
-	return &memCounter{s: (*memhash.Store)(m), seed: maphash.MakeSeed()}
+	return &memCounter{s: (*memhash.Store)(m), prefixSeed: maphash.MakeSeed(), valueSeed: maphash.MakeSeed()}
 }
 
 // hashKey: the in-process store names a counter by a 64-bit hash anyway, so
-// a seeded maphash of the same input is enough to count by; the HMACs that
-// bind captchas wait until a key trips (Guard.bind).
+// seeded maphashes of the same input are enough to count by; the HMACs that
+// bind captchas wait until a key trips (Guard.bind). The prefix and the value
+// are hashed apart, under seeds of their own (two one-shot hashes cost less
+// than a streaming maphash.Hash), and the two sums combined: with seeds
+// apart, swapping a value and a prefix does not swap the sums.
 func (c *memCounter) hashKey(ev *eval, i int, prefix, v []byte) {
-	var mh maphash.Hash
-	mh.SetSeed(c.seed)
-	mh.Write(prefix)
-	mh.Write(v)
-	ev.ch[i] = mh.Sum64()
+	ev.ch[i] = maphash.Bytes(c.prefixSeed, prefix) ^ maphash.Bytes(c.valueSeed, v)
 }
 
 func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) {
@@ -134,7 +136,13 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 		n.h = h // for giveBack
 		switch op.Kind {
 		case OpIncr:
-			op.N, op.Reset, op.Err = c.s.Incr(h, op.Delta, op.Window, ev.now)
+			// Only a ceiling's Reset is read (judge's retry-after): a
+			// failure counter's is left zero, no time.Time made.
+			var end int64
+			op.N, end = c.s.Add(h, op.Delta, op.Window, ev.now)
+			if n.kind == ceilingCount && end != 0 {
+				op.Reset = time.UnixMilli(end)
+			}
 		case OpAllow:
 			op.OK, op.Wait, op.Err = c.s.Allow(h, op.Interval, op.Burst, op.Take, ev.now)
 		case OpReset:
@@ -152,7 +160,7 @@ func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opN
 	for j := range ops {
 		switch h := notes[j].h; ops[j].Kind {
 		case OpIncr:
-			c.s.Incr(h, ops[j].Delta, ops[j].Window, ev.now)
+			c.s.Add(h, ops[j].Delta, ops[j].Window, ev.now)
 		case OpReset:
 			c.s.Reset(h)
 		}

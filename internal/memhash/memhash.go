@@ -293,6 +293,17 @@ func (s *Store) Now() int64 { return s.now().UnixNano() }
 
 // Incr is captchagate.Store's Incr of the counter named by h at time now.
 func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (int64, time.Time, error) {
+	n, end := s.Add(h, delta, window, now)
+	if end == 0 {
+		return n, time.Time{}, nil
+	}
+	return n, time.UnixMilli(end), nil
+}
+
+// Add is Incr with the end of the window in unix milliseconds (0 when no
+// counter is left), for the guard, which reads the end of a ceiling's window
+// only, and never a failure counter's.
+func (s *Store) Add(h uint64, delta int64, window time.Duration, now int64) (n, end int64) {
 	sh := s.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -316,34 +327,34 @@ func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (in
 		if delta <= 0 {
 			// A read, or a give-back that cannot lower a spilled count.
 			if spilled == 0 {
-				return 0, time.Time{}, nil
+				return 0, 0
 			}
-			return spilled.n(), time.UnixMilli(s.epoch + spilled.end()), nil
+			return spilled.n(), s.epoch + spilled.end()
 		}
-		end := nowMs + max((window+time.Millisecond-1).Milliseconds(), 1)
+		until := nowMs + max((window+time.Millisecond-1).Milliseconds(), 1)
 		if !s.room(sh, now, counterEntry, spilled.n()+delta) {
-			c = sh.spillArea().addCount(h, end, delta, nowMs)
-			return c.n(), time.UnixMilli(s.epoch + c.end()), nil
+			c = sh.spillArea().addCount(h, until, delta, nowMs)
+			return c.n(), s.epoch + c.end()
 		}
 		// A new counter (delta > 0): room may have moved entries, so
 		// insert probes again.
-		c = packCounter(end, spilled.n()+delta)
+		c = packCounter(until, spilled.n()+delta)
 		t.insert(h, c)
-		return c.n(), time.UnixMilli(s.epoch + c.end()), nil
+		return c.n(), s.epoch + c.end()
 	}
-	n := max(c.n()+delta, 0)
+	n = max(c.n()+delta, 0)
 	if n == 0 && delta < 0 {
 		// Given back to zero: gone in the same locked step, so a refused
 		// request leaves no entry behind (and the slot is free for the
 		// next request's counter).
 		t.deleteAt(i)
-		return 0, time.Time{}, nil
+		return 0, 0
 	}
 	if delta != 0 {
 		c = packCounter(c.end(), n)
 		t.slots[i].c = c
 	}
-	return c.n(), time.UnixMilli(s.epoch + c.end()), nil
+	return c.n(), s.epoch + c.end()
 }
 
 // ms converts unix nanoseconds to milliseconds since the epoch (never
