@@ -54,6 +54,50 @@ type opNote struct {
 	h    uint64 // memCounter's name of the counter, set by run; 0 with a shared store
 }
 
+// addOp appends a blank operation on the counter of kind of key i to ev.ops,
+// with its note, and returns it to be filled in.
+//
+// addOp and dropOps spare the common request the write barriers of copying
+// and clearing whole Ops (they have pointer fields) while the GC marks: the
+// slots of the pooled ev.opsBuf are reused as they are, and a pointer field
+// is written only when it is set, which with the in-process store is never.
+func (ev *eval) addOp(kind counterKind, i int) *Op {
+	ev.notes = append(ev.notes, opNote{key: uint8(i), kind: kind})
+	n := len(ev.ops)
+	if n == cap(ev.ops) {
+		ev.ops = append(ev.ops, Op{})
+		return &ev.ops[n]
+	}
+	ev.ops = ev.ops[:n+1]
+	op := &ev.ops[n]
+	op.Kind, op.Delta, op.Window, op.Interval, op.Burst, op.Take = 0, 0, 0, 0, 0, false
+	op.N, op.OK, op.Wait = 0, false, 0
+	dropRefs(op)
+	return op
+}
+
+// dropOps empties ev.ops, dropping what they refer to (see addOp), when the
+// request is done with them.
+func (ev *eval) dropOps() {
+	for j := range ev.ops {
+		dropRefs(&ev.ops[j])
+	}
+	ev.ops, ev.notes = ev.ops[:0], ev.notes[:0]
+}
+
+// dropRefs zeroes op's fields that hold pointers, writing only those set.
+func dropRefs(op *Op) {
+	if op.Key != "" {
+		op.Key = ""
+	}
+	if op.Reset != (time.Time{}) {
+		op.Reset = time.Time{}
+	}
+	if op.Err != nil {
+		op.Err = nil
+	}
+}
+
 // counter runs a request's counting on the Gate's store: the one place where
 // kinds of store differ. New chooses one for its store, once:
 //
