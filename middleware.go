@@ -526,7 +526,9 @@ func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset keySe
 		default:
 			continue
 		}
-		op.Err = nil
+		if op.Err != nil {
+			op.Err = nil
+		}
 		if n < j {
 			ev.ops[n], ev.notes[n] = *op, note
 		}
