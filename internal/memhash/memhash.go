@@ -54,7 +54,9 @@ const numShards = 64
 type Store struct {
 	shards   [numShards]shard
 	epoch    int64 // unix milliseconds; counter ends are relative to it
-	now      func() time.Time
+	now      func() time.Time // Options.Now, or nil for the default clock
+	start    time.Time        // the default clock's start (with its monotonic reading)
+	wall     int64            // and its wall clock, unix nanoseconds
 	seed     maphash.Seed
 	stop     chan struct{}
 	done     chan struct{}
@@ -101,19 +103,20 @@ func New(o Options) *Store {
 		o.MaxEntries = 1 << 20
 	}
 	o.MaxEntries = max(o.MaxEntries, numShards)
-	if o.Now == nil {
-		// The wall clock at start plus the monotonic time since: half the
-		// cost of time.Now, and immune to wall clock steps.
-		start := time.Now()
-		wall := start.UnixNano()
-		o.Now = func() time.Time { return time.Unix(0, wall+int64(time.Since(start))) }
-	}
 	s := &Store{
-		epoch: o.Now().UnixMilli() - 1,
-		now:   o.Now,
-		seed:  maphash.MakeSeed(),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		now:  o.Now,
+		seed: maphash.MakeSeed(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	if o.Now == nil {
+		// The wall clock at start plus the monotonic time since: less than
+		// time.Now costs, and immune to wall clock steps.
+		s.start = time.Now()
+		s.wall = s.start.UnixNano()
+		s.epoch = s.start.UnixMilli() - 1
+	} else {
+		s.epoch = o.Now().UnixMilli() - 1
 	}
 	for i := range s.shards {
 		// MaxEntries split exactly: the first MaxEntries%64 shards hold one
@@ -285,7 +288,12 @@ func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
 
 // Now returns the store's clock (Options.Now) in unix nanoseconds: the now
 // of the hashed methods.
-func (s *Store) Now() int64 { return s.now().UnixNano() }
+func (s *Store) Now() int64 {
+	if s.now == nil {
+		return s.wall + int64(time.Since(s.start))
+	}
+	return s.now().UnixNano()
+}
 
 // The hashed methods have the semantics of captchagate.Store's methods of
 // the same names at time now, on the counter or bucket named by h (it picks
