@@ -53,7 +53,7 @@ const numShards = 64
 // Store is the in-memory store's core.
 type Store struct {
 	shards   [numShards]shard
-	epoch    int64 // unix milliseconds; counter ends are relative to it
+	epoch    int64            // unix milliseconds; counter ends are relative to it
 	now      func() time.Time // Options.Now, or nil for the default clock
 	start    time.Time        // the default clock's start (with its monotonic reading)
 	wall     int64            // and its wall clock, unix nanoseconds
