@@ -228,7 +228,7 @@ func (s *Store) room(sh *shard, now int64, want entryKind, n int64) bool {
 		}
 	}
 	nowMs := s.ms(now)
-	if want != bucketEntry {
+	if want != bucketEntry && sh.counters.n > 0 {
 		t := &sh.counters
 		minI := -1
 		var minC counter

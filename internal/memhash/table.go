@@ -109,7 +109,7 @@ func (t *counterTable) sweep(nowMs int64) {
 	}
 }
 
-// start returns a random slot to look at entries from (Go randomizes where
+// start returns a random slot (of a table that has some) to look at entries from (Go randomizes where
 // a map's iteration starts; room samples from here), and next the slot after
 // i.
 func (t *counterTable) start() int { return rand.IntN(len(t.slots)) }

@@ -2,7 +2,9 @@ package memhash
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // TestCounterTable checks the table against a map under random inserts,
@@ -78,5 +80,32 @@ func TestCounterTable(t *testing.T) {
 			}
 			check(-1)
 		})
+	}
+}
+
+// A full shard that holds no counter (buckets and items only) still makes
+// room, or spills, for a new counter or item: room must not sample an
+// empty table.
+func TestRoomWithoutCounters(t *testing.T) {
+	s := New(Options{MaxEntries: numShards}) // one entry a shard
+	now := s.Now()
+	// Names in shard 0: the low 6 bits pick the shard.
+	if ok, _, _ := s.Allow(0<<6, time.Second, 10, true, now); !ok {
+		t.Fatal("the first token was refused")
+	}
+	if n, _ := s.Add(1<<6, 1, time.Minute, now); n != 1 {
+		t.Fatalf("a counter that found the shard full of a bucket reads %d, want 1 (spilled)", n)
+	}
+	if n, _ := s.Add(1<<6, 1, time.Minute, now); n < 2 {
+		t.Fatalf("the spilled counter reads %d after a second increment, want at least 2", n)
+	}
+	var key string
+	for i := 0; ; i++ { // an item key whose hash falls in shard 0
+		if key = "item" + strconv.Itoa(i); s.Hash(key)%numShards == 0 {
+			break
+		}
+	}
+	if err := s.Put(key, []byte("v"), time.Minute); err != nil {
+		t.Fatalf("an item could not take the bucket's place: %v", err)
 	}
 }
