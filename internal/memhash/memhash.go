@@ -1,6 +1,7 @@
-// Package memhash is the core of store/memstore: sharded maps of counters,
-// token buckets and items under a bound on their number, with the counters
-// and buckets named by 64-bit hashes.
+// Package memhash is the core of store/memstore: sharded tables of counters
+// (a hash table of its own, table.go) and maps of token buckets and items,
+// under a bound on their number, with the counters and buckets named by
+// 64-bit hashes.
 //
 // At the bound it never refuses a counter or a bucket and never reads one
 // lower than it counted: what the maps have no room for goes to a sketch of
