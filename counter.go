@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/captchagate/captchagate/internal/memhash"
 	"github.com/captchagate/captchagate/store/memstore"
@@ -51,6 +52,50 @@ type opNote struct {
 	key  uint8
 	kind counterKind
 	h    uint64 // memCounter's name of the counter, set by run; 0 with a shared store
+}
+
+// addOp appends a blank operation on the counter of kind of key i to ev.ops,
+// with its note, and returns it to be filled in.
+//
+// addOp and dropOps spare the common request the write barriers of copying
+// and clearing whole Ops (they have pointer fields) while the GC marks: the
+// slots of the pooled ev.opsBuf are reused as they are, and a pointer field
+// is written only when it is set, which with the in-process store is never.
+func (ev *eval) addOp(kind counterKind, i int) *Op {
+	ev.notes = append(ev.notes, opNote{key: uint8(i), kind: kind})
+	n := len(ev.ops)
+	if n == cap(ev.ops) {
+		ev.ops = append(ev.ops, Op{})
+		return &ev.ops[n]
+	}
+	ev.ops = ev.ops[:n+1]
+	op := &ev.ops[n]
+	op.Kind, op.Delta, op.Window, op.Interval, op.Burst, op.Take = 0, 0, 0, 0, 0, false
+	op.N, op.OK, op.Wait = 0, false, 0
+	dropRefs(op)
+	return op
+}
+
+// dropOps empties ev.ops, dropping what they refer to (see addOp), when the
+// request is done with them.
+func (ev *eval) dropOps() {
+	for j := range ev.ops {
+		dropRefs(&ev.ops[j])
+	}
+	ev.ops, ev.notes = ev.ops[:0], ev.notes[:0]
+}
+
+// dropRefs zeroes op's fields that hold pointers, writing only those set.
+func dropRefs(op *Op) {
+	if op.Key != "" {
+		op.Key = ""
+	}
+	if op.Reset != (time.Time{}) {
+		op.Reset = time.Time{}
+	}
+	if op.Err != nil {
+		op.Err = nil
+	}
 }
 
 // counter runs a request's counting on the Gate's store: the one place where
@@ -100,25 +145,26 @@ func (s storeReport) report(err error) { s.g.storeError(s.r, s.policy, err) }
 // memCounter counts on the in-process store by hash, at the request's time:
 // the first run of a request reads the clock, the rest of it uses ev.now.
 type memCounter struct {
-	s    *memhash.Store
-	seed maphash.Seed // of the counting hashes: maphash, not an HMAC, for speed
+	s *memhash.Store
+	// The seeds of the counting hashes (maphash, not an HMAC, for speed):
+	// one for the prefix, one for the value.
+	prefixSeed, valueSeed maphash.Seed
 }
 
 func newMemCounter(m *memstore.Store) *memCounter {
 	// memstore.Store is defined as memhash.Store: the conversion reaches
 	// the hashed methods memstore does not export.
-	return &memCounter{s: (*memhash.Store)(m), seed: maphash.MakeSeed()}
+	return &memCounter{s: (*memhash.Store)(m), prefixSeed: maphash.MakeSeed(), valueSeed: maphash.MakeSeed()}
 }
 
 // hashKey: the in-process store names a counter by a 64-bit hash anyway, so
-// a seeded maphash of the same input is enough to count by; the HMACs that
-// bind captchas wait until a key trips (Guard.bind).
+// seeded maphashes of the same input are enough to count by; the HMACs that
+// bind captchas wait until a key trips (Guard.bind). The prefix and the value
+// are hashed apart, under seeds of their own (two one-shot hashes cost less
+// than a streaming maphash.Hash), and the two sums combined: with seeds
+// apart, swapping a value and a prefix does not swap the sums.
 func (c *memCounter) hashKey(ev *eval, i int, prefix, v []byte) {
-	var mh maphash.Hash
-	mh.SetSeed(c.seed)
-	mh.Write(prefix)
-	mh.Write(v)
-	ev.ch[i] = mh.Sum64()
+	ev.ch[i] = maphash.Bytes(c.prefixSeed, prefix) ^ maphash.Bytes(c.valueSeed, v)
 }
 
 func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) {
@@ -134,7 +180,13 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 		n.h = h // for giveBack
 		switch op.Kind {
 		case OpIncr:
-			op.N, op.Reset, op.Err = c.s.Incr(h, op.Delta, op.Window, ev.now)
+			// Only a ceiling's Reset is read (judge's retry-after): a
+			// failure counter's is left zero, no time.Time made.
+			var end int64
+			op.N, end = c.s.Add(h, op.Delta, op.Window, ev.now)
+			if n.kind == ceilingCount && end != 0 {
+				op.Reset = time.UnixMilli(end)
+			}
 		case OpAllow:
 			op.OK, op.Wait, op.Err = c.s.Allow(h, op.Interval, op.Burst, op.Take, ev.now)
 		case OpReset:
@@ -152,7 +204,7 @@ func (c *memCounter) giveBack(_ context.Context, ev *eval, ops []Op, notes []opN
 	for j := range ops {
 		switch h := notes[j].h; ops[j].Kind {
 		case OpIncr:
-			c.s.Incr(h, ops[j].Delta, ops[j].Window, ev.now)
+			c.s.Add(h, ops[j].Delta, ops[j].Window, ev.now)
 		case OpReset:
 			c.s.Reset(h)
 		case OpReturn:

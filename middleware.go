@@ -191,6 +191,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	}
 	cancel()
 	if ev.reserved == 0 {
+		ev.dropOps()
 		next.ServeHTTP(w, r)
 		return
 	}
@@ -199,6 +200,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	ctx, cancel = gd.g.storeContext(r)
 	gd.settle(ctx, ev, &o.gw)
 	cancel()
+	ev.dropOps()
 }
 
 // extract reads the keys' values (and the body, if a key needs it) and has
@@ -305,12 +307,6 @@ type replayBody struct{ bytes.Reader }
 
 func (*replayBody) Close() error { return nil }
 
-// addOp appends op, the counter of kind of key i, to ev.ops, with its note.
-func (ev *eval) addOp(op Op, kind counterKind, i int) {
-	ev.ops = append(ev.ops, op)
-	ev.notes = append(ev.notes, opNote{key: uint8(i), kind: kind})
-}
-
 // count counts the ceilings, then reserves the failure counters and takes
 // the send-rate tokens. A failure counter is incremented before the handler
 // runs and given back afterwards unless the request failed, so that
@@ -389,13 +385,13 @@ func (gd *Guard) addOps(ev *eval, set keySet, kind counterKind, mode countMode) 
 	for ; set != 0; set &= set - 1 {
 		i := bits.TrailingZeros16(uint16(set))
 		k := &gd.keys[i]
-		switch kind {
+		switch op := ev.addOp(kind, i); kind {
 		case ceilingCount:
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.ceilWindow}, kind, i)
+			op.Kind, op.Delta, op.Window = OpIncr, delta, k.ceilWindow
 		case failureCount:
-			ev.addOp(Op{Kind: OpIncr, Delta: delta, Window: k.window}, kind, i)
+			op.Kind, op.Delta, op.Window = OpIncr, delta, k.window
 		case sendRate:
-			ev.addOp(Op{Kind: OpAllow, Interval: k.interval, Burst: k.burst, Take: mode == serving}, kind, i)
+			op.Kind, op.Interval, op.Burst, op.Take = OpAllow, k.interval, k.burst, mode == serving
 		}
 	}
 }
@@ -543,7 +539,9 @@ func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset, toke
 		default:
 			continue
 		}
-		op.Err = nil
+		if op.Err != nil {
+			op.Err = nil
+		}
 		if n < j {
 			ev.ops[n], ev.notes[n] = *op, note
 		}

@@ -1,6 +1,8 @@
 package memhash_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -23,4 +25,27 @@ func BenchmarkClock(b *testing.B) {
 		}
 	})
 	_ = sink
+}
+
+// BenchmarkReserveGiveBack is the store's part of the guard's allowed
+// request: a failure counter reserved (created), then given back to zero
+// (deleted), in a store that holds no other counter, and one that holds
+// 1<<18 of them.
+func BenchmarkReserveGiveBack(b *testing.B) {
+	for _, others := range []int{0, 1 << 18} {
+		b.Run(fmt.Sprintf("others=%d", others), func(b *testing.B) {
+			s := memhash.New(memhash.Options{})
+			now := s.Now()
+			r := rand.New(rand.NewPCG(1, 2))
+			for range others {
+				s.Add(r.Uint64(), 1, time.Hour, now)
+			}
+			h := r.Uint64()
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Add(h, 1, time.Hour, now)
+				s.Add(h, -1, time.Hour, now)
+			}
+		})
+	}
 }

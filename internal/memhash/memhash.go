@@ -1,6 +1,7 @@
-// Package memhash is the core of store/memstore: sharded maps of counters,
-// token buckets and items under a bound on their number, with the counters
-// and buckets named by 64-bit hashes.
+// Package memhash is the core of store/memstore: sharded tables of counters
+// (a hash table of its own, table.go) and maps of token buckets and items,
+// under a bound on their number, with the counters and buckets named by
+// 64-bit hashes.
 //
 // At the bound it never refuses a counter or a bucket and never reads one
 // lower than it counted: what the maps have no room for goes to a sketch of
@@ -53,8 +54,10 @@ const numShards = 64
 // Store is the in-memory store's core.
 type Store struct {
 	shards   [numShards]shard
-	epoch    int64 // unix milliseconds; counter ends are relative to it
-	now      func() time.Time
+	epoch    int64            // unix milliseconds; counter ends are relative to it
+	now      func() time.Time // Options.Now, or nil for the default clock
+	start    time.Time        // the default clock's start (with its monotonic reading)
+	wall     int64            // and its wall clock, unix nanoseconds
 	seed     maphash.Seed
 	stop     chan struct{}
 	done     chan struct{}
@@ -64,7 +67,7 @@ type Store struct {
 // A counter is one word: the end of its window in milliseconds since the
 // store's epoch (the high 40 bits: 34 years) and its count (the low 24 bits,
 // saturating at MaxCount). The counter is absent once now >= its end. With
-// its uint64 key that is a 16-byte map slot.
+// its uint64 name that is a 16-byte slot of the shard's counterTable.
 type counter uint64
 
 const countBits = 24
@@ -86,7 +89,7 @@ type item struct {
 
 type shard struct {
 	mu        sync.Mutex
-	counters  map[uint64]counter
+	counters  counterTable
 	buckets   map[uint64]int64 // GCRA theoretical arrival time; absent when <= now
 	items     map[string]item
 	spill     *spill // nil until the shard first reaches its limit
@@ -101,19 +104,20 @@ func New(o Options) *Store {
 		o.MaxEntries = 1 << 20
 	}
 	o.MaxEntries = max(o.MaxEntries, numShards)
-	if o.Now == nil {
-		// The wall clock at start plus the monotonic time since: half the
-		// cost of time.Now, and immune to wall clock steps.
-		start := time.Now()
-		wall := start.UnixNano()
-		o.Now = func() time.Time { return time.Unix(0, wall+int64(time.Since(start))) }
-	}
 	s := &Store{
-		epoch: o.Now().UnixMilli() - 1,
-		now:   o.Now,
-		seed:  maphash.MakeSeed(),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		now:  o.Now,
+		seed: maphash.MakeSeed(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	if o.Now == nil {
+		// The wall clock at start plus the monotonic time since: less than
+		// time.Now costs, and immune to wall clock steps.
+		s.start = time.Now()
+		s.wall = s.start.UnixNano()
+		s.epoch = s.start.UnixMilli() - 1
+	} else {
+		s.epoch = o.Now().UnixMilli() - 1
 	}
 	for i := range s.shards {
 		// MaxEntries split exactly: the first MaxEntries%64 shards hold one
@@ -122,7 +126,6 @@ func New(o Options) *Store {
 		if i < o.MaxEntries%numShards {
 			s.shards[i].limit++
 		}
-		s.shards[i].counters = make(map[uint64]counter)
 		s.shards[i].buckets = make(map[uint64]int64)
 		s.shards[i].items = make(map[string]item)
 	}
@@ -174,16 +177,12 @@ func (s *Store) Len() int {
 	return n
 }
 
-func (sh *shard) len() int { return len(sh.counters) + len(sh.buckets) + len(sh.items) }
+func (sh *shard) len() int { return sh.counters.n + len(sh.buckets) + len(sh.items) }
 
 func (s *Store) sweep(sh *shard, now int64) {
 	sh.lastSweep = now
 	nowMs := s.ms(now)
-	for k, c := range sh.counters {
-		if nowMs >= c.end() {
-			delete(sh.counters, k)
-		}
-	}
+	sh.counters.sweep(nowMs)
 	for k, tat := range sh.buckets {
 		if now >= tat {
 			delete(sh.buckets, k)
@@ -230,34 +229,36 @@ func (s *Store) room(sh *shard, now int64, want entryKind, n int64) bool {
 		}
 	}
 	nowMs := s.ms(now)
-	var minKey uint64
-	var minC counter
-	found := false
-	if want != bucketEntry {
-		i := 0
-		for k, c := range sh.counters {
+	if want != bucketEntry && sh.counters.n > 0 {
+		t := &sh.counters
+		minI := -1
+		var minC counter
+		for i, seen := t.start(), 0; seen < min(sample, t.n); i = t.next(i) {
+			c := t.slots[i].c
+			if c == 0 {
+				continue
+			}
+			seen++
 			if nowMs >= c.end() {
-				delete(sh.counters, k)
+				t.deleteAt(i)
 				return true
 			}
-			if !found || c.n() < minC.n() {
-				minKey, minC, found = k, c, true
-			}
-			if i++; i == sample {
-				break
+			if minI < 0 || c.n() < minC.n() {
+				minI, minC = i, c
 			}
 		}
-		if found && (want == itemEntry || minC.n() <= n) {
-			sh.spillArea().addCount(minKey, minC.end(), minC.n(), nowMs)
-			delete(sh.counters, minKey)
+		if minI >= 0 && (want == itemEntry || minC.n() <= n) {
+			sh.spillArea().addCount(t.slots[minI].h, minC.end(), minC.n(), nowMs)
+			t.deleteAt(minI)
 			return true
 		}
 	}
 	if want == counterEntry {
 		return false
 	}
+	var minKey uint64
 	var minTat int64
-	found = false
+	found := false
 	i := 0
 	for k, tat := range sh.buckets {
 		if now >= tat {
@@ -288,7 +289,12 @@ func (s *Store) shardOf(h uint64) *shard { return &s.shards[h%numShards] }
 
 // Now returns the store's clock (Options.Now) in unix nanoseconds: the now
 // of the hashed methods.
-func (s *Store) Now() int64 { return s.now().UnixNano() }
+func (s *Store) Now() int64 {
+	if s.now == nil {
+		return s.wall + int64(time.Since(s.start))
+	}
+	return s.now().UnixNano()
+}
 
 // The hashed methods have the semantics of captchagate.Store's methods of
 // the same names at time now, on the counter or bucket named by h (it picks
@@ -296,14 +302,29 @@ func (s *Store) Now() int64 { return s.now().UnixNano() }
 
 // Incr is captchagate.Store's Incr of the counter named by h at time now.
 func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (int64, time.Time, error) {
+	n, end := s.Add(h, delta, window, now)
+	if end == 0 {
+		return n, time.Time{}, nil
+	}
+	return n, time.UnixMilli(end), nil
+}
+
+// Add is Incr with the end of the window in unix milliseconds (0 when no
+// counter is left), for the guard, which reads the end of a ceiling's window
+// only, and never a failure counter's.
+func (s *Store) Add(h uint64, delta int64, window time.Duration, now int64) (n, end int64) {
 	sh := s.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	nowMs := s.ms(now)
-	c, ok := sh.counters[h]
-	if ok && nowMs >= c.end() {
-		delete(sh.counters, h)
-		ok = false
+	t := &sh.counters
+	i, ok := t.find(h)
+	var c counter
+	if ok {
+		if c = t.slots[i].c; nowMs >= c.end() {
+			t.deleteAt(i)
+			ok = false
+		}
 	}
 	if !ok {
 		// A counter the maps had no room for lives on in the spill, as an
@@ -315,29 +336,34 @@ func (s *Store) Incr(h uint64, delta int64, window time.Duration, now int64) (in
 		if delta <= 0 {
 			// A read, or a give-back that cannot lower a spilled count.
 			if spilled == 0 {
-				return 0, time.Time{}, nil
+				return 0, 0
 			}
-			return spilled.n(), time.UnixMilli(s.epoch + spilled.end()), nil
+			return spilled.n(), s.epoch + spilled.end()
 		}
-		end := nowMs + max((window+time.Millisecond-1).Milliseconds(), 1)
+		until := nowMs + max((window+time.Millisecond-1).Milliseconds(), 1)
 		if !s.room(sh, now, counterEntry, spilled.n()+delta) {
-			c = sh.spillArea().addCount(h, end, delta, nowMs)
-			return c.n(), time.UnixMilli(s.epoch + c.end()), nil
+			c = sh.spillArea().addCount(h, until, delta, nowMs)
+			return c.n(), s.epoch + c.end()
 		}
-		c = packCounter(end, spilled.n())
+		// A new counter (delta > 0): room may have moved entries, so
+		// insert probes again.
+		c = packCounter(until, spilled.n()+delta)
+		t.insert(h, c)
+		return c.n(), s.epoch + c.end()
 	}
-	n := max(c.n()+delta, 0)
+	n = max(c.n()+delta, 0)
 	if n == 0 && delta < 0 {
 		// Given back to zero: gone in the same locked step, so a refused
-		// request leaves no entry behind.
-		delete(sh.counters, h)
-		return 0, time.Time{}, nil
+		// request leaves no entry behind (and the slot is free for the
+		// next request's counter).
+		t.deleteAt(i)
+		return 0, 0
 	}
 	if delta != 0 {
 		c = packCounter(c.end(), n)
-		sh.counters[h] = c
+		t.slots[i].c = c
 	}
-	return c.n(), time.UnixMilli(s.epoch + c.end()), nil
+	return c.n(), s.epoch + c.end()
 }
 
 // ms converts unix nanoseconds to milliseconds since the epoch (never
@@ -348,7 +374,9 @@ func (s *Store) ms(now int64) int64 { return max(now/int64(time.Millisecond)-s.e
 func (s *Store) Reset(h uint64) {
 	sh := s.shardOf(h)
 	sh.mu.Lock()
-	delete(sh.counters, h)
+	if i, ok := sh.counters.find(h); ok {
+		sh.counters.deleteAt(i)
+	}
 	sh.mu.Unlock()
 }
 
