@@ -121,6 +121,10 @@ type counter interface {
 	// batchCounter, run within ctx one call each by storeCounter. A failure
 	// goes to report, possibly later, from another goroutine.
 	giveBack(ctx context.Context, ev *eval, ops []Op, notes []opNote, report storeReport)
+	// estimated reports whether the count of ev.ops[j], a counter run
+	// counted, is or started from a full store's over-estimate (memstore's
+	// spill): a ceiling it passes asks for a captcha instead of refusing.
+	estimated(ev *eval, j int) bool
 	// freeRounds reports whether splitting a request's counting into more
 	// runs costs no more waiting (true in process and one call an
 	// operation; false on a Batcher, where each run is a round trip).
@@ -197,6 +201,8 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 
 func (*memCounter) freeRounds() bool { return true }
 
+func (c *memCounter) estimated(ev *eval, j int) bool { return c.s.Estimated(ev.notes[j].h, ev.now) }
+
 // giveBack runs ops at once, at the request's time. The in-process store
 // never fails to count (at its bound it over-counts): there is nothing to
 // report, and no result to fill in.
@@ -231,6 +237,8 @@ func (n hmacNames) hashKey(ev *eval, i int, prefix, v []byte) { n.g.bindKey(ev, 
 
 // name sets the Key of each of ops: its counter's kind and its key's
 // binding hash (storeKey).
+func (hmacNames) estimated(*eval, int) bool { return false }
+
 func (hmacNames) name(ev *eval, ops []Op, notes []opNote) {
 	for j, n := range notes {
 		ops[j].Key = storeKey(n.kind, &ev.hashes[n.key])

@@ -279,3 +279,39 @@ func TestRefusedRequestsReturnSendTokens(t *testing.T) {
 		})
 	}
 }
+
+// At the in-memory store's bound a newcomer's ceiling count may start from
+// the spill's over-estimate: past the ceiling, it is asked for a captcha
+// instead of refused with 429 (and a captcha-creation budget read high from
+// the spill does not refuse either), while an address whose counter the
+// maps held from its first request is still refused at its ceiling. Fails
+// if judge ignores the estimate.
+func TestSpilledCeilingAsksForCaptcha(t *testing.T) {
+	t.Parallel()
+	st := memstore.New(memstore.Options{MaxEntries: 64})
+	t.Cleanup(func() { st.Close() })
+	g, _ := newGate(t, func(c *captchagate.Config) { c.Store = st; c.CreateBurst = 1 })
+	h := g.Guard(captchagate.Policy{Name: "send", Keys: []captchagate.Key{
+		{Source: captchagate.ClientIP(), Ceiling: 3, CeilingWindow: time.Hour},
+	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	send := func(addr string) int { return serve(h, "POST", "/send", "", "RemoteAddr", addr).Code }
+	// Before the store fills, an address reaches its ceiling: refused.
+	for range 3 {
+		require.Equal(t, http.StatusOK, send("192.0.2.200:1"))
+	}
+	require.Equal(t, http.StatusTooManyRequests, send("192.0.2.200:1"), "a ceiling reached refuses")
+	// A flood of addresses, each to its ceiling and past it.
+	from := func(i int) string { return fmt.Sprintf("10.%d.%d.%d:1", i>>16&255, i>>8&255, i&255) }
+	for i := range 3000 {
+		for range 4 {
+			send(from(i))
+		}
+	}
+	codes := map[int]int{}
+	for i := range 200 {
+		codes[send(fmt.Sprintf("172.16.%d.%d:1", i>>8, i&255))]++
+	}
+	t.Logf("200 newcomers' first requests at the bound: %v", codes)
+	assert.Zero(t, codes[http.StatusTooManyRequests], "no newcomer refused by an estimate")
+	assert.NotZero(t, codes[http.StatusPreconditionRequired], "some newcomers read high (else the test proves nothing)")
+}

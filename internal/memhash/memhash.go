@@ -76,7 +76,11 @@ const countBits = 24
 const MaxCount = 1<<countBits - 1
 
 func (c counter) n() int64   { return int64(c & MaxCount) }
-func (c counter) end() int64 { return int64(c >> countBits) }
+func (c counter) end() int64 { return int64((c &^ estimated) >> countBits) }
+
+// estimated, the counter's top bit, marks a counter whose count started
+// from the spill's over-estimate (its end then has 39 bits: 17 years).
+const estimated counter = 1 << 63
 
 func packCounter(end, n int64) counter {
 	return counter(uint64(end)<<countBits | uint64(min(n, MaxCount)))
@@ -348,6 +352,9 @@ func (s *Store) Add(h uint64, delta int64, window time.Duration, now int64) (n, 
 		// A new counter (delta > 0): room may have moved entries, so
 		// insert probes again.
 		c = packCounter(until, spilled.n()+delta)
+		if spilled.n() > 0 {
+			c |= estimated
+		}
 		t.insert(h, c)
 		return c.n(), s.epoch + c.end()
 	}
@@ -360,7 +367,7 @@ func (s *Store) Add(h uint64, delta int64, window time.Duration, now int64) (n, 
 		return 0, 0
 	}
 	if delta != 0 {
-		c = packCounter(c.end(), n)
+		c = packCounter(c.end(), n) | c&estimated
 		t.slots[i].c = c
 	}
 	return c.n(), s.epoch + c.end()
@@ -397,6 +404,12 @@ func (s *Store) Allow(h uint64, interval time.Duration, burst int, take bool, no
 	newTat := tat + int64(interval)
 	limit := int64(interval) * int64(burst)
 	if newTat-now > limit {
+		if !ok && sh.spill != nil {
+			// Refused by the spill's estimate, not by a bucket: the
+			// store is full, and says so (the gate asks for a captcha
+			// rather than refusing).
+			return false, time.Duration(newTat - now - limit), ErrFull
+		}
 		return false, time.Duration(newTat - now - limit), nil
 	}
 	if !take {
@@ -408,6 +421,19 @@ func (s *Store) Allow(h uint64, interval time.Duration, burst int, take bool, no
 	}
 	sh.buckets[h] = newTat
 	return true, 0, nil
+}
+
+// Estimated reports whether the count of counter h is, or started from,
+// the spill's over-estimate (it lives in the spill, or was created from
+// it): it may be higher than what h counted.
+func (s *Store) Estimated(h uint64, now int64) bool {
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if i, ok := sh.counters.find(h); ok {
+		return sh.counters.slots[i].c&estimated != 0
+	}
+	return sh.spill != nil && sh.spill.count(h, s.ms(now)) != 0
 }
 
 // Put is captchagate.Store's Put. The value is copied.
