@@ -5,6 +5,9 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/captchagate/captchagate/internal/memhash"
+	"github.com/captchagate/captchagate/store/memstore"
 )
 
 // clientKey is the store key of one of the client's buckets: kind 'n' for
@@ -28,7 +31,8 @@ func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, inte
 	if interval == 0 {
 		return nil
 	}
-	ok, wait, err := g.store.Allow(ctx, g.clientKey(r, kind), interval, burst, true)
+	key := g.clientKey(r, kind)
+	ok, wait, err := g.store.Allow(ctx, key, interval, burst, true)
 	if err != nil && storeFull(err) {
 		// A full store has no room for a new client's budget: the client
 		// is served without one rather than refused (a captcha it gets is
@@ -39,10 +43,28 @@ func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, inte
 	if err != nil {
 		return g.unavailable(r, "", err)
 	}
+	if !ok && g.estimatedBucket(key) {
+		// An in-memory store at its bound read the client's budget from
+		// its spill, which may be emptier than the budget was: not a
+		// refusal (a captcha issued is sealed; renders are bounded by the
+		// render slots).
+		return nil
+	}
 	if !ok {
 		return &Error{Code: CodeTooManyRequests, Description: desc, RetryAfter: max(wait, time.Second)}
 	}
 	return nil
+}
+
+// estimatedBucket reports whether the bucket at key is an in-memory store's
+// estimate (memhash's spill).
+func (g *Gate) estimatedBucket(key string) bool {
+	m, ok := g.store.(*memstore.Store)
+	if !ok {
+		return false
+	}
+	c := (*memhash.Store)(m)
+	return c.BucketEstimated(c.Hash(key), c.Now())
 }
 
 // issue creates a captcha bound to b, charging the client's creation

@@ -404,12 +404,6 @@ func (s *Store) Allow(h uint64, interval time.Duration, burst int, take bool, no
 	newTat := tat + int64(interval)
 	limit := int64(interval) * int64(burst)
 	if newTat-now > limit {
-		if !ok && sh.spill != nil {
-			// Refused by the spill's estimate, not by a bucket: the
-			// store is full, and says so (the gate asks for a captcha
-			// rather than refusing).
-			return false, time.Duration(newTat - now - limit), ErrFull
-		}
 		return false, time.Duration(newTat - now - limit), nil
 	}
 	if !take {
@@ -434,6 +428,16 @@ func (s *Store) Estimated(h uint64, now int64) bool {
 		return sh.counters.slots[i].c&estimated != 0
 	}
 	return sh.spill != nil && sh.spill.count(h, s.ms(now)) != 0
+}
+
+// BucketEstimated reports whether bucket h lives in the spill: what Allow
+// reads of it is an estimate that may be emptier than the bucket was.
+func (s *Store) BucketEstimated(h uint64, now int64) bool {
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, ok := sh.buckets[h]
+	return !ok && sh.spill != nil && sh.spill.tat(h) > now
 }
 
 // Put is captchagate.Store's Put. The value is copied.
