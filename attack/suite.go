@@ -199,31 +199,16 @@ var Goals = []Goal{
 			return r.EntriesAfter <= r.Limit, !r.Backend.Redis()
 		}},
 	{ID: "G3", Text: "no legitimate attempt is refused during the flood (at worst a captcha)",
-		Enforced: func(b Backend, f Flood) bool {
-			if b.MaxEntries > 0 {
-				// A bounded memstore at its bound: a newcomer whose
-				// creation budget or ceiling reads high from the spill
-				// gets 429 (issue 16, "Spilled state"). Captcha creation
-				// does not get there.
-				return !f.Fills() || f.Kind == KindNew
-			}
-			// Redis under noeviction: full, it degrades to captchas.
-			return true
-		},
-		Check: func(r *Result) (bool, bool) { return r.KnownRefused+r.NewcomerRefused == 0, r.Known+r.Newcomer > 0 }},
+		// Enforced everywhere: a full Redis (noeviction) degrades to
+		// captchas, and a bounded memstore asks for a captcha where a
+		// count, a ceiling or a creation budget is read from its spill.
+		Enforced: func(Backend, Flood) bool { return true },
+		Check:    func(r *Result) (bool, bool) { return r.KnownRefused+r.NewcomerRefused == 0, r.Known+r.Newcomer > 0 }},
 	{ID: "G4", Text: "newcomers are served as soon as the flood stops",
-		Enforced: func(b Backend, f Flood) bool {
-			if b.MaxEntries > 0 {
-				// After unique numbers from many addresses fill a bounded
-				// memstore, newcomers' spilled ceilings read high for up to
-				// the SMS ceiling's window ("Spilled state").
-				return !(f.Kind == KindSMS && f.Addresses > 1)
-			}
-			// Redis under noeviction: newcomers are never refused, so
-			// there is nothing to recover from.
-			return true
-		},
-		Check: func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
+		// Enforced everywhere, for the same reasons: no newcomer is refused,
+		// so there is nothing to recover from.
+		Enforced: func(Backend, Flood) bool { return true },
+		Check:    func(r *Result) (bool, bool) { return r.Recovered && r.Recovery == 0, true }},
 	{ID: "G5", Text: "an account tripped before the flood is still tripped after it",
 		// Not where an evicting Redis policy meets a flood that fills it:
 		// evicting the attacked account's counter is what those policies do,
