@@ -23,11 +23,11 @@ import (
 //     entry at all. Its id is its record sealed (AES-256-GCM) under a key
 //     derived from the secret, with the marks' epoch, so issuing writes
 //     nothing and a flood of captchas or tokens piles nothing up. What is
-//     remembered is which were spent: a mark (the id's nonce) in a Bloom
+//     remembered is which were spent: a mark (the id's salt) in a Bloom
 //     filter of fixed size, set by the one answer, refresh or redemption it
 //     gets (of concurrent ones, one wins), kept until it could no longer be
-//     answered. id = base64url(nonce (12 bytes) || AES-GCM(epoch (8) ||
-//     record)). In process the marks are the Gate's own (localMarks, a
+//     answered. id = base64url(salt (16 bytes) || AES-GCM(epoch (8) ||
+//     record)), under a key of the id's own, HMAC(secret, salt). In process the marks are the Gate's own (localMarks, a
 //     random epoch of its own, so ids open on no other instance); in a
 //     shared store they are the store's, and ids open on every instance
 //     sharing it and the secret, in the store's current epoch only: a store
@@ -38,7 +38,7 @@ import (
 //     answer.
 
 const (
-	sealNonce = 12
+	sealNonce = 16 // a random salt: each id has a key of its own, HMAC(secret, "seal", salt)
 	sealTag   = 16
 	sealEpoch = 8
 	// A sealed id is at least a nonce, a tag, an epoch and a record with a
@@ -73,7 +73,6 @@ type keeper interface {
 // sharing the AEAD and the marks; ad tells them apart.
 type sealer struct {
 	g     *Gate
-	aead  cipher.AEAD
 	ad    []byte
 	marks Marker
 	life  time.Duration // how long a mark is kept: the longest life of a captcha or token, with its grace
@@ -96,8 +95,29 @@ func (k *sealer) put(ctx context.Context, rec *record) (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	b = k.aead.Seal(b, b[:sealNonce], plain, k.ad)
+	aead, err := k.aead(b)
+	if err != nil {
+		return "", err
+	}
+	b = aead.Seal(b, zeroNonce[:], plain, k.ad)
 	return b64.EncodeToString(b), nil
+}
+
+// zeroNonce is the GCM nonce of every id: each id's key is its own.
+var zeroNonce [12]byte
+
+// aead returns the AES-256-GCM of the id whose salt is salt: its key is
+// the HMAC of the salt under the secret. A key per id, used once, rules out
+// GCM's nonce reuse whatever the number of ids sealed under one secret
+// (random 96-bit nonces under one key would bound it to about 2^32).
+func (k *sealer) aead(salt []byte) (cipher.AEAD, error) {
+	var key [32]byte
+	k.g.mac(&key, []byte("seal\x00"), salt)
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // epochRefresh is how long a sealer seals in the epoch it last read before
@@ -135,7 +155,11 @@ func (k *sealer) open(id string) (rec record, epoch uint64, mark []byte, ok bool
 	if err != nil || len(raw) < sealNonce+sealTag+sealEpoch {
 		return rec, 0, nil, false
 	}
-	plain, err := k.aead.Open(nil, raw[:sealNonce], raw[sealNonce:], k.ad)
+	aead, err := k.aead(raw[:sealNonce])
+	if err != nil {
+		return rec, 0, nil, false
+	}
+	plain, err := aead.Open(nil, zeroNonce[:], raw[sealNonce:], k.ad)
 	if err != nil || len(plain) < sealEpoch {
 		return rec, 0, nil, false
 	}
@@ -345,18 +369,8 @@ func (g *Gate) setCaptchas(c Config) error {
 		g.captchas, g.tokens = storedItems{g: g}, storedItems{g: g, token: true}
 		return nil
 	}
-	var key [32]byte
-	g.mac(&key, []byte("seal\x00"), nil)
-	block, err := aes.NewCipher(key[:])
-	if err != nil {
-		return err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return err
-	}
 	epoch, at := new(atomic.Uint64), new(atomic.Int64)
-	g.captchas = &sealer{g: g, aead: aead, ad: captchaAD, marks: marks, life: life, epoch: epoch, epochAt: at}
-	g.tokens = &sealer{g: g, aead: aead, ad: tokenAD, marks: marks, life: life, epoch: epoch, epochAt: at}
+	g.captchas = &sealer{g: g, ad: captchaAD, marks: marks, life: life, epoch: epoch, epochAt: at}
+	g.tokens = &sealer{g: g, ad: tokenAD, marks: marks, life: life, epoch: epoch, epochAt: at}
 	return nil
 }
