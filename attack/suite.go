@@ -224,7 +224,25 @@ var Goals = []Goal{
 		// allkeys-lru).
 		Enforced: func(b Backend, f Flood) bool { return !b.Evicts() || !f.Fills() },
 		Check:    func(r *Result) (bool, bool) { return r.FloodPassed <= r.Flood.Cap, r.Flood.Cap > 0 }},
+	{ID: "G7", Text: "Redis's memory stays within maxmemory and the spend marks' fixed space",
+		// Enforced everywhere: at maxmemory nothing new is written but the
+		// spend marks' bitmaps (allow-oom, 3 generations of 16 bits per
+		// unit of redisstore's default MarkCapacity), and updates of keys
+		// that exist; MarkSlack covers those and Redis's own buffers.
+		Enforced: func(Backend, Flood) bool { return true },
+		Check: func(r *Result) (bool, bool) {
+			return r.RedisAfter <= r.RedisMaxMemory+MarkSpace+MarkSlack, r.Backend.Redis()
+		}},
 }
+
+// MarkSpace is what redisstore's spend marks take at its default
+// MarkCapacity (2^18): three generations of 16 bits a mark. MarkSlack is
+// what else may pass maxmemory: updates of existing keys under allow-oom,
+// and Redis's client buffers.
+const (
+	MarkSpace = 3 * 16 * (1 << 18) / 8
+	MarkSlack = 256 << 10
+)
 
 // IPThreshold is LoginPolicy's MaxFailures per client address, and
 // SMSBurst SMSPolicy's burst of sends per address.
