@@ -235,10 +235,12 @@ type hmacNames struct{ g *Gate }
 
 func (n hmacNames) hashKey(ev *eval, i int, prefix, v []byte) { n.g.bindKey(ev, i, prefix, v) }
 
-// name sets the Key of each of ops: its counter's kind and its key's
-// binding hash (storeKey).
+// estimated: a shared store never over-estimates (a full Redis refuses
+// to create a counter instead, ErrStoreFull).
 func (hmacNames) estimated(*eval, int) bool { return false }
 
+// name sets the Key of each of ops: its counter's kind and its key's
+// binding hash (storeKey).
 func (hmacNames) name(ev *eval, ops []Op, notes []opNote) {
 	for j, n := range notes {
 		ops[j].Key = storeKey(n.kind, &ev.hashes[n.key])

@@ -449,11 +449,13 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 			if mode == serving {
 				ev.ceiled.add(i)
 			}
-			if op.N+this > int64(k.Ceiling) && mode == serving && g.counter.estimated(ev, j) {
+			switch {
+			case op.N+this <= int64(k.Ceiling):
+			case mode == serving && g.counter.estimated(ev, j):
 				// The count is a full store's over-estimate (a newcomer's,
 				// most likely): a captcha, not a refusal.
 				ev.tripped.add(i)
-			} else if op.N+this > int64(k.Ceiling) {
+			default:
 				blocked = true
 				retry = max(retry, op.Reset.Sub(g.now()))
 				if mode == serving {

@@ -251,9 +251,9 @@ func (m *localMarks) Mark(_ context.Context, epoch uint64, mark []byte, _ time.D
 	case epoch != m.epoch:
 		return false, m.epoch, nil
 	case peek:
-		return !m.bloom.spent(string(mark)), m.epoch, nil
+		return !m.bloom.spent(mark), m.epoch, nil
 	}
-	return m.bloom.spend(string(mark)), m.epoch, nil
+	return m.bloom.spend(mark), m.epoch, nil
 }
 
 // bloomSpender keeps spend marks in process, in two generations of a Bloom
@@ -288,9 +288,9 @@ func newBloomSpender(capacity int, period time.Duration, now func() time.Time) *
 }
 
 // positions returns the filter's bit positions of mark.
-func (p *bloomSpender) positions(mark string) (h1, h2 uint64) {
-	h1 = maphash.String(p.seed, mark)
-	h2 = maphash.String(p.seed2, mark) | 1
+func (p *bloomSpender) positions(mark []byte) (h1, h2 uint64) {
+	h1 = maphash.Bytes(p.seed, mark)
+	h2 = maphash.Bytes(p.seed2, mark) | 1
 	return h1, h2
 }
 
@@ -324,7 +324,7 @@ func (p *bloomSpender) test(gen []uint64, h1, h2 uint64) bool {
 }
 
 // spend sets mark and reports whether it was unset.
-func (p *bloomSpender) spend(mark string) bool {
+func (p *bloomSpender) spend(mark []byte) bool {
 	h1, h2 := p.positions(mark)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -340,7 +340,7 @@ func (p *bloomSpender) spend(mark string) bool {
 }
 
 // spent reports whether mark is set.
-func (p *bloomSpender) spent(mark string) bool {
+func (p *bloomSpender) spent(mark []byte) bool {
 	h1, h2 := p.positions(mark)
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -236,11 +236,11 @@ var Goals = []Goal{
 }
 
 // MarkSpace is what redisstore's spend marks take at its default
-// MarkCapacity (2^18): three generations of 16 bits a mark. MarkSlack is
-// what else may pass maxmemory: updates of existing keys under allow-oom,
-// and Redis's client buffers.
+// MarkCapacity: three generations of 16 bits a mark. MarkSlack is what else
+// may pass maxmemory: updates of existing keys under allow-oom, and
+// Redis's client buffers.
 const (
-	MarkSpace = 3 * 16 * (1 << 18) / 8
+	MarkSpace = 3 * 16 * redisstore.DefaultMarkCapacity / 8
 	MarkSlack = 256 << 10
 )
 

@@ -70,6 +70,9 @@ func (s *Store) Mark(ctx context.Context, epoch uint64, mark []byte, life time.D
 	if epoch != 0 && len(mark) < 12 {
 		return false, 0, errors.New("redisstore: a mark has at least 12 bytes")
 	}
+	// The epoch the script creates if Redis has none: drawn afresh for
+	// every call, never kept, so that an epoch lost with Redis's data is
+	// not proposed again (the ids sealed in it would then open).
 	var fresh [8]byte
 	for binary.BigEndian.Uint64(fresh[:]) == 0 {
 		if _, err := rand.Read(fresh[:]); err != nil {

@@ -176,10 +176,14 @@ type Options struct {
 	// (captchagate.Config.CaptchaTTL, or TokenTTL if longer, and a minute)
 	// the spend marks hold with few false "spent" (one in 2,000 at
 	// capacity, more beyond it: an answer refused, never one accepted
-	// twice). Default 1<<18; the marks take 6 bytes per unit of capacity
-	// (1.5 MiB by default), outside maxmemory's reach (see "Memory").
+	// twice). Default DefaultMarkCapacity; the marks take 6 bytes per unit
+	// of capacity (1.5 MiB by default), outside maxmemory's reach (see
+	// "Memory").
 	MarkCapacity int
 }
+
+// DefaultMarkCapacity is Options.MarkCapacity's default.
+const DefaultMarkCapacity = 1 << 18
 
 // Store is a captchagate.Store and captchagate.Batcher on Redis. It is safe
 // for concurrent use; its state lives in Redis, and its pipeline writer runs
@@ -250,7 +254,7 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		return nil, err
 	}
 	if o.MarkCapacity <= 0 {
-		o.MarkCapacity = 1 << 18
+		o.MarkCapacity = DefaultMarkCapacity
 	}
 	bits := uint64(1 << 16)
 	for bits < 16*uint64(o.MarkCapacity) {
@@ -696,36 +700,40 @@ func (s *Store) exec(ctx context.Context, bs []*batch) {
 	}
 	now := s.now().UnixMicro()
 	cmds := make([]redis.Cmder, len(ops))
-	isFull := make([]bool, len(ops))
-	s.pipe(ctx, ops, cmds, isFull, now, func(redis.Cmder) bool { return true }, false)
-	s.pipe(ctx, ops, cmds, isFull, now, func(c redis.Cmder) bool { return isNoScript(c.Err()) }, true)
+	var isFull []bool // made only when Redis refused something as full
+	all := func(redis.Cmder) bool { return true }
+	noScript := func(c redis.Cmder) bool { return isNoScript(c.Err()) }
+	s.pipe(ctx, ops, cmds, isFull, now, all, false)
+	s.pipe(ctx, ops, cmds, isFull, now, noScript, true)
 	refusedFull := func(c redis.Cmder) bool {
 		_, ok := c.(*redis.Cmd) // a script, not a DEL
 		return ok && errors.Is(full(c.Err()), ErrFull)
 	}
 	if slices.ContainsFunc(cmds, refusedFull) {
+		isFull = make([]bool, len(ops))
 		for j, c := range cmds {
-			isFull[j] = isFull[j] || refusedFull(c)
+			isFull[j] = refusedFull(c)
 		}
 		s.pipe(ctx, ops, cmds, isFull, now, refusedFull, false)
-		s.pipe(ctx, ops, cmds, isFull, now, func(c redis.Cmder) bool { return isNoScript(c.Err()) }, true)
+		s.pipe(ctx, ops, cmds, isFull, now, noScript, true)
 	}
 	for j, op := range ops {
 		s.result(op, cmds[j])
 	}
 }
 
-// pipe sends again, in one pipeline, the ops whose command which selects
-// (all, the first time), and replaces their commands; nothing is sent if
+// pipe sends, in one pipeline, the ops whose command which selects (every
+// one, the first time, when cmds are all nil), as their full variants
+// where isFull says so, and replaces their commands; nothing is sent if
 // none is selected.
 func (s *Store) pipe(ctx context.Context, ops []*captchagate.Op, cmds []redis.Cmder, isFull []bool, now int64, which func(redis.Cmder) bool, eval bool) {
-	if cmds[0] != nil && !slices.ContainsFunc(cmds, which) {
+	if !slices.ContainsFunc(cmds, which) {
 		return
 	}
 	s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for j, op := range ops {
-			if cmds[j] == nil || which(cmds[j]) {
-				cmds[j] = s.queueOp(ctx, p, op, now, eval, isFull[j])
+			if which(cmds[j]) {
+				cmds[j] = s.queueOp(ctx, p, op, now, eval, isFull != nil && isFull[j])
 			}
 		}
 		return nil
