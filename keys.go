@@ -38,6 +38,7 @@ type input struct {
 	r    *http.Request
 	body []byte
 	g    *Gate
+	args map[string]string // the values a handler passed (Guard.Begin), by Arg name
 }
 
 // Name returns the key's name as it appears in events and logs ("ip",
