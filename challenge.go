@@ -108,6 +108,16 @@ type AnswerValidator interface {
 	ValidAnswer(answer string) bool
 }
 
+// A Scaler is a Challenge whose difficulty rises with IssueInfo.Level (a
+// proof of work). A token or answer from a captcha issued at a level whose
+// Difficulty is lower than the one the request now needs is refused,
+// unspent, and the request gets a captcha at its level: a captcha asked for
+// early (POST new, a lower trip) cannot skip a raised difficulty.
+// Difficulty must not decrease as level grows.
+type Scaler interface {
+	Difficulty(level int) int64
+}
+
 // Digits is the default Challenge: distorted digits as a PNG image, drawn
 // with github.com/dchest/captcha's pure functions (never its global store),
 // and spoken digits as a WAV file, with dchest's recordings and method but

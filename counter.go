@@ -30,6 +30,7 @@ const (
 	ceilingCount counterKind = 'x' // requests in Key.CeilingWindow, refused past Key.Ceiling
 	failureCount counterKind = 'f' // failures in the window, reserved before the handler
 	sendRate     counterKind = 'r' // the token bucket of Key.Rate and Key.Burst
+	failureCeil  counterKind = 'd' // failures in Key.FailureCeilingWindow, refused past Key.FailureCeiling
 )
 
 // countMode is what a count is for.

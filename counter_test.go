@@ -104,12 +104,12 @@ func TestEveryCounterCountsAlike(t *testing.T) {
 			assert.NoError(t, checkLogin("bob"))
 			w := try("alice", "right")
 			require.Equal(t, http.StatusPreconditionRequired, w.Code)
-			// A solved captcha lets the success through, which resets alice's
-			// counter: her next failure is the first again.
+			// A solved captcha lets the success through, which resets
+			// nothing account-wide: alice still needs a captcha.
 			tok := solve(t, mux, decodeError(t, w).Captcha.ID)
 			require.Equal(t, http.StatusOK, try("alice", "right", "X-Captcha-Token", tok).Code)
-			assert.NoError(t, checkLogin("alice"))
-			assert.Equal(t, http.StatusUnauthorized, try("alice", "wrong").Code)
+			assert.ErrorIs(t, checkLogin("alice"), captchagate.ErrCaptchaRequired)
+			assert.Equal(t, http.StatusPreconditionRequired, try("alice", "wrong").Code)
 
 			// The send rate asks for a captcha past its burst; the ceiling
 			// refuses past three sends, captcha or not.

@@ -61,8 +61,9 @@ func TestHandlerWritingNothingIsNeutral(t *testing.T) {
 	g, _ := newGate(t, nil)
 	mode := ""
 	var calls int
+	// A per-client key (username+address): one that a success resets.
 	h := g.Guard(captchagate.Policy{Name: "login", MaxFailures: 5, Keys: []captchagate.Key{
-		captchagate.Username(captchagate.JSONField("username")),
+		{Source: captchagate.Combine(captchagate.JSONField("username"), captchagate.ClientIP()), ResetOnSuccess: true},
 	}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		switch mode {

@@ -281,7 +281,7 @@ func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
 			return Token{}, err
 		}
 	}
-	rec, found, reason, err := g.solve(ctx, r, s.CaptchaID, s.Answer)
+	rec, found, reason, err := g.solve(ctx, r, s.CaptchaID, s.Answer, nil)
 	if err != nil {
 		return Token{}, err
 	}

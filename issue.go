@@ -133,17 +133,20 @@ const (
 	reasonWrong    = "wrong answer"
 	reasonMismatch = "issued for another request"
 	reasonSender   = "verified for another sender"
+	reasonLevel    = "issued at a lower difficulty than this request needs"
 )
 
-// solve spends captcha id atomically and checks answer against it. It
-// returns the spent record (for a fresh captcha's binding) and, when the
+// solve checks captcha id, then spends it atomically and checks answer
+// against it. check, if not nil, is asked before anything is spent: the
+// reason it gives refuses the captcha without spending it, as does expiry.
+// solve returns the record (for a fresh captcha's binding) and, when the
 // answer does not solve it, the reason. err is a failure, reported and
 // classified (a store failure, or a verifier's).
 //
 // The Challenge is asked with a context detached from the client's; its
 // failure is returned as err (fail closed), the captcha spent.
-func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (rec record, found bool, reason string, err error) {
-	rec, found, err = g.captchas.take(ctx, id)
+func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string, check func(*record) string) (rec record, found bool, reason string, err error) {
+	rec, found, err = g.captchas.open(ctx, id)
 	if err != nil {
 		return rec, false, reasonUnknown, g.unavailable(r, "", err)
 	}
@@ -152,6 +155,17 @@ func (g *Gate) solve(ctx context.Context, r *http.Request, id, answer string) (r
 	}
 	if g.now().UnixNano() >= rec.expires {
 		return rec, true, reasonExpired, nil
+	}
+	if check != nil {
+		if why := check(&rec); why != "" {
+			return rec, true, why, nil
+		}
+	}
+	if _, found, err = g.captchas.take(ctx, id); err != nil {
+		return rec, false, reasonUnknown, g.unavailable(r, "", err)
+	}
+	if !found {
+		return rec, false, reasonUnknown, nil
 	}
 	ip := ""
 	if a, ok := g.ips.clientAddr(r); ok {
@@ -174,7 +188,7 @@ func (g *Gate) mintToken(ctx context.Context, r *http.Request, rec record, sende
 	if sender != nil {
 		g.bindSender(&b, sender)
 	}
-	t := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, expires: g.now().Add(g.tokenTTL).UnixNano()}
+	t := record{policy: b.policy, mask: b.mask, flags: b.flags, bind: b.bind, level: b.level, expires: g.now().Add(g.tokenTTL).UnixNano()}
 	tok, err := g.tokens.put(ctx, &t)
 	if err != nil {
 		return "", g.unavailable(r, rec.policy, err)
@@ -182,17 +196,28 @@ func (g *Gate) mintToken(ctx context.Context, r *http.Request, rec record, sende
 	return tok, nil
 }
 
-// redeem consumes token atomically and returns its record.
-func (g *Gate) redeem(ctx context.Context, tok string) (rec record, reason string, err error) {
+// redeem checks token and then consumes it atomically, returning its
+// record. A token that is expired, or that check (if not nil) refuses, is
+// not consumed: whoever learns a token cannot burn it with a request it
+// does not reach.
+func (g *Gate) redeem(ctx context.Context, tok string, check func(*record) string) (rec record, reason string, err error) {
 	if !validToken(tok) {
 		return rec, reasonUnknown, nil
 	}
-	rec, found, err := g.tokens.take(ctx, tok)
+	rec, found, err := g.tokens.open(ctx, tok)
 	if err != nil || !found {
 		return rec, reasonUnknown, err
 	}
 	if g.now().UnixNano() >= rec.expires {
 		return rec, reasonExpired, nil
+	}
+	if check != nil {
+		if why := check(&rec); why != "" {
+			return rec, why, nil
+		}
+	}
+	if _, found, err = g.tokens.take(ctx, tok); err != nil || !found {
+		return rec, reasonUnknown, err
 	}
 	return rec, "", nil
 }

@@ -22,7 +22,12 @@ type Guard struct {
 	keys       []guardKey
 	failStatus []int
 	needBody   bool
-	rates      bool // some key has a send rate
+	rates      bool        // some key has a send rate
+	dev        *deviceConf // Policy.Devices, compiled
+	// scoped are the keys a proof must be bound to when they trip: the
+	// account keys and the per-client ones (Identity, Sender,
+	// ResetOnSuccess). reset are the keys a success resets.
+	scoped, reset keySet
 	// The keys of each of count's rounds: with a ceiling; with a failure
 	// counter, coarse (not ResetOnSuccess) or per-account; with a send rate.
 	ceilKeys, coarseKeys, accountKeys, rateKeys keySet
@@ -50,15 +55,30 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	}
 	gd := &Guard{g: g, name: p.Name, keys: keys, failStatus: statuses}
 	for i := range keys {
-		gd.needBody = gd.needBody || keys[i].Source.body
-		gd.rates = gd.rates || keys[i].interval > 0
+		k := &keys[i]
+		gd.needBody = gd.needBody || k.Source.body
+		gd.rates = gd.rates || k.interval > 0
 		gd.setRounds(i)
-		keys[i].prefix = []byte(p.Name + "\x00" + keys[i].name + "\x00")
+		k.prefix = []byte(p.Name + "\x00" + k.name + "\x00")
+		if k.Identity != 0 || k.Sender || k.ResetOnSuccess {
+			gd.scoped.add(i)
+		}
+		if k.ResetOnSuccess {
+			gd.reset.add(i)
+		}
+	}
+	if gd.dev, err = compileDevices(p, keys); err != nil {
+		return nil, err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, dup := g.policies[p.Name]; dup {
 		return nil, fmt.Errorf("captchagate: a policy named %q is already guarded by this Gate; reuse its Guard", p.Name)
+	}
+	for _, other := range g.policies {
+		if gd.dev != nil && other.dev != nil && other.dev.cookie.Name == gd.dev.cookie.Name {
+			return nil, fmt.Errorf("captchagate: policy %q: device cookie %q is policy %q's already; name another in Devices.Cookie", p.Name, gd.dev.cookie.Name, other.name)
+		}
 	}
 	g.policies[p.Name] = gd
 	return gd, nil
@@ -70,10 +90,11 @@ func (gd *Guard) setRounds(i int) {
 	if k.Ceiling > 0 {
 		gd.ceilKeys.add(i)
 	}
+	fails := k.maxFailures > 0 || k.failCeil > 0
 	switch {
-	case k.maxFailures > 0 && k.ResetOnSuccess:
+	case fails && (k.ResetOnSuccess || k.Identity != 0 || k.Sender):
 		gd.accountKeys.add(i)
-	case k.maxFailures > 0:
+	case fails:
 		gd.coarseKeys.add(i)
 	}
 	if k.interval > 0 {
@@ -126,6 +147,12 @@ type eval struct {
 	buf      [2*maxKeyValue + 64]byte // key values
 	sum      [32]byte
 	read     proofRead // the proof the request carries, once proof has read it
+	// A known device (Policy.Devices): its id and cookie's expiry, and the
+	// account keys that count on its counters.
+	trusted   keySet
+	device    [deviceIDLen]byte
+	deviceExp int64
+	prefixBuf [160]byte
 }
 
 // proofRead is what proof found, kept so that counting (carriesProof) and
@@ -148,7 +175,7 @@ func getEval() *eval { return evalPool.Get().(*eval) }
 func putEval(ev *eval) {
 	ev.in = input{}
 	ev.bodyRead = false
-	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.taken, ev.tripped = 0, 0, 0, 0, 0, 0
+	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.taken, ev.tripped, ev.trusted = 0, 0, 0, 0, 0, 0, 0
 	ev.now = 0
 	ev.read = proofRead{}
 	clear(ev.ops)
@@ -195,7 +222,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		next.ServeHTTP(w, r)
 		return
 	}
-	o := &outcome{Context: r.Context(), gw: guardWriter{ResponseWriter: w}}
+	o := &outcome{Context: r.Context(), gw: guardWriter{ResponseWriter: w, gd: gd, ev: ev}}
 	next.ServeHTTP(&o.gw, r.WithContext(o))
 	ctx, cancel = gd.g.storeContext(r)
 	gd.settle(ctx, ev, &o.gw)
@@ -224,6 +251,7 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 		ev.present.add(i)
 		gd.g.counter.hashKey(ev, i, k.prefix, v)
 	}
+	gd.knownDevice(ev)
 	return nil
 }
 
@@ -236,7 +264,7 @@ func (gd *Guard) bind(ev *eval) {
 		}
 		k := &gd.keys[i]
 		v, _ := k.Source.value(&ev.in, ev.buf[:0])
-		gd.g.bindKey(ev, i, k.prefix, v)
+		gd.g.bindKey(ev, i, gd.prefixOf(ev, i), v)
 	}
 }
 
@@ -389,7 +417,18 @@ func (gd *Guard) addOps(ev *eval, set keySet, kind counterKind, mode countMode) 
 		case ceilingCount:
 			op.Kind, op.Delta, op.Window = OpIncr, delta, k.ceilWindow
 		case failureCount:
-			op.Kind, op.Delta, op.Window = OpIncr, delta, k.window
+			if gd.failLimit(ev, i) > 0 {
+				op.Kind, op.Delta, op.Window = OpIncr, delta, gd.failWindow(ev, i)
+			} else {
+				// Only the failure ceiling counts: the slot becomes it.
+				ev.notes[len(ev.notes)-1].kind = failureCeil
+				op.Kind, op.Delta, op.Window = OpIncr, delta, k.failCeilWin
+				continue
+			}
+			if k.failCeil > 0 {
+				op := ev.addOp(failureCeil, i)
+				op.Kind, op.Delta, op.Window = OpIncr, delta, k.failCeilWin
+			}
 		case sendRate:
 			op.Kind, op.Interval, op.Burst, op.Take = OpAllow, k.interval, k.burst, mode == serving
 		}
@@ -409,7 +448,8 @@ func (gd *Guard) mayRefuse(ev *eval, from int, mode countMode) bool {
 		op, k := &ev.ops[j], &gd.keys[ev.notes[j].key]
 		switch {
 		case op.Err != nil,
-			ev.notes[j].kind == failureCount && op.N+this > k.maxFailures,
+			ev.notes[j].kind == failureCount && op.N+this > gd.failLimit(ev, int(ev.notes[j].key)),
+			ev.notes[j].kind == failureCeil && op.N+this > k.failCeil,
 			ev.notes[j].kind == ceilingCount && op.N+this > int64(k.Ceiling):
 			return true
 		}
@@ -451,7 +491,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 			}
 			switch {
 			case op.N+this <= int64(k.Ceiling):
-			case mode == serving && g.counter.estimated(ev, j):
+			case g.counter.estimated(ev, j):
 				// The count is a full store's over-estimate (a newcomer's,
 				// most likely): a captcha, not a refusal.
 				ev.tripped.add(i)
@@ -467,8 +507,25 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 				ev.reserved.add(i)
 				ev.counts[i] = op.N
 			}
-			if op.N+this > k.maxFailures {
+			if op.N+this > gd.failLimit(ev, i) {
 				ev.tripped.add(i)
+			}
+		case failureCeil:
+			if mode == serving {
+				ev.reserved.add(i)
+			}
+			switch {
+			case op.N+this <= k.failCeil:
+			case g.counter.estimated(ev, j):
+				ev.tripped.add(i) // a full store's over-estimate: a captcha
+			default:
+				// Past the account's (or the device's) failure ceiling:
+				// refused even with a captcha.
+				blocked = true
+				retry = max(retry, op.Reset.Sub(g.now()))
+				if mode == serving {
+					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+				}
 			}
 		case sendRate:
 			if op.OK && mode == serving {
@@ -536,9 +593,9 @@ func (gd *Guard) giveBack(ctx context.Context, ev *eval, fail, ceil, reset, toke
 		op, note := &ev.ops[j], ev.notes[j]
 		i := int(note.key)
 		switch {
-		case note.kind == failureCount && reset.has(i):
+		case (note.kind == failureCount || note.kind == failureCeil) && reset.has(i):
 			op.Kind = OpReset
-		case note.kind == failureCount && fail.has(i), note.kind == ceilingCount && ceil.has(i):
+		case (note.kind == failureCount || note.kind == failureCeil) && fail.has(i), note.kind == ceilingCount && ceil.has(i):
 			op.Delta = -1
 		case note.kind == sendRate && tokens.has(i):
 			op.Kind = OpReturn
@@ -577,20 +634,16 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 		// The failure that reaches a threshold trips it: the next request
 		// needs a captcha.
 		for i := range gd.keys {
-			if ev.reserved.has(i) && ev.counts[i] == gd.keys[i].maxFailures {
+			if ev.reserved.has(i) && ev.counts[i] == gd.failLimit(ev, i) {
 				gd.g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: gd.keys[i].name, Request: ev.in.r})
 			}
 		}
 		return
 	case outcomeSuccess:
-		// Per-account keys start afresh; the others are given back.
-		var reset keySet
-		for i := range gd.keys {
-			if gd.keys[i].ResetOnSuccess {
-				reset.add(i)
-			}
-		}
-		gd.giveBack(ctx, ev, ev.reserved, 0, ev.reserved&reset, 0)
+		// The client's own keys (a known device's, per-client Combines)
+		// start afresh; the others, the account-wide ones among them, are
+		// given back: a success changes nothing another client sees.
+		gd.giveBack(ctx, ev, ev.reserved, 0, ev.reserved&(gd.reset|ev.trusted), 0)
 		return
 	}
 	// The request reached the handler: its ceiling count stands.
@@ -620,7 +673,10 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 			return err
 		}
 	}
-	b := g.bindingFor(gd.name, ev.tripped, &ev.hashes, sess)
+	// Bound to the keys that tripped and to the request's account and
+	// client keys whether they tripped or not: a captcha asked for by an
+	// address's trip is still this account's.
+	b := g.bindingFor(gd.name, ev.tripped|ev.present&gd.scoped, &ev.hashes, sess)
 	b.level = max(gd.level(ev), flow.level)
 	c, err := g.issue(ctx, r, b, flow.refreshes)
 	if err != nil {
@@ -632,19 +688,14 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 	return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}
 }
 
-// spendToken consumes token and reports why it does not let the request
-// through ("" if it does).
+// spendToken checks token against the request and then consumes it, and
+// reports why it does not let the request through ("" if it does). A token
+// refused by the check (another request's, expired) is not consumed.
 func (gd *Guard) spendToken(ctx context.Context, r *http.Request, ev *eval, sess *[16]byte, tok string) (reason string, err error) {
 	g := gd.g
-	rec, why, err := g.redeem(ctx, tok)
+	_, why, err := g.redeem(ctx, tok, func(rec *record) string { return gd.scope(rec, ev, sess, true) })
 	if err != nil {
 		return "", g.unavailable(r, gd.name, err)
-	}
-	if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, gd.senders(ev, &rec)) {
-		why = reasonMismatch
-		if rec.flags&flagSender != 0 {
-			why = reasonSender
-		}
 	}
 	if why == "" {
 		g.emit(Event{Kind: EventTokenAccepted, Policy: gd.name, Request: r})
@@ -654,17 +705,43 @@ func (gd *Guard) spendToken(ctx context.Context, r *http.Request, ev *eval, sess
 	return "captcha_token " + why, nil
 }
 
-// spendAnswer consumes captcha id, checks answer against it, and reports why
-// it does not let the request through ("" if it does); flow is the spent
-// captcha when it was this policy's, whose flow a fresh captcha continues.
+// scope reports why the proof rec does not reach this request ("" if it
+// does): it must be the policy's, bound to the same values of every key it
+// covers and to the session, cover every tripped key of the account or
+// the client (Guard.scoped: a captcha from POST new, or from a trip of the
+// address alone, opens no tripped account), and, with a Scaler challenge,
+// have been issued at the difficulty the request now needs.
+func (gd *Guard) scope(rec *record, ev *eval, sess *[16]byte, token bool) string {
+	g := gd.g
+	var senders [][16]byte
+	if token {
+		senders = gd.senders(ev, rec)
+	}
+	switch {
+	case !g.matches(rec, gd.name, ev.present, &ev.hashes, sess, senders):
+		if rec.flags&flagSender != 0 {
+			return reasonSender
+		}
+		return reasonMismatch
+	case ev.tripped&gd.scoped&^rec.mask != 0:
+		return reasonMismatch
+	}
+	if sc, ok := g.challenge.(Scaler); ok && sc.Difficulty(int(rec.level)) < sc.Difficulty(int(gd.level(ev))) {
+		return reasonLevel
+	}
+	return ""
+}
+
+// spendAnswer checks captcha id against the request, then consumes it and
+// checks answer against it, and reports why it does not let the request
+// through ("" if it does); flow is the captcha when it was this policy's,
+// whose flow a fresh captcha continues. A captcha refused by the check is
+// not consumed.
 func (gd *Guard) spendAnswer(ctx context.Context, r *http.Request, ev *eval, sess *[16]byte, id, answer string) (flow record, reason string, err error) {
 	g := gd.g
-	rec, found, why, err := g.solve(ctx, r, id, answer)
+	rec, found, why, err := g.solve(ctx, r, id, answer, func(rec *record) string { return gd.scope(rec, ev, sess, false) })
 	if err != nil {
 		return flow, "", err
-	}
-	if why == "" && !g.matches(&rec, gd.name, ev.present, &ev.hashes, sess, nil) {
-		why = reasonMismatch
 	}
 	if found && rec.policy == gd.name {
 		flow = rec
@@ -731,9 +808,8 @@ func (gd *Guard) readProof(r *http.Request, ev *eval) (tok, id, answer string, e
 func (gd *Guard) level(ev *eval) uint8 {
 	var l int64
 	for i := range gd.keys {
-		k := &gd.keys[i]
-		if ev.tripped.has(i) && ev.reserved.has(i) && k.maxFailures > 0 {
-			l = max(l, ev.counts[i]-k.maxFailures-1)
+		if limit := gd.failLimit(ev, i); ev.tripped.has(i) && ev.reserved.has(i) && limit > 0 {
+			l = max(l, ev.counts[i]-limit-1)
 		}
 	}
 	return uint8(min(l, 255))
@@ -823,15 +899,22 @@ func Succeed(r *http.Request) { setOutcome(r, outcomeSuccess) }
 func setOutcome(r *http.Request, o int32) {
 	if gw, ok := r.Context().Value(stateKey{}).(*guardWriter); ok {
 		gw.outcome.Store(o)
+		if o == outcomeSuccess && gw.status == 0 && gw.gd != nil {
+			gw.gd.setDeviceCookie(gw.ResponseWriter, gw.ev)
+		}
 	}
 }
 
 // guardWriter records the status the handler writes. Unwrap lets
-// http.ResponseController reach Flush, Hijack and deadlines.
+// http.ResponseController reach Flush, Hijack and deadlines. gd and ev are
+// the guard and the request's evaluation, for Succeed to set a device
+// cookie (Policy.Devices) before the response is written.
 type guardWriter struct {
 	http.ResponseWriter
 	status  int
 	outcome atomic.Int32
+	gd      *Guard
+	ev      *eval
 }
 
 func (w *guardWriter) WriteHeader(code int) {

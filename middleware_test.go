@@ -65,13 +65,11 @@ func TestTokenRetryIsSingleUse(t *testing.T) {
 	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assert.Equal(t, calls+1, a.calls.Load())
 
-	// Success reset the username counter: no captcha needed now.
-	assert.Equal(t, http.StatusUnauthorized, a.login(t, "alice", "wrong").Code)
+	// Success resets nothing account-wide: the next attempt without a
+	// token still needs a captcha.
+	assert.Equal(t, http.StatusPreconditionRequired, a.login(t, "alice", "wrong").Code)
 
 	// The token is spent.
-	for i := 0; i < 4; i++ {
-		a.login(t, "alice", "wrong")
-	}
 	w = a.login(t, "alice", "right", "X-Captcha-Token", tok)
 	require.Equal(t, http.StatusForbidden, w.Code)
 	e := decodeError(t, w)
@@ -214,7 +212,8 @@ func TestSuccessResetsOnlyPerAccountKeys(t *testing.T) {
 	for i := 0; i < 19; i++ {
 		require.Equal(t, http.StatusUnauthorized, a.login(t, string(rune('a'+i%5))+"user", "wrong").Code)
 	}
-	// ...a success for one of them resets its username counter, not the IP's.
+	// ...a success for one of them gives its reservation back, and resets
+	// neither its username's counter nor the IP's.
 	require.Equal(t, http.StatusOK, a.login(t, "auser", "right").Code)
 	require.Equal(t, http.StatusUnauthorized, a.login(t, "zed", "wrong").Code) // the 20th failure
 	w := a.login(t, "yan", "wrong")
@@ -230,8 +229,8 @@ func TestSuccessResetsOnlyPerAccountKeys(t *testing.T) {
 	tok := solve(t, a2.mux, decodeError(t, w).Captcha.ID)
 	w = a2.login(t, "victim", "right", "RemoteAddr", "203.0.113.7:1", "X-Captcha-Token", tok)
 	assert.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, http.StatusUnauthorized, a2.login(t, "victim", "wrong", "RemoteAddr", "203.0.113.7:1").Code,
-		"the success reset the victim's counter")
+	assert.Equal(t, http.StatusPreconditionRequired, a2.login(t, "victim", "wrong", "RemoteAddr", "198.51.100.1:1").Code,
+		"the owner's success hands the attacker no fresh guesses")
 }
 
 func TestExplicitOutcome(t *testing.T) {
@@ -608,7 +607,7 @@ func TestEventsAndLogsCarryNoSecrets(t *testing.T) {
 
 	mu.Lock()
 	assert.Equal(t, []string{"tripped", "captcha_issued", "captcha_rejected", "captcha_issued", "captcha_rejected",
-		"captcha_issued", "captcha_verified", "token_accepted"}, kinds)
+		"captcha_issued", "captcha_verified", "token_accepted", "token_refused", "captcha_issued"}, kinds)
 	mu.Unlock()
 	out := logs.String()
 	assert.Contains(t, out, "event=tripped")

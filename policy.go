@@ -30,6 +30,11 @@ type Policy struct {
 	// Window is the default of Key.Window.
 	Window time.Duration
 
+	// Devices, if set, gives each known device of an account a failure
+	// budget of its own (OWASP's device cookies): see Devices. Default nil,
+	// off.
+	Devices *Devices
+
 	// FailureStatuses are the statuses of the wrapped handler that count as a
 	// failure. Default 401 and 403. Statuses below 400 are successes; any other
 	// status is neither, and so is a handler that writes nothing (no status,
@@ -84,10 +89,25 @@ type Key struct {
 	Ceiling       int
 	CeilingWindow time.Duration
 
-	// ResetOnSuccess resets the key's failure counter when the handler
-	// succeeds. Set it for per-account keys (username, username+IP), never for
-	// IP-wide ones, or an attacker's own successful logins would clear the
-	// counter of the address it attacks from. Every Identity implies it.
+	// FailureCeiling is a hard limit of failures per FailureCeilingWindow:
+	// past it, requests are answered too_many_requests with Retry-After even
+	// with a solved captcha (NIST SP 800-63B 5.2.2 asks for at most 100
+	// consecutive failures per account). It counts failures the way
+	// MaxFailures does and is never reset by a success on the account-wide
+	// key. Default 100 for an account key (a Key with an Identity, not a
+	// Combine) that counts failures, off for other keys; negative disables
+	// it. FailureCeilingWindow defaults to 24 hours. A known device
+	// (Policy.Devices) counts on a ceiling of its own, so the owner still
+	// gets through when the account's is reached.
+	FailureCeiling       int
+	FailureCeilingWindow time.Duration
+
+	// ResetOnSuccess resets the key's failure counters when the handler
+	// succeeds. Set it for keys of one client (username+IP, a device), never
+	// for keys several clients share: an address-wide key, or the
+	// account-wide key of an Identity, whose reset would hand an attacker
+	// fresh guesses each time the owner signs in (NewGuard refuses it
+	// there). A Combine with an Identity part implies it.
 	ResetOnSuccess bool
 
 	// Sender marks a key that holds where a code is sent (a phone number or
@@ -98,8 +118,15 @@ type Key struct {
 	Sender bool
 
 	// Required answers invalid_request when the key is absent. Without it, an
-	// absent key is skipped and the policy's other keys still count.
+	// absent key is skipped and the policy's other keys still count. An
+	// account key (a Key with an Identity, or a Sender) is required unless
+	// Optional: a request whose account the guard cannot read is refused,
+	// never passed uncounted.
 	Required bool
+	// Optional lets an account key (Identity, Sender) be absent: the request
+	// is then counted by the policy's other keys only. Use it only where the
+	// handler itself refuses requests without the value.
+	Optional bool
 }
 
 const (
@@ -108,6 +135,10 @@ const (
 	defaultWindow   = 15 * time.Minute
 	defaultCeilWin  = time.Hour
 	maxKeysInPolicy = 16
+	// The default failure ceiling of an account key: NIST SP 800-63B's 100
+	// consecutive failures, per day.
+	defaultFailureCeiling = 100
+	defaultFailCeilWin    = 24 * time.Hour
 )
 
 // Identity is what a key's value names, when it names an account or where
@@ -142,7 +173,7 @@ func Email(src Source) Key { return identityKey(src, IdentityEmail) }
 func Phone(src Source) Key { return identityKey(src, IdentityPhone) }
 
 func identityKey(src Source, id Identity) Key {
-	return Key{Source: src.as(id), Identity: id, ResetOnSuccess: true, Sender: id.sender()}
+	return Key{Source: src.as(id), Identity: id, Sender: id.sender()}
 }
 
 // sender reports whether id names where a code is sent.
@@ -169,6 +200,12 @@ type guardKey struct {
 	interval    time.Duration
 	burst       int
 	ceilWindow  time.Duration
+	failCeil    int64 // the failure ceiling (0: none)
+	failCeilWin time.Duration
+	// account: the key names an account (an Identity on a single source):
+	// counted account-wide, never reset by a success, and what a known
+	// device's cookie is bound to (Policy.Devices).
+	account bool
 }
 
 func compilePolicy(p Policy) ([]guardKey, []int, error) {
@@ -226,8 +263,17 @@ func compileKey(p Policy, k Key) (guardKey, error) {
 	case id != 0:
 		gk.Identity = id
 		gk.Source = k.Source.as(id)
-		gk.ResetOnSuccess = true
 		gk.Sender = gk.Sender || id.sender()
+		gk.account = k.Source.parts == nil
+		// A Combine with an identity part (username+IP) is one client's:
+		// reset on its success.
+		gk.ResetOnSuccess = gk.ResetOnSuccess || !gk.account
+	}
+	if gk.account && k.ResetOnSuccess {
+		return gk, errors.New("resets on success, but is an account-wide key: an attacker would regain its guesses each time the owner signs in; count a Combine of the account and the address (or Policy.Devices) for a per-client reset")
+	}
+	if (gk.Identity != 0 || gk.Sender) && !k.Optional {
+		gk.Required = true
 	}
 	switch {
 	case k.MaxFailures > 0:
@@ -249,8 +295,20 @@ func compileKey(p Policy, k Key) (guardKey, error) {
 	if k.Ceiling > 0 {
 		gk.ceilWindow = cmp.Or(k.CeilingWindow, defaultCeilWin)
 	}
-	if gk.maxFailures == 0 && gk.interval == 0 && k.Ceiling == 0 {
-		return gk, errors.New("has no MaxFailures, Rate or Ceiling")
+	switch {
+	case k.FailureCeiling > 0:
+		gk.failCeil = int64(k.FailureCeiling)
+	case k.FailureCeiling == 0 && gk.account && gk.maxFailures > 0:
+		gk.failCeil = defaultFailureCeiling
+	}
+	if k.FailureCeilingWindow < 0 {
+		return gk, errors.New("has a negative FailureCeilingWindow")
+	}
+	if gk.failCeil > 0 {
+		gk.failCeilWin = cmp.Or(k.FailureCeilingWindow, defaultFailCeilWin)
+	}
+	if gk.maxFailures == 0 && gk.interval == 0 && k.Ceiling == 0 && gk.failCeil == 0 {
+		return gk, errors.New("has no MaxFailures, Rate, Ceiling or FailureCeiling")
 	}
 	return gk, nil
 }

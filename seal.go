@@ -66,6 +66,11 @@ type keeper interface {
 	// get returns the record of id without spending it; found is false
 	// once it is spent.
 	get(ctx context.Context, id string) (rec record, found bool, err error)
+	// open returns the record of id to be checked before take, as cheaply
+	// as the keeper can: found may be true for an id already spent (a
+	// sealed id opens without asking the store), never for one that does
+	// not exist.
+	open(ctx context.Context, id string) (rec record, found bool, err error)
 }
 
 // sealer seals records in their ids under one AEAD, and spends them with
@@ -145,10 +150,10 @@ func (k *sealer) currentEpoch(ctx context.Context) (uint64, error) {
 	return e, nil
 }
 
-// open returns the record sealed in id, its epoch and its mark; ok is false
+// unseal returns the record sealed in id, its epoch and its mark; ok is false
 // for an id the gate did not seal (as this kind), or past its expiry and
 // grace.
-func (k *sealer) open(id string) (rec record, epoch uint64, mark []byte, ok bool) {
+func (k *sealer) unseal(id string) (rec record, epoch uint64, mark []byte, ok bool) {
 	// Strict: one captcha has one id (no other spelling of its last
 	// character decodes to it).
 	raw, err := b64.Strict().DecodeString(id)
@@ -173,7 +178,7 @@ func (k *sealer) open(id string) (rec record, epoch uint64, mark []byte, ok bool
 // unset in id's epoch. An id of another epoch is refused, and the epoch the
 // Marker reports becomes the one new ids are sealed in.
 func (k *sealer) mark(ctx context.Context, id string, peek bool) (record, bool, error) {
-	rec, epoch, mark, ok := k.open(id)
+	rec, epoch, mark, ok := k.unseal(id)
 	if !ok {
 		return rec, false, nil
 	}
@@ -194,6 +199,11 @@ func (k *sealer) take(ctx context.Context, id string) (record, bool, error) {
 
 func (k *sealer) get(ctx context.Context, id string) (record, bool, error) {
 	return k.mark(ctx, id, true)
+}
+
+func (k *sealer) open(_ context.Context, id string) (record, bool, error) {
+	rec, _, _, ok := k.unseal(id)
+	return rec, ok, nil
 }
 
 // storedItems stores records in the Store: captchas under random ids,
@@ -231,6 +241,8 @@ func (k storedItems) take(ctx context.Context, id string) (record, bool, error) 
 func (k storedItems) get(ctx context.Context, id string) (record, bool, error) {
 	return decodeFound(k.g.store.Get(ctx, k.key(id)))
 }
+
+func (k storedItems) open(ctx context.Context, id string) (record, bool, error) { return k.get(ctx, id) }
 
 func decodeFound(v []byte, found bool, err error) (rec record, _ bool, _ error) {
 	if err == nil && found {

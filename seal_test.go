@@ -119,7 +119,9 @@ func TestSealedTokens(t *testing.T) {
 	before := st.Len()
 	var toks []string
 	for range 40 {
-		toks = append(toks, solve(t, a.mux, newCaptcha(t, a.mux, "login").ID))
+		w := a.login(t, "alice", "wrong")
+		require.Equal(t, http.StatusPreconditionRequired, w.Code)
+		toks = append(toks, solve(t, a.mux, decodeError(t, w).Captcha.ID))
 	}
 	assert.Equal(t, before, st.Len(), "40 tokens minted, no entry stored")
 

@@ -73,6 +73,10 @@ func (a ProofOfWork) withDefaults() ProofOfWork {
 	return a
 }
 
+// Difficulty implements captchagate.Scaler: the largest number a
+// challenge of level may hide.
+func (a ProofOfWork) Difficulty(level int) int64 { return a.maxNumber(level) }
+
 // maxNumber is the difficulty for level.
 func (a ProofOfWork) maxNumber(level int) int64 {
 	a = a.withDefaults()
