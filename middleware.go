@@ -233,7 +233,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 // extract reads the keys' values (and the body, if a key needs it) and has
 // the counter name their counters.
 func (gd *Guard) extract(r *http.Request, ev *eval) error {
-	ev.in = input{r: r, g: gd.g}
+	ev.in = input{r: r, g: gd.g, args: ev.in.args}
 	if gd.needBody {
 		if err := gd.loadBody(ev); err != nil {
 			return err
@@ -629,6 +629,11 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 			outcome = outcomeSuccess
 		}
 	}
+	gd.settleAs(ctx, ev, outcome)
+}
+
+// settleAs settles ev's counters as outcome says.
+func (gd *Guard) settleAs(ctx context.Context, ev *eval, outcome int32) {
 	switch outcome {
 	case outcomeFail:
 		// The failure that reaches a threshold trips it: the next request
