@@ -5,9 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
-	"math/bits"
 	"fmt"
 	"hash"
+	"math/bits"
 	"net/http"
 	"time"
 )

@@ -242,7 +242,9 @@ func (k storedItems) get(ctx context.Context, id string) (record, bool, error) {
 	return decodeFound(k.g.store.Get(ctx, k.key(id)))
 }
 
-func (k storedItems) open(ctx context.Context, id string) (record, bool, error) { return k.get(ctx, id) }
+func (k storedItems) open(ctx context.Context, id string) (record, bool, error) {
+	return k.get(ctx, id)
+}
 
 func decodeFound(v []byte, found bool, err error) (rec record, _ bool, _ error) {
 	if err == nil && found {
