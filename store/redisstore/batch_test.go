@@ -173,7 +173,7 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 	var before int
 	h := g.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inHandler = append(inHandler, hook.count()-before)
-		assert.Equal(t, 3, hook.last(), "the request's reservation: username, IP and the IP's ceiling in one pipeline")
+		assert.Equal(t, 4, hook.last(), "the request's reservation: the username's failures and failure ceiling, the IP's failures and ceiling in one pipeline")
 	}))
 	for i := range 10 { // more than MaxFailures: each give-back lands
 		before = hook.count()
@@ -183,7 +183,7 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 		require.Equal(t, http.StatusOK, w.Code, "request %d: %s", i, w.Body)
 		require.NoError(t, store.Flush(context.Background()))
 		require.Equal(t, before+2, hook.count(), "request %d: the give-back follows in one pipeline", i)
-		assert.Equal(t, 2, hook.last(), "the give-back: the username's and the IP's failure counters")
+		assert.Equal(t, 3, hook.last(), "the give-back: the username's failure counter and failure ceiling, the IP's failure counter")
 	}
 	assert.Equal(t, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, inHandler, "pipelines before each handler ran")
 	assert.Zero(t, hook.single.Load(), "no counter operation outside a pipeline")

@@ -29,10 +29,13 @@ const answer = gatetest.Answer
 
 var secret = gatetest.Secret
 
+// loginPolicy counts the username per client (username+IP, reset on
+// success: an account-wide key never resets), which is what these tests of
+// resets written behind need.
 var loginPolicy = captchagate.Policy{
 	Name: "login",
 	Keys: []captchagate.Key{
-		captchagate.Username(captchagate.JSONField("username")),
+		{Source: captchagate.Combine(captchagate.JSONField("username").Fold(), captchagate.ClientIP()), ResetOnSuccess: true},
 		{Source: captchagate.ClientIP(), MaxFailures: 100, Window: time.Hour},
 	},
 	MaxFailures: 5,
@@ -353,6 +356,7 @@ func TestCountingOutlivesHangUp(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		req := httptest.NewRequest("POST", "/login", strings.NewReader(login("bob", "wrong"))).WithContext(ctx)
 		req.Header.Set("Content-Type", "application/json")
+		req.RemoteAddr = "127.0.0.1:4711" // the address a.post comes from
 		w := httptest.NewRecorder()
 		cancel() // the client is gone before the gate counts
 		h.ServeHTTP(w, req)
