@@ -419,3 +419,41 @@ func TestProofScope(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, a2.login(t, "dave", "right", "X-Captcha-Token", it).Code)
 	assert.Equal(t, http.StatusOK, a2.login(t, "carol", "right", "X-Captcha-Token", it).Code)
 }
+
+// scaledDigits is a Scaler whose difficulty is the level itself.
+type scaledDigits struct{ knownDigits }
+
+func (scaledDigits) Difficulty(level int) int64 { return int64(level) }
+
+// With a Scaler challenge, a captcha issued at a lower difficulty than the
+// request now needs (asked for early, then the account's failures went on)
+// is refused unspent, and the request gets one at its level; without a
+// Scaler, levels do not matter. Fails without the level check.
+func TestProofAtLowerDifficultyRefused(t *testing.T) {
+	t.Parallel()
+	for _, scaled := range []bool{true, false} {
+		a := newLoginApp(t, func(c *captchagate.Config) {
+			if scaled {
+				c.Challenge = scaledDigits{}
+			}
+		})
+		early := a.trip(t, "alice") // level 0
+		// Four more failures, each through a solved captcha.
+		for range 4 {
+			w := a.login(t, "alice", "wrong")
+			require.Equal(t, http.StatusPreconditionRequired, w.Code)
+			tok := solve(t, a.mux, decodeError(t, w).Captcha.ID)
+			require.Equal(t, http.StatusUnauthorized, a.login(t, "alice", "wrong", "X-Captcha-Token", tok).Code)
+		}
+		tok := solve(t, a.mux, early.ID)
+		w := a.login(t, "alice", "right", "X-Captcha-Token", tok)
+		if !scaled {
+			assert.Equal(t, http.StatusOK, w.Code, "levels do not matter to a challenge that does not scale")
+			continue
+		}
+		assert.Equal(t, http.StatusForbidden, w.Code)
+		assert.Equal(t, "issued at a lower difficulty than this request needs", a.events.reason(captchagate.EventTokenRefused))
+		fresh := solve(t, a.mux, decodeError(t, w).Captcha.ID)
+		assert.Equal(t, http.StatusOK, a.login(t, "alice", "right", "X-Captcha-Token", fresh).Code, "the fresh captcha is at the request's level")
+	}
+}
