@@ -114,15 +114,23 @@ func SessionStore(secret []byte) sessions.Store {
 	return st
 }
 
-// LoginPolicy asks for a captcha after 5 failures per username in 15 minutes
-// or 20 per client address in an hour. Field reads the username from the
-// HTML form and from the JSON API alike, so both count together.
+// LoginPolicy asks for a captcha after 5 failures per account in 15 minutes
+// or 20 per client address in an hour, and refuses an account's guesses past
+// 100 failures a day (the account key's default FailureCeiling), captcha or
+// not. The owner's browsers keep budgets of their own (Devices: a device
+// cookie set on each successful sign-in, which the handlers report with
+// Succeed), so an attacker guessing alice's password spends none of hers.
+// Field reads the username from the HTML form and from the JSON API alike,
+// so both count together; a username the guard cannot read is refused.
 var LoginPolicy = captchagate.Policy{
 	Name: "login",
 	Keys: []captchagate.Key{
-		{Source: captchagate.Field("username").Fold(), MaxFailures: 5, Window: 15 * time.Minute, ResetOnSuccess: true},
+		captchagate.Username(captchagate.Field("username")),
 		{Source: captchagate.ClientIP(), MaxFailures: 20, Window: time.Hour},
 	},
+	MaxFailures: 5,
+	Window:      15 * time.Minute,
+	Devices:     &captchagate.Devices{}, // set Cookie.Secure behind https
 }
 
 // NewApp returns the demo's routes on gate.
@@ -180,6 +188,7 @@ func apiLogin(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"error":"invalid_credentials"}` + "\n"))
 		return
 	}
+	captchagate.Succeed(r) // before writing: it sets the device cookie
 	w.Write([]byte(`{"ok":true,"user":"alice"}` + "\n"))
 }
 
@@ -237,5 +246,6 @@ func (p *loginPage) login(w http.ResponseWriter, r *http.Request) {
 		p.write(w, http.StatusUnauthorized, pageData{Username: user, Error: "Wrong username or password.", Captcha: p.flow.Widget(r, nil)})
 		return
 	}
+	captchagate.Succeed(r)
 	p.write(w, http.StatusOK, pageData{Welcome: "Welcome, " + user + ". You are signed in."})
 }

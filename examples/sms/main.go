@@ -63,13 +63,16 @@ func main() {
 
 // SendPolicy: per phone, 2 codes at once then one a minute, at most 3 an
 // hour; per client address, 10 at once then one every 10 seconds, at most
-// 30 an hour.
+// 30 an hour; site-wide (Everyone), 50 at once then one a second before
+// every sender needs a captcha ("under attack": SMS pumping across many
+// numbers from many addresses), and at most 2,000 a day in all.
 var SendPolicy = captchagate.Policy{
 	Name: "send-code",
 	Keys: []captchagate.Key{
 		{Source: captchagate.Field("phone"), Identity: captchagate.IdentityPhone, Rate: rate.Every(time.Minute), Burst: 2,
-			Ceiling: 3, CeilingWindow: time.Hour, Required: true},
+			Ceiling: 3, CeilingWindow: time.Hour},
 		{Source: captchagate.ClientIP(), Rate: rate.Every(10 * time.Second), Burst: 10, Ceiling: 30, CeilingWindow: time.Hour},
+		{Source: captchagate.Everyone(), Rate: rate.Every(time.Second), Burst: 50, Ceiling: 2000, CeilingWindow: 24 * time.Hour},
 	},
 }
 
