@@ -29,16 +29,20 @@
 //  1. Below every threshold the request goes to the handler. Its response
 //     status says whether it failed (401 and 403 by default; or the handler
 //     calls Fail or Succeed). A failure stays counted; a success (a status
-//     below 400, or Succeed) resets the per-account keys (Key.ResetOnSuccess),
-//     never the address-wide ones; a handler that writes nothing is neither.
+//     below 400, or Succeed) resets only the client's own keys (a known
+//     device's, a username+address Combine: Key.ResetOnSuccess), never an
+//     account-wide or address-wide one, so the owner's sign-in hands an
+//     attacker no fresh guesses; a handler that writes nothing is neither.
 //  2. Once a key has MaxFailures failures in its Window, or has used up its
 //     send Rate, the next request without proof is answered 428 with
 //     {"error":"captcha_required","error_code":4001,"captcha":{...}}: the
 //     captcha's id and its image, audio, refresh and verify URLs.
 //  3. The client shows the image (or plays the audio), POSTs the answer to
 //     the verify URL and gets a captcha_token: short-lived, single-use, and
-//     bound to the policy and the key values that tripped (a token solved for
-//     alice does not open bob's login).
+//     bound to the policy, the request's account keys and the key values
+//     that tripped (a token solved for alice does not open bob's login; one
+//     from POST new opens no tripped account). A proof is checked before it
+//     is consumed: one refused for another request stays usable for its own.
 //  4. The client retries the original request with the token in the
 //     X-Captcha-Token header (or a captcha_token form or JSON field). HTML
 //     forms can instead send captcha_id and captcha_answer with the request
@@ -48,7 +52,27 @@
 //
 // A Key's Ceiling is a hard limit that a captcha does not lift, for endpoints
 // that cost money such as SMS codes: past it, too_many_requests (429) with
-// Retry-After.
+// Retry-After. An account key's FailureCeiling (100 failures a day by
+// default) is the same for guesses: a captcha farm gets no more.
+//
+// # The owner's budget and the site's
+//
+// Policy.Devices gives the owner's known devices budgets of their own: a
+// successful sign-in (Succeed) sets a signed device cookie bound to the
+// account, and a request presenting it counts on that device's counters, so
+// the account's captcha and failure ceiling, which an attacker can run up,
+// never stop the owner's known browser. A key of Everyone is shared by every
+// request: password spraying over many accounts, or SMS pumping over many
+// numbers, trips it and asks every request for a captcha, and its Ceiling
+// bounds the total.
+//
+// # The explicit mode
+//
+// Guard.Wrap reads key values from the request; a handler that parses the
+// request itself can instead pass the values it parsed (Arg keys) to
+// Guard.Begin, and report the outcome on the Attempt it gets: the same
+// decision, proof handling and counting, with no second reading of the
+// request that could differ from the application's.
 //
 // # Counting is atomic
 //
@@ -73,9 +97,10 @@
 // of the application's. Combine joins them, and Fold and Normalize make the
 // identities the application treats as one count as one. A Key's Identity
 // (set by Username, Email and Phone) says the value is a username, an email
-// address or a phone number: it is folded or normalised as such, and the key
-// resets on success and, for an address or a number, is a Sender, whatever
-// thresholds the Key adds. Values are trimmed, cut to 256 bytes, and never
+// address or a phone number: it is folded or normalised as such, the key is
+// required (a request whose account the guard cannot read is refused, unless
+// Key.Optional), never reset by a success, has a FailureCeiling and, for an
+// address or a number, is a Sender, whatever thresholds the Key adds. Values are trimmed, cut to 256 bytes, and never
 // stored: a shared store sees an HMAC under Config.Secret, the in-process
 // store a seeded 64-bit hash.
 //
