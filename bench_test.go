@@ -86,6 +86,58 @@ func BenchmarkGuardAllowedIPAndJSONUser(b *testing.B) {
 	}
 }
 
+// BenchmarkGuardAllowedJSONUserNoFailureCeiling is
+// BenchmarkGuardAllowedIPAndJSONUser without the username's failure ceiling
+// (FailureCeiling -1): what the ceiling's counter costs.
+func BenchmarkGuardAllowedJSONUserNoFailureCeiling(b *testing.B) {
+	user := captchagate.Username(captchagate.JSONField("username"))
+	user.FailureCeiling = -1
+	benchJSONUser(b, captchagate.Policy{Name: "login", MaxFailures: 1 << 30, Keys: []captchagate.Key{user, {Source: captchagate.ClientIP()}}}, "")
+}
+
+// BenchmarkGuardAllowedKnownDevice is BenchmarkGuardAllowedIPAndJSONUser
+// with Policy.Devices and the owner's valid device cookie: what checking
+// the cookie (one HMAC) and counting on the device's counters cost.
+func BenchmarkGuardAllowedKnownDevice(b *testing.B) {
+	gd, err := benchGate(b).NewGuard(captchagate.Policy{Name: "login", MaxFailures: 1 << 30, Devices: &captchagate.Devices{},
+		Keys: []captchagate.Key{captchagate.Username(captchagate.JSONField("username")), {Source: captchagate.ClientIP()}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The cookie a successful sign-in sets.
+	w := httptest.NewRecorder()
+	gd.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { captchagate.Succeed(r) })).
+		ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(`{"username":"alice"}`)))
+	cookies := w.Result().Cookies()
+	if len(cookies) != 1 {
+		b.Fatal("no device cookie")
+	}
+	benchJSONUserOn(b, gd.Wrap(okHandler), cookies[0].Name+"="+cookies[0].Value)
+}
+
+// benchJSONUser serves the JSON login body under p, over and over, with
+// the Cookie header cookie if not "".
+func benchJSONUser(b *testing.B, p captchagate.Policy, cookie string) {
+	benchJSONUserOn(b, benchGate(b).Guard(p)(okHandler), cookie)
+}
+
+func benchJSONUserOn(b *testing.B, h http.Handler, cookie string) {
+	const body = `{"username":"alice","password":"wonderland"}`
+	r := httptest.NewRequest("POST", "/", nil)
+	if cookie != "" {
+		r.Header.Set("Cookie", cookie)
+	}
+	rd := strings.NewReader(body)
+	rc := io.NopCloser(rd)
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		r.Body, r.ContentLength = rc, int64(len(body))
+		h.ServeHTTP(w, r)
+	}
+}
+
 // BenchmarkGuardAllowedParallel: the IP guard from many goroutines and addresses.
 func BenchmarkGuardAllowedParallel(b *testing.B) {
 	g := benchGate(b)

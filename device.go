@@ -6,7 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
-	"hash"
+	"strings"
 	"math/bits"
 	"net/http"
 	"time"
@@ -101,26 +101,25 @@ func compileDevices(p Policy, keys []guardKey) (*deviceConf, error) {
 
 // deviceMAC signs a device cookie: the policy, the values of the account
 // keys it is bound to (as counted: canonical), the device id and the expiry.
+// The message is built in ev.macBuf (pooled with ev), so the check
+// allocates nothing.
 func (gd *Guard) deviceMAC(ev *eval, id []byte, expires uint64, out *[32]byte) {
-	h := gd.g.macs.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte("device\x00"))
-	h.Write([]byte(gd.name))
-	h.Write([]byte{0})
+	m := append(ev.macBuf[:0], "device\x00"...)
+	m = append(m, gd.name...)
+	m = append(m, 0)
 	for i := range gd.keys {
 		if !gd.dev.keys.has(i) || !ev.present.has(i) {
 			continue
 		}
-		v, _ := gd.keys[i].Source.value(&ev.in, ev.buf[:0])
-		h.Write([]byte{byte(i), byte(len(v))})
-		h.Write(v)
+		start := len(m)
+		m = append(m, byte(i), 0, 0)
+		m, _ = gd.keys[i].Source.value(&ev.in, m)
+		binary.BigEndian.PutUint16(m[start+1:], uint16(len(m)-start-3))
 	}
-	var e [8]byte
-	binary.BigEndian.PutUint64(e[:], expires)
-	h.Write(id)
-	h.Write(e[:])
-	h.Sum(out[:0])
-	gd.g.macs.Put(h)
+	m = append(m, id...)
+	m = binary.BigEndian.AppendUint64(m, expires)
+	ev.macBuf = m
+	gd.g.mac(out, m)
 }
 
 // knownDevice checks the request's device cookie against the account it
@@ -130,21 +129,21 @@ func (gd *Guard) knownDevice(ev *eval) {
 	if gd.dev == nil || ev.present&gd.dev.keys == 0 {
 		return
 	}
-	c, err := ev.in.r.Cookie(gd.dev.cookie.Name)
-	if err != nil || len(c.Value) != b64.EncodedLen(deviceRawLen) {
+	v, ok := cookieValue(ev.in.r, gd.dev.cookie.Name)
+	if !ok || len(v) != b64.EncodedLen(deviceRawLen) {
 		return
 	}
+	var src [64]byte
 	var raw [deviceRawLen]byte
-	if n, err := b64.Decode(raw[:], []byte(c.Value)); err != nil || n != deviceRawLen {
+	if n, err := b64.Decode(raw[:], src[:copy(src[:], v)]); err != nil || n != deviceRawLen {
 		return
 	}
 	id, exp := raw[:deviceIDLen], binary.BigEndian.Uint64(raw[deviceIDLen:])
 	if int64(exp) <= gd.g.now().Unix() {
 		return
 	}
-	var sum [32]byte
-	gd.deviceMAC(ev, id, exp, &sum)
-	if subtle.ConstantTimeCompare(sum[:deviceMACLen], raw[deviceIDLen+8:]) != 1 {
+	gd.deviceMAC(ev, id, exp, &ev.sum)
+	if subtle.ConstantTimeCompare(ev.sum[:deviceMACLen], raw[deviceIDLen+8:]) != 1 {
 		return
 	}
 	copy(ev.device[:], id)
@@ -157,6 +156,23 @@ func (gd *Guard) knownDevice(ev *eval) {
 		ev.bound &^= 1 << i
 		gd.g.counter.hashKey(ev, i, gd.prefixOf(ev, i), v)
 	}
+}
+
+// cookieValue returns the value of the first cookie called name in r's
+// Cookie headers, as r.Cookie finds it but without allocating; a quoted
+// value is not a device cookie's (never quoted) and is not unquoted.
+func cookieValue(r *http.Request, name string) (string, bool) {
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && k == name {
+				return v, true
+			}
+		}
+	}
+	return "", false
 }
 
 // prefixOf is the HMAC input before key i's value: the policy and the key's

@@ -153,6 +153,7 @@ type eval struct {
 	device    [deviceIDLen]byte
 	deviceExp int64
 	prefixBuf [160]byte
+	macBuf    []byte // a device cookie's MAC input (pooled with ev)
 }
 
 // proofRead is what proof found, kept so that counting (carriesProof) and
