@@ -6,9 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"math/bits"
 	"net/http"
+	"strings"
 	"time"
 )
 
