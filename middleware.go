@@ -508,7 +508,9 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 				ev.reserved.add(i)
 				ev.counts[i] = op.N
 			}
-			if op.N+this > gd.failLimit(ev, i) {
+			// A known device answers for its own failures only: an
+			// address or the site tripped by others asks it nothing.
+			if op.N+this > gd.failLimit(ev, i) && (ev.trusted == 0 || !gd.coarseKeys.has(i)) {
 				ev.tripped.add(i)
 			}
 		case failureCeil:

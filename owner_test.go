@@ -329,14 +329,17 @@ func TestExplicitMode(t *testing.T) {
 
 // Password spraying, one guess at each of 1,000 accounts from 200
 // addresses, trips the site-wide key: every request of the policy then
-// needs a captcha, a new visitor's from a new address too. Fails without
-// the Everyone key (no account and no address trips).
+// needs a captcha, a new visitor's from a new address too, but not the
+// owner's known device. Fails without the Everyone key (no account and no
+// address trips).
 func TestSiteWideKeyNoticesSpraying(t *testing.T) {
 	t.Parallel()
 	a := newOwnerApp(t, func(p *captchagate.Policy) {
-		p.Devices = nil
 		p.Keys = append(p.Keys, captchagate.Key{Source: captchagate.Everyone(), MaxFailures: 500, Window: 15 * time.Minute})
 	})
+	w := a.login(t, "owner", "right", "RemoteAddr", "192.0.2.201:1")
+	require.Equal(t, http.StatusOK, w.Code)
+	dev := deviceCookie(w)
 	first := -1
 	for i := range 1000 {
 		code := a.login(t, fmt.Sprint("user", i), "wrong", "RemoteAddr", fmt.Sprintf("10.1.%d.%d:1", i%200/250, i%200)).Code
@@ -345,7 +348,10 @@ func TestSiteWideKeyNoticesSpraying(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 500, first, "the site-wide key tripped at its threshold")
-	w := a.login(t, "newcomer", "right", "RemoteAddr", "192.0.2.200:1")
+	// The owner's known device is not asked (its own budget is untouched).
+	w = a.login(t, "owner", "right", "RemoteAddr", "192.0.2.201:1", "Cookie", dev)
+	assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	w = a.login(t, "newcomer", "right", "RemoteAddr", "192.0.2.200:1")
 	require.Equal(t, http.StatusPreconditionRequired, w.Code)
 	tok := solve(t, a.mux, decodeError(t, w).Captcha.ID)
 	assert.Equal(t, http.StatusOK, a.login(t, "newcomer", "right", "RemoteAddr", "192.0.2.200:1", "X-Captcha-Token", tok).Code)
