@@ -26,7 +26,10 @@ import (
 //   - A request that presents a valid cookie for the account it names is a
 //     known device: its account keys count on counters of that device and
 //     account only (MaxFailures in Window, and the key's FailureCeiling),
-//     never on the account-wide ones, and its success resets them.
+//     never on the account-wide ones, and its success resets them. Keys
+//     others share (an address, the site: Everyone) still count its
+//     failures, but their trips ask it for no captcha: it answers for its
+//     own failures only. Ceilings still apply.
 //   - Every other request shares the account-wide counters: a captcha after
 //     the key's MaxFailures, and too_many_requests past its FailureCeiling
 //     (100 a day by default) even with a solved captcha, while the owner's
