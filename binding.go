@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // binding is what a captcha or token is bound to.
@@ -90,14 +92,18 @@ func (g *Gate) senderHash(policy, sender string) [16]byte {
 	return h
 }
 
-// senderNorm makes the forms of one sender equal: trimmed, lower-cased and,
-// for a phone number (no '@'), without spaces, dashes, dots and parentheses.
+// senderNorm makes the forms of one sender equal, as the key that holds it
+// counts them: an email address (an '@', after NFKC) folded as Email and
+// Username keys fold (canonFold), a phone number folded and then
+// canonicalised as Phone keys count it (canonPhone). Every spelling a key
+// counts as one value has one sender hash: senderNorm(v) is the same for a
+// value as read and for the key's canonical form of it.
 func senderNorm(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if !strings.Contains(s, "@") {
-		s = normalizePhone(s)
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "@") || (!isASCII(s) && strings.Contains(norm.NFKC.String(s), "@")) {
+		return canonFold(s)
 	}
-	return s
+	return canonPhone(canonFold(s))
 }
 
 // hasSender reports whether the policy has a Sender key.
