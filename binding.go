@@ -93,17 +93,19 @@ func (g *Gate) senderHash(policy, sender string) [16]byte {
 }
 
 // senderNorm makes the forms of one sender equal, as the key that holds it
-// counts them: an email address (an '@', after NFKC) folded as Email and
-// Username keys fold (canonFold), a phone number folded and then
-// canonicalised as Phone keys count it (canonPhone). Every spelling a key
-// counts as one value has one sender hash: senderNorm(v) is the same for a
-// value as read and for the key's canonical form of it.
+// counts them. An email address (an '@', after NFKC) is folded as Email
+// keys fold it (canonFold); a phone number is canonicalised as Phone keys
+// count it (canonPhone) and, for a key holding something else without an
+// '@', folded too. senderNorm(v) is the same for a value as read and for
+// its key's canonical form of it (canonPhone or canonFold are idempotent),
+// so a token verified for one spelling serves every spelling the key
+// counts as one.
 func senderNorm(s string) string {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "@") || (!isASCII(s) && strings.Contains(norm.NFKC.String(s), "@")) {
-		return canonFold(s)
+		return strings.TrimSpace(canonFold(s))
 	}
-	return canonPhone(canonFold(s))
+	return strings.TrimSpace(canonPhone(canonFold(canonPhone(s))))
 }
 
 // hasSender reports whether the policy has a Sender key.

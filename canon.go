@@ -28,14 +28,20 @@ var foldCaser = cases.Fold()
 // again, Unicode's NFKC_Casefold idea. NFKC runs first because folding
 // works on characters as they are (U+210C ℌ has no case folding, but NFKC
 // makes it H, which folds to h) and again after, because folding can
-// leave a string that is not normalised. Strings that strings.EqualFold
-// equates get the same canonical form.
+// leave a string that is not normalised.
+//
+// Every rune is also written as one member of its simple case-folding
+// orbit (orbitRep), before and after, so that strings strings.EqualFold
+// equates get the same canonical form even where the folding tables and
+// the orbits disagree (Cherokee folds to capitals). The steps repeat until
+// the form no longer changes, so canonFold(canonFold(s)) == canonFold(s).
 func canonFold(s string) string {
 	if isASCII(s) {
 		return strings.ToLower(s)
 	}
-	for range 4 { // one round is enough for all but contrived inputs
-		t := norm.NFKC.String(foldCaser.String(norm.NFKC.String(s)))
+	s = orbitRep(s)
+	for range 8 { // one round is enough for all but contrived inputs
+		t := orbitRep(norm.NFKC.String(foldCaser.String(norm.NFKC.String(s))))
 		if t == s {
 			break
 		}
@@ -43,6 +49,66 @@ func canonFold(s string) string {
 	}
 	return s
 }
+
+// orbitRep writes every rune of s as one rune of its simple case-folding
+// orbit (unicode.SimpleFold, see foldRep): one rune for all the
+// runes strings.EqualFold equates, the lower-case letter for ASCII. Invalid
+// UTF-8 becomes U+FFFD, as EqualFold reads it.
+func orbitRep(s string) string {
+	var b strings.Builder
+	started := false
+	for i, r := range s {
+		rep := foldRep(r)
+		if !started {
+			if rep == r && (r != utf8.RuneError || strings.HasPrefix(s[i:], "\uFFFD")) {
+				continue
+			}
+			started = true
+			b.Grow(len(s))
+			b.WriteString(s[:i])
+		}
+		b.WriteRune(rep)
+	}
+	if !started {
+		return s
+	}
+	return b.String()
+}
+
+// foldRep is orbitRep's rune for r: the lower case of the least rune of
+// its orbit that NFKC leaves as it is and that is not a combining mark
+// (the micro sign, the Kelvin sign and U+0345 are not the representatives
+// of μ, k and ι).
+func foldRep(r rune) rune {
+	if rep, ok := foldReps()[r]; ok {
+		return rep
+	}
+	return r
+}
+
+// foldReps maps every rune with a non-trivial case-folding orbit to its
+// representative (about 2,900 runes), built once.
+var foldReps = sync.OnceValue(func() map[rune]rune {
+	reps := make(map[rune]rune)
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if unicode.SimpleFold(r) == r {
+			continue
+		}
+		least := rune(-1)
+		for q := r; ; {
+			if (least < 0 || q < least) && (q < utf8.RuneSelf || !unicode.Is(unicode.M, q) && norm.NFKC.String(string(q)) == string(q)) {
+				least = q
+			}
+			if q = unicode.SimpleFold(q); q == r {
+				break
+			}
+		}
+		if least >= 0 {
+			reps[r] = unicode.ToLower(least)
+		}
+	}
+	return reps
+})
 
 // canonPhone is the canonical form of a phone number: NFKC (fullwidth ＋
 // and digits become ASCII), every other decimal digit (Unicode category Nd:
@@ -54,6 +120,23 @@ func canonPhone(s string) string {
 		b := []byte(s)
 		return string(canonPhoneASCII(b))
 	}
+	for range 4 { // once, but for contrived inputs
+		t := phoneMap(s)
+		if t == s {
+			break
+		}
+		s = t
+	}
+	if strings.HasPrefix(s, "00") {
+		s = "+" + s[2:]
+	}
+	return s
+}
+
+// phoneMap is a round of canonPhone: NFKC, digits and separators mapped,
+// NFKC again (removing a separator can join a letter and a combining
+// mark, and NFKC can make a space of a character it follows).
+func phoneMap(s string) string {
 	s = norm.NFKC.String(s)
 	var b strings.Builder
 	b.Grow(len(s))
@@ -70,13 +153,7 @@ func canonPhone(s string) string {
 			b.WriteRune(r)
 		}
 	}
-	// Removing a separator can join a letter and a combining mark: normalise
-	// again so that the form is a fixed point.
-	s = norm.NFKC.String(b.String())
-	if strings.HasPrefix(s, "00") {
-		s = "+" + s[2:]
-	}
-	return s
+	return norm.NFKC.String(b.String())
 }
 
 // canonPhoneASCII is canonPhone for ASCII b, in place: it returns a prefix
