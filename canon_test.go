@@ -1,8 +1,11 @@
 package captchagate_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -10,8 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/text/unicode/norm"
 	"golang.org/x/text/unicode/runenames"
+	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/dialect/idaas"
+	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
 // Spellings an application treats as one account, each group one canonical
@@ -216,4 +222,44 @@ func FuzzCanon(f *testing.F) {
 		}
 		checkCanon(t, s, respell(s, []byte(s)))
 	})
+}
+
+// A token verified for a sender serves every spelling of it the key counts
+// as one, and no other number: the verification names the number in
+// fullwidth digits, the sends spell it with 00 and separators.
+func TestSenderTokenServesEverySpelling(t *testing.T) {
+	t.Parallel()
+	spy := &gatetest.SliderSpy{}
+	g, _ := newGate(t, func(c *captchagate.Config) { c.Challenge, c.Dialects = spy, []captchagate.Dialect{idaas.Dialect{}} })
+	mux := http.NewServeMux()
+	mux.Handle("/captcha/", g.Handler())
+	key := captchagate.Phone(captchagate.JSONField("phone"))
+	key.Rate, key.Burst, key.Required = rate.Every(time.Minute), 1, true
+	mux.Handle("POST /send", g.Guard(captchagate.Policy{Name: "sms", Keys: []captchagate.Key{key}})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })))
+	send := func(phone string, more ...string) *httptest.ResponseRecorder {
+		return serve(mux, "POST", "/send", jsonBody(append([]string{"phone", phone}, more...)...), "Content-Type", "application/json")
+	}
+	require.Equal(t, http.StatusNoContent, send("+1 555 0100").Code)
+	w := send("001 (555) 0100")
+	require.Equal(t, http.StatusPreconditionRequired, w.Code, "one number, one send rate")
+	verify := func(w *httptest.ResponseRecorder, sender string) string {
+		t.Helper()
+		c := decodeError(t, w).Captcha
+		require.NotNil(t, c)
+		serve(mux, "GET", c.ImageURL, "")
+		x, ok := spy.Gap(c.ID)
+		require.True(t, ok)
+		code, e, tok := seedVerify(mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": sender})
+		require.Equal(t, http.StatusOK, code, "%+v", e)
+		return tok
+	}
+	tok := verify(w, "＋１ ５５５ ０１００")
+	assert.Equal(t, http.StatusNoContent, send("00 1 555-0100", "captcha_token", tok).Code, "the number verified, spelt otherwise")
+
+	// Another number, tripped too, is not served by a token for this one.
+	require.Equal(t, http.StatusNoContent, send("+1 555 0101").Code)
+	require.Equal(t, http.StatusPreconditionRequired, send("+1 555 0101").Code)
+	tok = verify(send("+1 555 0100"), "+15550100")
+	assert.NotEqual(t, http.StatusNoContent, send("+1 555 0101", "captcha_token", tok).Code, "another number")
 }
