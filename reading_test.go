@@ -349,3 +349,38 @@ func FuzzGuardReadsLikeApp(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONFirstValue holds JSONField to json.Decoder on arbitrary bodies,
+// data after the first value and deep nesting included: where the
+// application's decoder reads a username, the guard counts that username.
+func FuzzJSONFirstValue(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice"}`, `{"username":"alice"}{"username":"eve"}`, `{"username":"alice"} trailing`,
+		`{"a":[[[[]]]],"username":"alice"}`, `{"Username":"a","USERNAME":"b"}[`, ` {"username":"a\u0062"}}}`,
+		`{"username":"a","username":{"x":1}}`, `{"username":"a"`, `{"a":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `,"username":"x"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var v struct {
+			Username string `json:"username"`
+		}
+		err := json.NewDecoder(bytes.NewReader(body)).Decode(&v)
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
+			return // the application's decoder reads no object
+		}
+		want := strings.TrimSpace(v.Username)
+		if len(want) > 256 {
+			want = want[:256]
+		}
+		r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+		got, ok, gerr := captchagate.KeyValue(captchagate.JSONField("username"), r)
+		require.NoError(t, gerr)
+		if want == "" {
+			return
+		}
+		require.True(t, ok, "absent; the application decodes %q from %q (%v)", v.Username, body, err)
+		require.Equal(t, want, got, "body %q", body)
+	})
+}
