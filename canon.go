@@ -87,28 +87,40 @@ func foldRep(r rune) rune {
 }
 
 // foldReps maps every rune with a non-trivial case-folding orbit to its
-// representative (about 2,900 runes), built once.
+// representative (about 2,700 runes), built once. Such a rune has a case
+// mapping (unicode.SimpleFold falls back on ToLower and ToUpper, and every
+// rune of its special orbits has one), so unicode.CaseRanges lists them all
+// (TestFoldRepsCoverEveryOrbit checks every rune).
 var foldReps = sync.OnceValue(func() map[rune]rune {
 	reps := make(map[rune]rune)
-	for r := rune(0); r <= unicode.MaxRune; r++ {
-		if unicode.SimpleFold(r) == r {
-			continue
-		}
-		least := rune(-1)
-		for q := r; ; {
-			if (least < 0 || q < least) && (q < utf8.RuneSelf || !unicode.Is(unicode.M, q) && norm.NFKC.String(string(q)) == string(q)) {
-				least = q
-			}
-			if q = unicode.SimpleFold(q); q == r {
-				break
-			}
-		}
-		if least >= 0 {
-			reps[r] = unicode.ToLower(least)
+	for _, cr := range unicode.CaseRanges {
+		for r := rune(cr.Lo); r <= rune(cr.Hi); r++ {
+			addFoldRep(reps, r)
 		}
 	}
 	return reps
 })
+
+// addFoldRep adds r's representative to reps, if r has an orbit.
+func addFoldRep(reps map[rune]rune, r rune) {
+	if unicode.SimpleFold(r) == r {
+		return
+	}
+	least, lowest := rune(-1), r
+	for q := r; ; {
+		if (least < 0 || q < least) && (q < utf8.RuneSelf || !unicode.Is(unicode.M, q) && norm.NFKC.String(string(q)) == string(q)) {
+			least = q
+		}
+		lowest = min(lowest, q)
+		if q = unicode.SimpleFold(q); q == r {
+			break
+		}
+	}
+	if least < 0 { // no member stays as it is under NFKC (Ĳ, ĳ)
+		least = lowest
+	}
+	reps[r] = unicode.ToLower(least)
+}
 
 // canonPhone is the canonical form of a phone number: NFKC (fullwidth ＋
 // and digits become ASCII), every other decimal digit (Unicode category Nd:

@@ -263,3 +263,21 @@ func TestSenderTokenServesEverySpelling(t *testing.T) {
 	tok = verify(send("+1 555 0100"), "+15550100")
 	assert.NotEqual(t, http.StatusNoContent, send("+1 555 0101", "captcha_token", tok).Code, "another number")
 }
+
+// Every rune of a non-trivial case-folding orbit has the representative of
+// its orbit: the table built from unicode.CaseRanges misses none.
+func TestFoldRepsCoverEveryOrbit(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		q := unicode.SimpleFold(r)
+		if q == r {
+			continue
+		}
+		n++
+		if captchagate.FoldRep(r) != captchagate.FoldRep(q) {
+			t.Fatalf("%U and %U share an orbit but not a representative", r, q)
+		}
+	}
+	assert.Greater(t, n, 2000)
+}

@@ -27,3 +27,5 @@ func KeyValue(src Source, r *http.Request) (string, bool, error) {
 	v, ok := src.value(&in, nil)
 	return string(v), ok, in.err
 }
+
+var FoldRep = foldRep
