@@ -281,3 +281,25 @@ func TestFoldRepsCoverEveryOrbit(t *testing.T) {
 	}
 	assert.Greater(t, n, 2000)
 }
+
+// BenchmarkCanon: the canonical forms of values that miss the ASCII fast
+// path (the guard folds ASCII in place, without these).
+func BenchmarkCanon(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		f    func(string) string
+		in   string
+	}{
+		{"fold/ascii", captchagate.CanonFold, "Alice.Liddell@example.com"},
+		{"fold/unicode", captchagate.CanonFold, "\u212Aate.Straße@example.com"},
+		{"phone/ascii", captchagate.CanonPhone, "+1 (555) 000-1234"},
+		{"phone/unicode", captchagate.CanonPhone, "＋１ ５５５ ٠٠٠ १२३४"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				bc.f(bc.in)
+			}
+		})
+	}
+}
