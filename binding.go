@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // binding is what a captcha or token is bound to.
@@ -90,14 +92,20 @@ func (g *Gate) senderHash(policy, sender string) [16]byte {
 	return h
 }
 
-// senderNorm makes the forms of one sender equal: trimmed, lower-cased and,
-// for a phone number (no '@'), without spaces, dashes, dots and parentheses.
+// senderNorm makes the forms of one sender equal, as the key that holds it
+// counts them. An email address (an '@', after NFKC) is folded as Email
+// keys fold it (canonFold); a phone number is canonicalised as Phone keys
+// count it (canonPhone) and, for a key holding something else without an
+// '@', folded too. senderNorm(v) is the same for a value as read and for
+// its key's canonical form of it (canonPhone or canonFold are idempotent),
+// so a token verified for one spelling serves every spelling the key
+// counts as one.
 func senderNorm(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if !strings.Contains(s, "@") {
-		s = normalizePhone(s)
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "@") || (!isASCII(s) && strings.Contains(norm.NFKC.String(s), "@")) {
+		return strings.TrimSpace(canonFold(s))
 	}
-	return s
+	return strings.TrimSpace(canonPhone(canonFold(canonPhone(s))))
 }
 
 // hasSender reports whether the policy has a Sender key.

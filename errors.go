@@ -76,6 +76,10 @@ const (
 	// CodeMalformedSender: invalid_request: a Solution's sender is too long,
 	// or the captcha's policy has no Sender key to bind it to.
 	CodeMalformedSender Code = 4118
+	// CodeAmbiguousKey: invalid_request: the body reads as a form and as
+	// JSON (or the query and the JSON) with different values of a key's
+	// field, so the guard cannot know which one the application uses.
+	CodeAmbiguousKey Code = 4119
 )
 
 type codeInfo struct {

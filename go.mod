@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/dchest/captcha v1.1.0
 	github.com/stretchr/testify v1.12.1
+	golang.org/x/text v0.44.0
 	golang.org/x/time v0.16.0
 )
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -39,6 +40,14 @@ type input struct {
 	body []byte
 	g    *Gate
 	args map[string]string // the values a handler passed (Guard.Begin), by Arg name
+
+	// err is set by a source that refuses the request rather than read a
+	// value (a field the body gives two values of: CodeAmbiguousKey); the
+	// source's value is then absent. The guard answers err.
+	err error
+
+	multipart     map[string][]string // the non-file values of a multipart body, once read
+	multipartRead bool
 }
 
 // Name returns the key's name as it appears in events and logs ("ip",
@@ -46,8 +55,12 @@ type input struct {
 // "func:tenant").
 func (s Source) Name() string { return s.name }
 
-// Fold returns a copy of s that lower-cases values (Unicode simple case
-// mapping, strings.ToLower), so "Alice" and "alice " count as one.
+// Fold returns a copy of s that folds values as Username and Email keys
+// do: NFKC, full Unicode case folding, NFKC again (Unicode's NFKC_Casefold
+// idea), so "Alice", "alice ", "ＡＬＩＣＥ" count as one, and so do any two
+// values strings.EqualFold equates ("K" with the Kelvin sign U+212A, "ß"
+// with "ẞ" and "SS"). Before issue 17 it lower-cased with strings.ToLower,
+// which leaves those apart.
 func (s Source) Fold() Source {
 	if s.parts != nil {
 		return s.mapParts(Source.Fold)
@@ -82,7 +95,7 @@ func (s Source) mapParts(f func(Source) Source) Source {
 }
 
 // as returns a copy of s that counts its values as id says (folded for a
-// username or an email address, without separators for a phone number)
+// username or an email address, canonPhone for a phone number)
 // and remembers id, so that a Key built from it gets id's flags.
 func (s Source) as(id Identity) Source {
 	if s.parts != nil {
@@ -156,42 +169,51 @@ func Query(name string) Source {
 	}}
 }
 
-// FormField is the named field as r.FormValue sees it: the first value in an
-// application/x-www-form-urlencoded body, else the first in the URL query.
-// Multipart bodies are not read: mark the key Required if the route accepts
-// them, so a multipart request cannot slip past the key.
+// FormField is the named field as r.FormValue sees it: for POST, PUT and
+// PATCH with an application/x-www-form-urlencoded body, the first value in
+// the body, else the first in the URL query; for a multipart/form-data body
+// (any method, as ParseMultipartForm), the first in the query, else the first
+// non-file part of that name. Content-Type is read as mime.ParseMediaType
+// reads it (case, parameters). The body is also read as JSON (JSONField),
+// for an application that decodes it whatever its Content-Type: the value
+// counts where the form has none, and a different value refuses the request
+// as ambiguous (CodeAmbiguousKey).
 func FormField(name string) Source {
-	return Source{name: "form:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
-		if isForm(in.r) {
-			if d, ok := formValue(dst, string(in.body), name); ok {
-				return d, true
-			}
-		}
-		return formValue(dst, in.r.URL.RawQuery, name)
+	key := "form:" + name
+	return Source{name: key, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return in.field(dst, key, name, true)
 	}}
 }
 
 // JSONField is the named string member of a JSON object body, matched as
 // encoding/json matches struct fields: case-insensitively, the last duplicate
-// winning, invalid UTF-8 replaced. So the value counted is the value the
+// winning, invalid UTF-8 replaced, in the first JSON value of the body as
+// json.Decoder.Decode takes it (data after it is not read), nested at most
+// as deep as encoding/json allows. So the value counted is the value the
 // application decodes. A member that is never a string is absent.
+//
+// A body that net/http reads as a form too (as FormField, without the
+// query) is read both ways: the form's value counts where the JSON has
+// none, and a different value refuses the request as ambiguous
+// (CodeAmbiguousKey).
 func JSONField(name string) Source {
-	return Source{name: "json:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
-		return jsonField(dst, in.body, name)
+	key := "json:" + name
+	return Source{name: key, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return in.field(dst, key, name, false)
 	}}
 }
 
-// Field is the named field of the body whatever its encoding: as FormField
-// for an application/x-www-form-urlencoded body (without the query
-// fallback), as JSONField otherwise. A policy counting Field keys can guard
-// an HTML form and a JSON API for the same accounts, so that both count
-// against the same thresholds.
+// Field is the named field of the body whatever its encoding: the form
+// value net/http reads (as FormField, without the query fallback) or the
+// JSON member (as JSONField). Where both readings find the field with
+// different values, the request is refused as ambiguous
+// (CodeAmbiguousKey). A policy counting Field keys can guard an HTML form
+// and a JSON API for the same accounts, so that both count against the
+// same thresholds.
 func Field(name string) Source {
-	return Source{name: "field:" + name, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
-		if isForm(in.r) {
-			return formValue(dst, string(in.body), name)
-		}
-		return jsonField(dst, in.body, name)
+	key := "field:" + name
+	return Source{name: key, body: true, extract: func(in *input, dst []byte) ([]byte, bool) {
+		return in.field(dst, key, name, false)
 	}}
 }
 
@@ -297,7 +319,7 @@ func funcName(ctor, name string) string {
 }
 
 // value extracts, trims, folds, normalises and bounds the value, appending it
-// to dst.
+// to dst. A source that refuses the request sets in.err and is absent.
 func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 	start := len(dst)
 	dst, ok := s.extract(in, dst)
@@ -308,29 +330,33 @@ func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 		return dst, len(dst) > start
 	}
 	v := bytes.TrimSpace(dst[start:])
-	mapped := s.normalize != nil || s.identity == IdentityPhone
-	if s.fold && !mapped && asciiLower(v) {
-		// Folded in place: strings.ToLower gives the same for ASCII.
+	phone := s.identity == IdentityPhone
+	mapped := s.normalize != nil || phone
+	switch {
+	case !s.fold && !mapped:
+		if len(v) != len(dst)-start {
+			n := copy(dst[start:], v)
+			dst = dst[:start+n]
+		}
+	case s.normalize == nil && asciiLower(v, s.fold):
+		// ASCII, folded in place: canonFold and canonPhone give the same.
+		if phone {
+			v = canonPhoneASCII(v)
+		}
 		n := copy(dst[start:], v)
 		dst = dst[:start+n]
-	} else if s.fold || mapped {
+	default:
 		str := string(v)
 		if s.fold {
-			str = strings.ToLower(str)
+			str = canonFold(str)
 		}
-		if s.identity == IdentityPhone {
-			str = normalizePhone(str)
+		if phone {
+			str = canonPhone(str)
 		}
 		if s.normalize != nil {
 			str = s.normalize(str)
 		}
-		if mapped {
-			str = strings.TrimSpace(str)
-		}
-		dst = append(dst[:start], str...)
-	} else if len(v) != len(dst)-start {
-		n := copy(dst[start:], v)
-		dst = dst[:start+n]
+		dst = append(dst[:start], strings.TrimSpace(str)...)
 	}
 	if len(dst)-start == 0 {
 		return dst[:start], false
@@ -341,13 +367,16 @@ func (s Source) value(in *input, dst []byte) ([]byte, bool) {
 	return dst, true
 }
 
-// asciiLower lower-cases b in place if it is all ASCII, and reports whether
-// it was.
-func asciiLower(b []byte) bool {
+// asciiLower reports whether b is all ASCII and if so, when lower is set,
+// lower-cases it in place.
+func asciiLower(b []byte, lower bool) bool {
 	for _, c := range b {
 		if c >= utf8.RuneSelf {
 			return false
 		}
+	}
+	if !lower {
+		return true
 	}
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
@@ -357,6 +386,8 @@ func asciiLower(b []byte) bool {
 	return true
 }
 
+// isForm reports whether r's Content-Type is application/x-www-form-urlencoded
+// (bodyField's test for the proof fields).
 func isForm(r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
@@ -364,6 +395,129 @@ func isForm(r *http.Request) bool {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// How the guard reads a field of the body (docs/security.md, "How the
+// guard reads a request"): the way net/http's r.FormValue reads the form
+// and the way json.Decoder reads the first JSON value, both; where both
+// find the field with different values the request is ambiguous.
+
+// maxFormBody is what net/http's ParseForm reads of a URL-encoded body
+// (without an http.MaxBytesReader): a longer body gives no values.
+const maxFormBody = 10 << 20
+
+// defaultMaxMemory is r.FormValue's ParseMultipartForm argument.
+const defaultMaxMemory = 32 << 20
+
+// field appends the value of the body field name: the form reading's
+// (with the query, as r.FormValue, if query is set) or the JSON reading's.
+// When both find it with different values (trimmed; an empty value is no
+// value), it sets in.err (CodeAmbiguousKey for key) and the field is absent.
+func (in *input) field(dst []byte, key, name string, query bool) ([]byte, bool) {
+	start := len(dst)
+	dst, fok := in.formField(dst, name, query)
+	mid := len(dst)
+	dst, jok := jsonField(dst, in.body, name)
+	f, j := bytes.TrimSpace(dst[start:mid]), bytes.TrimSpace(dst[mid:])
+	fok, jok = fok && len(f) > 0, jok && len(j) > 0
+	switch {
+	case fok && jok && !bytes.Equal(f, j):
+		in.err = invalid(CodeAmbiguousKey, key, "the body gives two values of "+key)
+		return dst[:start], false
+	case fok:
+		return dst[:mid], true
+	case jok:
+		n := copy(dst[start:], dst[mid:])
+		return dst[:start+n], true
+	}
+	return dst[:start], false
+}
+
+// formField appends the first value of name as r.FormValue finds it: a
+// URL-encoded body's values come before the query's, a multipart body's
+// after them. Without query, only the body is read.
+func (in *input) formField(dst []byte, name string, query bool) ([]byte, bool) {
+	switch bodyForm(in.r) {
+	case formURLEncoded:
+		if len(in.body) <= maxFormBody {
+			if d, ok := formValue(dst, string(in.body), name); ok {
+				return d, true
+			}
+		}
+	case formMultipart:
+		if query {
+			if d, ok := formValue(dst, in.r.URL.RawQuery, name); ok {
+				return d, true
+			}
+		}
+		if vs := in.multipartValues()[name]; len(vs) > 0 {
+			return append(dst, vs[0]...), true
+		}
+		return dst, false
+	}
+	if query {
+		return formValue(dst, in.r.URL.RawQuery, name)
+	}
+	return dst, false
+}
+
+type formKind uint8
+
+const (
+	formNone       formKind = iota
+	formURLEncoded          // application/x-www-form-urlencoded, POST, PUT or PATCH
+	formMultipart           // multipart/form-data with a boundary, any method
+)
+
+// bodyForm says how net/http's r.FormValue reads r's body. ParseForm reads
+// a URL-encoded body only for POST, PUT and PATCH, and takes the media type
+// even when a parameter is malformed (mime.ErrInvalidMediaParameter);
+// ParseMultipartForm reads a multipart/form-data body for any method, when
+// the Content-Type parses without error and has a boundary.
+func bodyForm(r *http.Request) formKind {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return formNone
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	switch {
+	case mt == "application/x-www-form-urlencoded":
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			return formURLEncoded
+		}
+	case err == nil && mt == "multipart/form-data" && hasBoundary(params):
+		return formMultipart
+	}
+	return formNone
+}
+
+func hasBoundary(params map[string]string) bool {
+	_, ok := params["boundary"]
+	return ok
+}
+
+// multipartValues returns the non-file values of the multipart body, as
+// ParseMultipartForm reads them (mime/multipart's ReadForm, so the same
+// limits on parts and headers: a body it refuses gives no values). Read
+// once per request. The body is bounded by Config.MaxBodyBytes, and no part
+// is written to disk: the memory limit is at least the body's size.
+func (in *input) multipartValues() map[string][]string {
+	if in.multipartRead {
+		return in.multipart
+	}
+	in.multipartRead = true
+	_, params, err := mime.ParseMediaType(in.r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil
+	}
+	mr := multipart.NewReader(bytes.NewReader(in.body), params["boundary"])
+	form, err := mr.ReadForm(max(defaultMaxMemory, int64(len(in.body))+1))
+	if err != nil {
+		return nil
+	}
+	form.RemoveAll()
+	in.multipart = form.Value
+	return in.multipart
 }
 
 // formValue finds the first value of name in a URL-encoded string the way
@@ -398,7 +552,8 @@ func formValue(dst []byte, q, name string) ([]byte, bool) {
 
 // jsonField scans a top-level JSON object for the last member whose name
 // equals name case-insensitively and whose value is a string (FuzzJSONField
-// holds it to encoding/json).
+// holds it to encoding/json). It reads the first JSON value of b, as
+// json.Decoder.Decode does: what follows the object is not read.
 func jsonField(dst, b []byte, name string) ([]byte, bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -425,7 +580,7 @@ func jsonField(dst, b []byte, name string) ([]byte, bool) {
 		}
 		i = skipWS(b, i+1)
 		vStart := i
-		if i, ok = skipValue(b, i, 0); !ok {
+		if i, ok = skipValue(b, i, 1); !ok {
 			return dst, false
 		}
 		// A later null or non-string member leaves the value as it is, as it
@@ -494,16 +649,24 @@ func skipString(b []byte, i int) (int, bool) {
 	return 0, false
 }
 
-const maxJSONDepth = 64
+// maxJSONDepth is encoding/json's limit of nested objects and arrays: a
+// deeper body is a syntax error to json.Decoder, and within it the guard
+// reads what the application decodes.
+const maxJSONDepth = 10000
 
+// skipValue returns the index after the JSON value at b[i], which depth
+// objects and arrays enclose.
 func skipValue(b []byte, i, depth int) (int, bool) {
-	if i >= len(b) || depth > maxJSONDepth {
+	if i >= len(b) {
 		return 0, false
 	}
 	switch c := b[i]; {
 	case c == '"':
 		return skipString(b, i)
 	case c == '{' || c == '[':
+		if depth >= maxJSONDepth {
+			return 0, false
+		}
 		closer := byte('}')
 		if c == '[' {
 			closer = ']'

@@ -149,27 +149,36 @@ type Identity uint8
 
 // The identities a key can have.
 const (
-	// IdentityUsername is an account name: case-folded (as Source.Fold);
-	// the key resets on success.
+	// IdentityUsername is an account name: NFKC, full Unicode case folding,
+	// NFKC again (as Source.Fold), so every spelling strings.EqualFold or
+	// NFKC equates counts as one ("ａｌｉｃｅ", "ALICE", "alice"; the
+	// Kelvin sign and "k"; "ß" and "SS"); the key resets on success.
 	IdentityUsername Identity = iota + 1
-	// IdentityEmail is an email address: case-folded; the key resets on
-	// success and is a Sender.
+	// IdentityEmail is an email address: folded as IdentityUsername (the
+	// whole address); the key resets on success and is a Sender.
 	IdentityEmail
-	// IdentityPhone is a phone number: spaces, dashes, dots and parentheses
-	// removed; the key resets on success and is a Sender.
+	// IdentityPhone is a phone number in one digit form: NFKC (fullwidth
+	// "＋１"), every Unicode decimal digit (Arabic-Indic, Devanagari, ...)
+	// as its ASCII digit, Unicode spaces, dashes, '.', '(', ')' and '/'
+	// removed, and a leading "00" written "+"; other characters are kept.
+	// "+1 (555) 000-1234", "001 555 000 1234" and "＋１５５５０００１２３４"
+	// are one number. The key resets on success and is a Sender.
 	IdentityPhone
 )
 
-// Username is a per-account key from src (IdentityUsername): case-folded,
-// reset on success. Set its thresholds on the Key it returns, or name
+// Username is a per-account key from src (IdentityUsername): folded to one
+// canonical form (NFKC, Unicode case folding), reset on success. Set its thresholds on the Key it returns, or name
 // IdentityUsername in a Key literal.
 func Username(src Source) Key { return identityKey(src, IdentityUsername) }
 
-// Email is like Username, for email addresses (IdentityEmail), and a Sender.
+// Email is like Username, for email addresses (IdentityEmail), and a Sender:
+// a token verified for an address serves every spelling of it the key
+// counts as one.
 func Email(src Source) Key { return identityKey(src, IdentityEmail) }
 
-// Phone is a per-number key from src (IdentityPhone) with spaces, dashes,
-// dots and parentheses removed, reset on success, and a Sender.
+// Phone is a per-number key from src (IdentityPhone), counted in one digit
+// form (see IdentityPhone: "001 555 000 1234" is "+15550001234"), reset on
+// success, and a Sender.
 func Phone(src Source) Key { return identityKey(src, IdentityPhone) }
 
 func identityKey(src Source, id Identity) Key {

@@ -12,6 +12,7 @@ require (
 	github.com/dchest/captcha v1.1.0 // indirect
 	github.com/gorilla/securecookie v1.1.2 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
 
