@@ -244,6 +244,9 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 		k := &gd.keys[i]
 		v, ok := k.Source.value(&ev.in, ev.buf[:0])
 		if !ok {
+			if ev.in.err != nil {
+				return ev.in.err // read two ways by two parsers: refused
+			}
 			if k.Required {
 				return invalid(CodeMissingKey, k.name, "missing "+k.name)
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -50,10 +49,12 @@ type Key struct {
 	Source Source
 
 	// Identity says the value is a username, an email address or a phone
-	// number. The key then counts the value folded or normalised as that
-	// kind of value, and resets on success (ResetOnSuccess) and, for an
-	// email address or a phone number, is a Sender, whatever those fields
-	// say. Username, Email and Phone set it, so a key from them keeps its
+	// number. The key then counts the value in that kind's canonical form,
+	// is required (unless Optional), never resets on success (an account
+	// is shared by its owner and whoever guesses at it; a Combine with an
+	// identity part is one client's and does), has a FailureCeiling and,
+	// for an email address or a phone number, is a Sender, whatever those
+	// fields say. Username, Email and Phone set it, so a key from them keeps its
 	// meaning when thresholds are added:
 	//
 	//	k := captchagate.Phone(captchagate.JSONField("phone"))
@@ -152,23 +153,24 @@ const (
 	// IdentityUsername is an account name: NFKC, full Unicode case folding,
 	// NFKC again (as Source.Fold), so every spelling strings.EqualFold or
 	// NFKC equates counts as one ("ａｌｉｃｅ", "ALICE", "alice"; the
-	// Kelvin sign and "k"; "ß" and "SS"); the key resets on success.
+	// Kelvin sign and "k"; "ß" and "SS").
 	IdentityUsername Identity = iota + 1
 	// IdentityEmail is an email address: folded as IdentityUsername (the
-	// whole address); the key resets on success and is a Sender.
+	// whole address); the key is a Sender.
 	IdentityEmail
 	// IdentityPhone is a phone number in one digit form: NFKC (fullwidth
 	// "＋１"), every Unicode decimal digit (Arabic-Indic, Devanagari, ...)
 	// as its ASCII digit, Unicode spaces, dashes, '.', '(', ')' and '/'
 	// removed, and a leading "00" written "+"; other characters are kept.
 	// "+1 (555) 000-1234", "001 555 000 1234" and "＋１５５５０００１２３４"
-	// are one number. The key resets on success and is a Sender.
+	// are one number. The key is a Sender.
 	IdentityPhone
 )
 
 // Username is a per-account key from src (IdentityUsername): folded to one
-// canonical form (NFKC, Unicode case folding), reset on success. Set its thresholds on the Key it returns, or name
-// IdentityUsername in a Key literal.
+// canonical form (NFKC, Unicode case folding), required, with the default
+// FailureCeiling, never reset on success. Set its thresholds on the Key it
+// returns, or name IdentityUsername in a Key literal.
 func Username(src Source) Key { return identityKey(src, IdentityUsername) }
 
 // Email is like Username, for email addresses (IdentityEmail), and a Sender:
@@ -177,8 +179,8 @@ func Username(src Source) Key { return identityKey(src, IdentityUsername) }
 func Email(src Source) Key { return identityKey(src, IdentityEmail) }
 
 // Phone is a per-number key from src (IdentityPhone), counted in one digit
-// form (see IdentityPhone: "001 555 000 1234" is "+15550001234"), reset on
-// success, and a Sender.
+// form (see IdentityPhone: "001 555 000 1234" is "+15550001234"),
+// required, and a Sender.
 func Phone(src Source) Key { return identityKey(src, IdentityPhone) }
 
 func identityKey(src Source, id Identity) Key {
@@ -188,15 +190,6 @@ func identityKey(src Source, id Identity) Key {
 // sender reports whether id names where a code is sent.
 func (id Identity) sender() bool { return id == IdentityEmail || id == IdentityPhone }
 
-func normalizePhone(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '-', '.', '(', ')', '\u00a0':
-			return -1
-		}
-		return r
-	}, s)
-}
 
 // compiled policy
 

@@ -47,8 +47,8 @@ func TestSendCodeAPIContentType(t *testing.T) {
 	}
 	assert.Zero(t, sent.Load(), "no code sent for a body not sent as JSON")
 
-	// A JSON body sent as a form names no phone for the guard, which
-	// requires one: the gate refuses it (a form post gets the page back).
+	// A JSON body sent as a form: the guard counts its JSON phone, the
+	// handler reads the form and finds none, and refuses it.
 	status, _ := post("application/x-www-form-urlencoded", `{"phone":"+1 555 0104"}`)
 	assert.Equal(t, http.StatusBadRequest, status)
 	assert.Zero(t, sent.Load())

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,6 +114,13 @@ func NewApp(gate *captchagate.Gate, store sessions.Store, send func(phone, code 
 		default:
 			w.WriteHeader(http.StatusUnsupportedMediaType)
 			io.WriteString(w, `{"error":"unsupported_media_type","error_description":"send Content-Type: application/json"}`+"\n")
+			return
+		}
+		if strings.TrimSpace(req.Phone) == "" {
+			// The guard counted a phone this reading does not see (a JSON
+			// body sent as a form): send nothing.
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"invalid_request","error_description":"phone is required"}`+"\n")
 			return
 		}
 		n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000))
