@@ -190,7 +190,6 @@ func identityKey(src Source, id Identity) Key {
 // sender reports whether id names where a code is sent.
 func (id Identity) sender() bool { return id == IdentityEmail || id == IdentityPhone }
 
-
 // compiled policy
 
 type guardKey struct {
