@@ -189,7 +189,7 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 			// failure counter's is left zero, no time.Time made.
 			var end int64
 			op.N, end = c.s.Add(h, op.Delta, op.Window, ev.now)
-			if n.kind == ceilingCount && end != 0 {
+			if (n.kind == ceilingCount || n.kind == failureCeil) && end != 0 {
 				op.Reset = time.UnixMilli(end)
 			}
 		case OpAllow:
