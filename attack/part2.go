@@ -69,11 +69,13 @@ const (
 	P2CreateBurst = 10_000
 )
 
-// CanonicalPhones says whether the core counts a phone number however it is
-// written ("+1 (555) 000-1234", "001 555 000 1234", fullwidth and
-// Arabic-Indic digits) as one key. Until it does, scenario 6b's goal is
-// printed but not enforced; whoever lands canonical identities sets it.
-var CanonicalPhones = false
+// CanonicalIdentities says whether the core counts an identity however it
+// is written as one key: a phone number ("+1 (555) 000-1234", "001 555 000
+// 1234", fullwidth and Arabic-Indic digits), a username under Unicode case
+// folding and NFKC (fullwidth letters). Until it does, the goals of 6b and
+// 9b are printed but not enforced; whoever lands canonical identities sets
+// it.
+var CanonicalIdentities = false
 
 // P2LoginPolicy is the part-2 login policy: per account 5 failures in 15
 // minutes, then a captcha, and the default failure ceiling of 100 a day;
@@ -231,12 +233,12 @@ type P2Sizes struct {
 }
 
 // P2Full are issue 17's sizes; -short divides what can be divided.
-var P2Full = P2Sizes{Attackers: 16, AttackGuesses: 400, OwnerRounds: 10, TokenTrials: 10, TokenRacers: 8,
+var P2Full = P2Sizes{Attackers: 16, AttackGuesses: 2000, OwnerRounds: 10, TokenTrials: 10, TokenRacers: 8,
 	SprayAccounts: 1000, SprayAddrs: 200, SMSAttempts: 60, SMSNumbers: 400}
 
 // Short returns s for -short and -race runs.
 func (s P2Sizes) Short() P2Sizes {
-	s.Attackers, s.AttackGuesses, s.OwnerRounds, s.TokenTrials = 8, 250, 5, 5
+	s.Attackers, s.AttackGuesses, s.OwnerRounds, s.TokenTrials = 8, 500, 5, 5
 	s.SMSNumbers = 300
 	return s
 }

@@ -30,6 +30,7 @@ var P2Scenarios = []P2Scenario{
 	{"sms", (*P2Env).sms},
 	{"proof scope", (*P2Env).proofScope},
 	{"across instances", (*P2Env).instances},
+	{"canonical usernames", (*P2Env).usernames},
 }
 
 // freeGuesses: an attacker at one account, from one address or a fresh
@@ -424,7 +425,7 @@ func (e *P2Env) sms() []P2Row {
 			len(p2Written), e.s.SMSAttempts),
 			Goal:  fmt.Sprintf("≤ %d (the number's Ceiling)", P2PhoneCeiling),
 			Value: fmt.Sprintf("%d; answers %s", allSent, statusList(allSt)),
-			Pass:  allSent <= P2PhoneCeiling, Enforced: CanonicalPhones,
+			Pass:  allSent <= P2PhoneCeiling, Enforced: CanonicalIdentities,
 			Note: "canonical phone numbers not merged in this branch"},
 		{ID: "6c", Measure: fmt.Sprintf("codes sent site wide: %d unique numbers from %d unique addresses, with a solver", e.s.SMSNumbers, e.s.SMSNumbers),
 			Goal:  fmt.Sprintf("≤ %d (site-wide send Ceiling)", P2SiteSendCeiling),
@@ -594,5 +595,48 @@ func (e *P2Env) instances() []P2Row {
 			Value: fmt.Sprintf("%d; %d; %d", forBob.status, forAlice.status, again.status),
 			Pass: tok != "" && forBob.status == http.StatusForbidden && forAlice.status == http.StatusOK &&
 				again.status == http.StatusForbidden, Enforced: true},
+	}
+}
+
+// usernames: free guesses at one account whose name is written a different
+// way each guess, and on Redis sent to two instances in turn. Guards: the
+// account key's canonical form (9a: case folding; 9b: NFKC too), counted
+// in the shared store. Without it each writing is an account of its own
+// with five free guesses.
+func (e *P2Env) usernames() []P2Row {
+	n := 1
+	where := "one instance"
+	if e.b.Redis {
+		n, where = 2, "instances A and B in turn"
+	}
+	// Every name is sent 8 times, a new address each: what reaches the
+	// handler without a captcha is what the writings are worth.
+	free := func(names []string) (int, map[int]int) {
+		e.fresh()
+		ts := e.targets(n)
+		got, st := 0, map[int]int{}
+		for i := range 8 * len(names) {
+			r := e.send(ts[i%n], guess(names[i%len(names)], e.addr()))
+			st[r.status]++
+			if r.reached() {
+				got++
+			}
+		}
+		return got, st
+	}
+	folded := []string{"alice", "Alice", "ALICE", "aLiCe", "alicE", "ALice"}
+	compat := []string{"alice", "ａｌｉｃｅ", "Alice", "ＡＬＩＣＥ", "ALICE", "Ａlice", "aLiCe", "alｉce"}
+	nf, stF := free(folded)
+	nc, stC := free(compat)
+	return []P2Row{
+		{ID: "9a", Measure: fmt.Sprintf("free guesses at one account, its name written %d ways (case), each 8 times from a new address (on Redis at instances A and B in turn)", len(folded)),
+			Goal:  fmt.Sprintf("≤ %d (MaxFailures)", P2MaxFailures),
+			Value: fmt.Sprintf("%d (%s); answers %s", nf, where, statusList(stF)),
+			Pass:  nf <= P2MaxFailures, Enforced: true},
+		{ID: "9b", Measure: fmt.Sprintf("the same, written %d ways with fullwidth letters too", len(compat)),
+			Goal:  fmt.Sprintf("≤ %d (MaxFailures)", P2MaxFailures),
+			Value: fmt.Sprintf("%d; answers %s", nc, statusList(stC)),
+			Pass:  nc <= P2MaxFailures, Enforced: CanonicalIdentities,
+			Note: "canonical usernames (NFKC) not merged in this branch"},
 	}
 }
