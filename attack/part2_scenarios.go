@@ -250,6 +250,23 @@ func (e *P2Env) ownerUnderAttack() []P2Row {
 	}
 }
 
+// instanceCount is how many instances a scenario that runs across
+// instances where it can uses: two sharing one Redis, one memstore gate.
+func (e *P2Env) instanceCount() int {
+	if e.b.Redis {
+		return 2
+	}
+	return 1
+}
+
+func sentBy(ts []*P2Target) int {
+	n := 0
+	for _, t := range ts {
+		n += int(t.sent.Load())
+	}
+	return n
+}
+
 func withRetry(r p2resp) string {
 	if r.retryAfter == "" {
 		return fmt.Sprint(r.status)
@@ -392,31 +409,31 @@ var p2Written = append(append([]string(nil), p2Separated...),
 func (e *P2Env) sms() []P2Row {
 	variants := func(ws []string) (int, map[int]int) {
 		e.fresh()
-		t := e.target()
+		ts := e.targets(e.instanceCount())
 		st := map[int]int{}
 		for i := range e.s.SMSAttempts {
-			r, _ := e.attempt(t, smsTo(ws[i%len(ws)], e.addr()))
+			r, _ := e.attempt(ts[i%len(ts)], smsTo(ws[i%len(ws)], e.addr()))
 			st[r.status]++
 		}
-		return int(t.sent.Load()), st
+		return sentBy(ts), st
 	}
 	sepSent, sepSt := variants(p2Separated)
 	allSent, allSt := variants(p2Written)
 
 	e.fresh()
-	t := e.target()
+	ts := e.targets(e.instanceCount())
 	st := map[int]int{}
 	captchas := 0
 	for i := range e.s.SMSNumbers {
-		r, solved := e.attempt(t, smsTo(fmt.Sprintf("+1777%07d", i), e.addr()))
+		r, solved := e.attempt(ts[i%len(ts)], smsTo(fmt.Sprintf("+1777%07d", i), e.addr()))
 		st[r.status]++
 		if solved {
 			captchas++
 		}
 	}
-	site := int(t.sent.Load())
+	site := sentBy(ts)
 	return []P2Row{
-		{ID: "6a", Measure: fmt.Sprintf("codes sent to one number written %d ways with separators (%d attempts, a new address each, with a solver)",
+		{ID: "6a", Measure: fmt.Sprintf("codes sent to one number written %d ways with separators (%d attempts, a new address each, with a solver; on Redis at instances A and B in turn)",
 			len(p2Separated), e.s.SMSAttempts),
 			Goal:  fmt.Sprintf("≤ %d (the number's Ceiling)", P2PhoneCeiling),
 			Value: fmt.Sprintf("%d; answers %s", sepSent, statusList(sepSt)),
@@ -427,7 +444,7 @@ func (e *P2Env) sms() []P2Row {
 			Value: fmt.Sprintf("%d; answers %s", allSent, statusList(allSt)),
 			Pass:  allSent <= P2PhoneCeiling, Enforced: CanonicalIdentities,
 			Note: "canonical phone numbers not merged in this branch"},
-		{ID: "6c", Measure: fmt.Sprintf("codes sent site wide: %d unique numbers from %d unique addresses, with a solver", e.s.SMSNumbers, e.s.SMSNumbers),
+		{ID: "6c", Measure: fmt.Sprintf("codes sent site wide: %d unique numbers from %d unique addresses, with a solver (on Redis at A and B in turn)", e.s.SMSNumbers, e.s.SMSNumbers),
 			Goal:  fmt.Sprintf("≤ %d (site-wide send Ceiling)", P2SiteSendCeiling),
 			Value: fmt.Sprintf("%d (captchas solved %d); answers %s", site, captchas, statusList(st)),
 			Pass:  site <= P2SiteSendCeiling && site < e.s.SMSNumbers, Enforced: true},
@@ -511,26 +528,40 @@ func (e *P2Env) proofScope() []P2Row {
 	q.session = "session-one-0123456789"
 	sameSession := e.send(t, q)
 
+	// Bob's captcha answered inline in alice's request (alice is still
+	// tripped: her success reset nothing account-wide).
+	cb := e.send(t, guess("bob", src))
+	q = rightLogin("alice", src)
+	q.body["captcha_id"], q.body["captcha_answer"] = cb.captchaID, gatetest.Answer
+	inline := e.send(t, q)
+	stillBob := p2resp{status: http.StatusForbidden}
+	if e.solve(t, cb.captchaID, src, "") != "" {
+		stillBob.status = http.StatusOK
+	}
+
 	return []P2Row{
 		row("7a", "a token solved for alice, used for bob", forBob, forAlice, true),
 		row("7b", "a token of the login policy at the SMS route", atSMS, carol, true),
 		row("7c", "a captcha from POST /captcha/new at a tripped account", fromNew, p2resp{}, false),
 		row("7d", "a token solved in one session, used in another", otherSession, sameSession, true),
+		row("7e", "bob's captcha answered inline in alice's request (own request: bob's captcha verified after)", inline, stillBob, true),
 	}
 }
 
-// instances: two instances of the target sharing one store (one Redis key
-// prefix; one memstore in one process) and the secret. Guards: device
-// cookies verified by the secret, not by instance state (8a); the site key
-// counted in the shared store (8b: without it each instance lets its own
-// threshold through); proof scope across instances (8c).
+// instances: two instances of the target sharing one Redis key prefix and
+// the secret (Redis only). Guards: device cookies verified by the secret,
+// not by instance state (8a), and the device's own counters in the shared
+// store (8b: a device budget kept per instance would give 5 more at B); the site key
+// counted in the shared store (8c: without it each instance lets its own
+// threshold through); proof scope across instances (8d).
 func (e *P2Env) instances() []P2Row {
 	if !e.b.Redis {
 		// Two gates on one memstore do not share counts (each hashes its
 		// keys with seeds of its own): the in-memory store's state is one
 		// gate's, and memstore says to use Redis across instances.
 		na := "n/a (one gate's state; Redis across instances)"
-		return []P2Row{{ID: "8a", NA: true, Value: na}, {ID: "8b", NA: true, Value: na}, {ID: "8c", NA: true, Value: na}}
+		return []P2Row{{ID: "8a", NA: true, Value: na}, {ID: "8b", NA: true, Value: na}, {ID: "8c", NA: true, Value: na},
+			{ID: "8d", NA: true, Value: na}}
 	}
 	// 8a: a device cookie from A at B, the account tripped on A.
 	e.fresh()
@@ -546,8 +577,20 @@ func (e *P2Env) instances() []P2Row {
 	q := rightLogin("owner", home)
 	q.cookie = dev
 	known := e.send(b, q)
+	// 8b: the known device's own budget: its failures on A count at B, its
+	// success on B resets it at A.
+	w := guess("owner", home)
+	w.cookie = dev
+	for range P2MaxFailures {
+		e.send(a, w)
+	}
+	a.Flush()
+	devTripped := e.send(b, w)
+	devOK, _ := e.attempt(b, q)
+	b.Flush()
+	devReset := e.send(a, w)
 
-	// 8b: spraying alternately at A and B.
+	// 8c: spraying alternately at A and B.
 	e.fresh()
 	ts = e.targets(2)
 	reached, total := [2]int{}, 2*P2SiteFailures
@@ -558,7 +601,7 @@ func (e *P2Env) instances() []P2Row {
 		}
 	}
 
-	// 8c: a token minted on A, at B for another account, then for its own.
+	// 8d: a token minted on A, at B for another account, then for its own.
 	e.fresh()
 	ts = e.targets(2)
 	a, b = ts[0], ts[1]
@@ -586,11 +629,16 @@ func (e *P2Env) instances() []P2Row {
 			Goal:  "known device served without a captcha; new device 428",
 			Value: fmt.Sprintf("known device %d; new device %d", known.status, untrusted.status),
 			Pass:  dev != "" && known.status == http.StatusOK && untrusted.status == http.StatusPreconditionRequired, Enforced: true},
-		{ID: "8b", Measure: fmt.Sprintf("site key across instances: %d sprayed guesses, A and B in turn: reached", total),
+		{ID: "8b", Measure: "the known device's own budget: 5 failures on A, then at B; its success on B (after a captcha); then at A",
+			Goal:  "428; 200; 401 (reset)",
+			Value: fmt.Sprintf("%d; %d; %d", devTripped.status, devOK.status, devReset.status),
+			Pass: devTripped.status == http.StatusPreconditionRequired && devOK.status == http.StatusOK &&
+				devReset.status == http.StatusUnauthorized, Enforced: true},
+		{ID: "8c", Measure: fmt.Sprintf("site key across instances: %d sprayed guesses, A and B in turn: reached", total),
 			Goal:  fmt.Sprintf("≤ %d in all (one site key)", P2SiteFailures),
 			Value: fmt.Sprintf("%d (A %d, B %d)", reached[0]+reached[1], reached[0], reached[1]),
 			Pass:  reached[0]+reached[1] <= P2SiteFailures, Enforced: true},
-		{ID: "8c", Measure: "a token minted on A: at B for another account; at B for its own; again at A",
+		{ID: "8d", Measure: "a token minted on A: at B for another account; at B for its own; again at A",
 			Goal:  "403; accepted; 403 (spent)",
 			Value: fmt.Sprintf("%d; %d; %d", forBob.status, forAlice.status, again.status),
 			Pass: tok != "" && forBob.status == http.StatusForbidden && forAlice.status == http.StatusOK &&
@@ -604,10 +652,9 @@ func (e *P2Env) instances() []P2Row {
 // in the shared store. Without it each writing is an account of its own
 // with five free guesses.
 func (e *P2Env) usernames() []P2Row {
-	n := 1
-	where := "one instance"
-	if e.b.Redis {
-		n, where = 2, "instances A and B in turn"
+	n, where := e.instanceCount(), "one instance"
+	if n > 1 {
+		where = "instances A and B in turn"
 	}
 	// Every name is sent 8 times, a new address each: what reaches the
 	// handler without a captcha is what the writings are worth.
