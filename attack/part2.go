@@ -72,10 +72,9 @@ const (
 // CanonicalIdentities says whether the core counts an identity however it
 // is written as one key: a phone number ("+1 (555) 000-1234", "001 555 000
 // 1234", fullwidth and Arabic-Indic digits), a username under Unicode case
-// folding and NFKC (fullwidth letters). Until it does, the goals of 6b and
-// 9b are printed but not enforced; whoever lands canonical identities sets
-// it.
-var CanonicalIdentities = false
+// folding and NFKC (fullwidth letters). It does (canon.go): the goals of 6b
+// and 9b are enforced.
+var CanonicalIdentities = true
 
 // P2LoginPolicy is the part-2 login policy: per account 5 failures in 15
 // minutes, then a captcha, and the default failure ceiling of 100 a day;

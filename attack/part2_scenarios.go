@@ -118,14 +118,10 @@ func (e *P2Env) freeGuesses(ids []string, many bool) []P2Row {
 		// (the clock did not move between the first failure and it).
 		ra, _ := strconv.Atoi(withSolver.retryAfter)
 		rows = append(rows, P2Row{ID: ids[3], Measure: "Retry-After of the 429 at the account's failure ceiling (one address)",
-			Goal:  "the ceiling window's rest (24 h here)",
-			Value: fmt.Sprintf("%s s", withSolver.retryAfter),
-			Pass:  time.Duration(ra)*time.Second >= 24*time.Hour-time.Minute,
-			// Not on memstore: its in-process counter (counter.go,
-			// memCounter.run) fills an increment's Reset for a send
-			// Ceiling only, not for a FailureCeiling, so Retry-After
-			// falls back to 1 s.
-			Enforced: e.b.Redis, Note: "memstore leaves the failure ceiling's reset time out (counter.go memCounter.run), so Retry-After is 1 s"})
+			Goal:     "the ceiling window's rest (24 h here)",
+			Value:    fmt.Sprintf("%s s", withSolver.retryAfter),
+			Pass:     time.Duration(ra)*time.Second >= 24*time.Hour-time.Minute,
+			Enforced: true})
 	}
 	return rows
 }
@@ -382,9 +378,10 @@ func (e *P2Env) spraying() []P2Row {
 			Value: fmt.Sprintf("%d; site key tripped from guess #%d; answers %s", reached, firstTrip+1, statusList(statuses)),
 			Pass:  reached <= P2SiteFailures+margin && reached < e.s.SprayAccounts, Enforced: true},
 		{ID: "5b", Measure: "after the trip: a newcomer from a new address; the owner's known device",
-			Goal:  "newcomer: captcha, then served",
+			Goal:  "newcomer: captcha, then served; known device: served, no captcha",
 			Value: fmt.Sprintf("newcomer %d, then %d after a captcha; known device %d", newcomer.status, nc.status, owner.status),
-			Pass:  newcomer.status == http.StatusPreconditionRequired && nc.status == http.StatusOK && solved, Enforced: true},
+			Pass: newcomer.status == http.StatusPreconditionRequired && nc.status == http.StatusOK && solved &&
+				owner.status == http.StatusOK, Enforced: true},
 	}
 }
 
