@@ -208,8 +208,8 @@ func (s Puzzle) background(p slidersecret.Parts) *image.RGBA {
 // of them), and the piece carries no pixel of the picture to match, only
 // the gap's streaks drawn from noise of its own.
 const (
-	brushLen  = 4  // a streak is 2*brushLen+1 pixels of noise summed along a diagonal
-	brushAmp  = 9  // each pixel of noise is uniform in [-brushAmp, brushAmp]
+	brushLen  = 6  // a streak is 2*brushLen+1 pixels of noise summed along a diagonal
+	brushAmp  = 8  // each pixel of noise is uniform in [-brushAmp, brushAmp]
 	pieceTint = 40 // how far the piece's colour is lifted towards white
 	brushFade = 2  // the gap's grain fades into the picture's over 2*brushFade pixels
 )

@@ -367,11 +367,17 @@ func saturation(s *shot, x, y int) float64 {
 
 // bandScore sums f over the columns x..x+pw-1 of the piece's rows.
 func bandScore(s *shot, f func(x, y int) float64) func(x int) float64 {
+	cols := make([]float64, s.w)
+	for c := range s.w {
+		for y := s.top; y <= s.bot; y++ {
+			cols[c] += f(c, y)
+		}
+	}
 	return func(x int) float64 {
 		var sum float64
-		for y := s.top; y <= s.bot; y++ {
-			for i := range s.pw {
-				sum += f(x+i, y)
+		for i := range s.pw {
+			if x+i < s.w {
+				sum += cols[x+i]
 			}
 		}
 		return sum
@@ -503,4 +509,40 @@ func TestSolversFindAMarkedGap(t *testing.T) {
 			}
 		}
 	}
+}
+
+// orientationSolver is a smarter solver than the filters above, written to
+// state honestly what the puzzle does not resist: it knows the gap is
+// streaked along the other diagonal than the picture, measures each pixel's
+// difference from its neighbours along either diagonal, and lays the
+// piece's mask on the difference of the two.
+func orientationSolver(s *shot, rng *mrand.Rand) int {
+	o := make([]float64, len(s.lum))
+	for y := 1; y < s.h-1; y++ {
+		for x := 1; x < s.w-1; x++ {
+			l := s.lum[y*s.w+x]
+			down := math.Abs(l-s.lum[(y+1)*s.w+x+1]) + math.Abs(l-s.lum[(y-1)*s.w+x-1])
+			up := math.Abs(l-s.lum[(y+1)*s.w+x-1]) + math.Abs(l-s.lum[(y-1)*s.w+x+1])
+			o[y*s.w+x] = down - up
+		}
+	}
+	return s.argmax(rng, maskNCC(s, o))
+}
+
+// The gap is there to be seen: a filter that looks for the streaks' other
+// diagonal finds it in most puzzles. This is what a person sees, and what a
+// script written against this renderer can do (docs/challenges.md).
+func TestOrientationFilterFindsTheGap(t *testing.T) {
+	t.Parallel()
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	n := puzzles() / 3
+	solved := 0
+	for range n {
+		s := newShot(t, slider.Puzzle{})
+		if g := orientationSolver(s, rng); g >= s.gap-s.tolerance && g <= s.gap+s.tolerance {
+			solved++
+		}
+	}
+	t.Logf("orientation filter: %d/%d", solved, n)
+	assert.Greater(t, solved, n/2, "the gap's streaks are too faint to be seen")
 }
