@@ -32,9 +32,13 @@ import (
 //
 // Pictures are drawn on the server with the standard library: one of the
 // backgrounds shipped in the package (drawn by internal/backgrounds),
-// cropped at a random offset, mirrored at random and given grain, so no two
-// puzzles share pixels. The gap's position and the picture's variation come
-// from crypto/rand.
+// cropped at a random offset, mirrored at random and brushed, its grain
+// streaked along one diagonal, so no two puzzles share pixels. The gap is
+// the piece-shaped patch streaked along the other diagonal: it is not cut
+// out, darkened or outlined, so filters of brightness, colour, alpha, edges
+// or column differences do not find it, and the piece carries no pixel of
+// the picture to match (see docs/challenges.md for the solvers tried). The
+// gap's position and the picture's variation come from crypto/rand.
 //
 // Answers, on verify or inline as captcha_answer, are the seed's point_json
 // (`{"x":237.0,"y":5.0}`) or a bare x ("237"). The seed's own verify request
