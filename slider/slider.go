@@ -209,13 +209,20 @@ func (s Puzzle) background(p slidersecret.Parts) *image.RGBA {
 // once; a filter of brightness, colour, alpha, gradient or column
 // differences sees the same statistics inside the gap, outside it and on
 // its border (streaks of one length along either diagonal differ in none
-// of them), and the piece carries no pixel of the picture to match, only
-// the gap's streaks drawn from noise of its own.
+// of them), and the piece carries no pixel of the picture to match.
 const (
 	brushLen  = 6  // a streak is 2*brushLen+1 pixels of noise summed along a diagonal
 	brushAmp  = 8  // each pixel of noise is uniform in [-brushAmp, brushAmp]
 	pieceTint = 40 // how far the piece's colour is lifted towards white
 	brushFade = 2  // the gap's grain fades into the picture's over 2*brushFade pixels
+	// Half way through the fade the two streaks cross, and crossing grain
+	// has gradients of every direction, whose magnitudes are some 11%
+	// larger than one direction's of the same strength (Rayleigh against
+	// half-normal): the fade is toned down by up to brushDip there, so that
+	// Sobel along the gap's outline finds what it finds elsewhere. Measured
+	// over 1000 puzzles, Sobel along the outline solved 9.2% with no dip,
+	// 6.3% at 0.10, 3.7 to 4.5% at 0.13 to 0.16 (blind guessing: 5.2%).
+	brushDip = 0.13
 )
 
 // brushRNG is the xorshift generator of a puzzle's brush strokes, seeded
@@ -273,6 +280,7 @@ func (s Puzzle) brush(pic *image.RGBA, p slidersecret.Parts, gap bool) {
 				d := pieceDist(float64(x-p.X)+0.5, float64(y-p.Y)+0.5)
 				t := min(max((d+brushFade)/(2*brushFade), 0), 1) * math.Pi / 2
 				n = math.Cos(t)*float64(inside[y*s.Width+x]) + math.Sin(t)*n
+				n *= 1 - brushDip*math.Pow(math.Sin(2*t), 2)
 			}
 			o := pic.PixOffset(x, y)
 			for c := range 3 {

@@ -9,6 +9,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"testing"
+	"testing/cryptotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -421,10 +422,11 @@ func maskNCC(s *shot, v []float64) func(x int) float64 {
 	}
 }
 
-// puzzles is how many puzzles the solvers try: fewer under -short.
+// puzzles is how many puzzles the solvers try: fewer under -short and
+// -race, where the measurement is the same and only slower.
 func puzzles() int {
 	if testing.Short() || raceEnabled {
-		return 60
+		return 100
 	}
 	return 300
 }
@@ -432,8 +434,13 @@ func puzzles() int {
 // TestSolversDoNoBetterThanBlindGuessing renders puzzles through the
 // package's API and runs every solver on each: none may solve more than
 // blind guessing does plus five percentage points.
+//
+// crypto/rand is made deterministic for the test (so the test is not
+// parallel), so that every run measures the same puzzles: a rate near the
+// line does not pass one run and fail the next. The seed was not chosen; a
+// change to the renderer draws other puzzles from it.
 func TestSolversDoNoBetterThanBlindGuessing(t *testing.T) {
-	t.Parallel()
+	cryptotest.SetGlobalRandom(t, 1)
 	p := slider.Puzzle{}
 	n := puzzles()
 	solved := make([]int, len(solvers))
@@ -450,17 +457,16 @@ func TestSolversDoNoBetterThanBlindGuessing(t *testing.T) {
 			}
 		}
 	}
-	// With n puzzles a blind guesser's rate varies by about
-	// sqrt(blind*(1-blind)/n): 1.3 points at 300, 2.9 at 60. Five points is
-	// the issue's allowance at 300; a short run allows for its wider spread.
-	allow := 0.05
-	if n < 300 {
-		allow = 0.08
-	}
+	// Five points at 300 puzzles, as the issue asks; fewer puzzles spread a
+	// blind guesser's rate wider (its standard deviation is
+	// sqrt(blind*(1-blind)/n)), and the allowance widens by three times the
+	// difference.
+	sd := func(n int) float64 { return math.Sqrt(blind * (1 - blind) / float64(n)) }
+	allow := 0.05 + 3*max(sd(n)-sd(300), 0)
 	for i, sv := range solvers {
 		rate := float64(solved[i]) / float64(n)
 		t.Logf("%-42s %3d/%d = %5.1f%% (blind %.1f%%)", sv.name, solved[i], n, 100*rate, 100*blind)
-		assert.LessOrEqual(t, rate, blind+allow, "%s solves %d of %d puzzles: more than blind guessing (%.1f%%) and %.0f points", sv.name, solved[i], n, 100*blind, 100*allow)
+		assert.LessOrEqual(t, rate, blind+allow, "%s solves %d of %d puzzles: more than blind guessing (%.1f%%) and %.1f points", sv.name, solved[i], n, 100*blind, 100*allow)
 	}
 }
 
