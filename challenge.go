@@ -226,13 +226,13 @@ func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang strin
 	}
 	switch format {
 	case "png":
-		return "image/png", pngEncoder.Encode(w, digitsimg.New(mediaSeed(seed, "image"), digits, d.Width, d.Height))
+		return "image/png", pngEncoder.Encode(w, digitsimg.New(mediaSeed(seed, imageMedium), digits, d.Width, d.Height))
 	case "wav":
 		if lang == "" {
 			lang = digitsMedia[1].Langs[0]
 		}
 		// One seed for every language: one recording, in five voices.
-		_, err := audio.Write(w, mediaSeed(seed, "audio"), digits, lang)
+		_, err := audio.Write(w, mediaSeed(seed, audioMedium), digits, lang)
 		return "audio/wav", err
 	}
 	return "", errors.New("captchagate: unsupported format " + format)
@@ -246,11 +246,17 @@ func (d Digits) digitsOf(secret []byte) []byte {
 	return secret
 }
 
+// The media of a digits captcha, each drawn from a seed of its own.
+var (
+	imageMedium = []byte("captchagate digits media\x00image\x00")
+	audioMedium = []byte("captchagate digits media\x00audio\x00")
+)
+
 // mediaSeed derives the seed of one medium (the picture, the sound) from a
 // captcha's seed, so that the two draw apart.
-func mediaSeed(seed [digitsSeedLen]byte, medium string) (out [16]byte) {
+func mediaSeed(seed [digitsSeedLen]byte, medium []byte) (out [16]byte) {
 	h := sha256.New()
-	io.WriteString(h, "captchagate digits media\x00"+medium+"\x00")
+	h.Write(medium)
 	h.Write(seed[:])
 	var sum [sha256.Size]byte
 	copy(out[:], h.Sum(sum[:0]))
