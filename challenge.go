@@ -2,6 +2,8 @@ package captchagate
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"image/png"
@@ -10,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dchest/captcha"
-
 	"github.com/captchagate/captchagate/internal/audio"
+	"github.com/captchagate/captchagate/internal/digitsimg"
 )
 
 // Challenge is a kind of captcha: it issues a secret and checks an answer
@@ -119,10 +120,17 @@ type Scaler interface {
 }
 
 // Digits is the default Challenge: distorted digits as a PNG image, drawn
-// with github.com/dchest/captcha's pure functions (never its global store),
-// and spoken digits as a WAV file, with dchest's recordings and method but
-// from reused buffers (internal/audio). The zero value uses 6 digits on a
-// 240x80 image.
+// as github.com/dchest/captcha draws them (internal/digitsimg), and spoken
+// digits as a WAV file, with dchest's recordings and method but from reused
+// buffers (internal/audio). The zero value uses 6 digits on a 240x80 image.
+//
+// Its secret is the digits followed by a seed of 16 bytes from crypto/rand,
+// from which every render of the captcha draws its noise: the seed travels
+// with the secret (sealed in the id, or stored), so every instance draws one
+// captcha byte for byte alike, and no client can average several renders of
+// one answer or predict the noise; the audio's languages share one recording
+// but for the voice. A secret of digits alone (issued before the seed was
+// added) still renders, from a seed derived from the id and the digits.
 type Digits struct {
 	Length int // number of digits, default 6, at most 32
 	Width  int // image width in pixels, default 240
@@ -156,10 +164,55 @@ func (Digits) Kind() string { return "digits" }
 // Media implements Renderer: the picture and the sound.
 func (Digits) Media() []Media { return digitsMedia }
 
-// Issue implements Challenge. dchest/captcha draws the digits from
-// crypto/rand.
+// digitsSeedLen is the length of the seed after a secret's digits.
+const digitsSeedLen = 16
+
+// Issue implements Challenge: digits and a seed, all from crypto/rand.
 func (d Digits) Issue(IssueInfo) ([]byte, error) {
-	return captcha.RandomDigits(d.withDefaults().Length), nil
+	n := d.withDefaults().Length
+	b := make([]byte, n+digitsSeedLen)
+	if _, err := rand.Read(b[n:]); err != nil {
+		return nil, err
+	}
+	// Each digit from a byte below 250, the largest multiple of 10 a byte
+	// holds, so that no digit is likelier than another.
+	var r [32]byte
+	for i := 0; i < n; {
+		if _, err := rand.Read(r[:]); err != nil {
+			return nil, err
+		}
+		for _, c := range r {
+			if c < 250 && i < n {
+				b[i] = c % 10
+				i++
+			}
+		}
+	}
+	return b, nil
+}
+
+// split returns the digits of secret and the seed its media are drawn from:
+// the seed that follows the digits, or, for a secret of digits alone, one
+// derived from id and the digits. ok is false if the digits are not digits.
+func (d Digits) split(id string, secret []byte) (digits []byte, seed [digitsSeedLen]byte, ok bool) {
+	digits = d.digitsOf(secret)
+	if len(digits) < len(secret) {
+		copy(seed[:], secret[len(digits):])
+	} else {
+		h := sha256.New()
+		io.WriteString(h, "captchagate digits seed\x00")
+		h.Write(digits)
+		h.Write([]byte{0})
+		io.WriteString(h, id)
+		var sum [sha256.Size]byte
+		copy(seed[:], h.Sum(sum[:0]))
+	}
+	for _, c := range digits {
+		if c > 9 {
+			return nil, seed, false
+		}
+	}
+	return digits, seed, true
 }
 
 // PNG is an encoder for the images of challenges: fast compression, pooled
@@ -177,29 +230,54 @@ func (p *pngPool) Put(b *png.EncoderBuffer) { p.p.Put(b) }
 // Render implements Renderer.
 func (d Digits) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
 	d = d.withDefaults()
-	for _, c := range secret {
-		if c > 9 {
-			return "", errors.New("captchagate: digits secret is not digits")
-		}
+	digits, seed, ok := d.split(id, secret)
+	if !ok {
+		return "", errors.New("captchagate: digits secret is not digits")
 	}
 	switch format {
 	case "png":
-		img := captcha.NewImage(id, secret, d.Width, d.Height)
-		return "image/png", pngEncoder.Encode(w, img.Paletted)
+		return "image/png", pngEncoder.Encode(w, digitsimg.New(mediaSeed(seed, imageMedium), digits, d.Width, d.Height))
 	case "wav":
 		if lang == "" {
 			lang = digitsMedia[1].Langs[0]
 		}
-		_, err := audio.Write(w, id, secret, lang)
+		// One seed for every language: one recording, in five voices.
+		_, err := audio.Write(w, mediaSeed(seed, audioMedium), digits, lang)
 		return "audio/wav", err
 	}
 	return "", errors.New("captchagate: unsupported format " + format)
 }
 
-// Check implements Challenge. Spaces and dashes in the answer are ignored, as
-// are fullwidth digits' width; anything else that is not a digit fails.
+// digitsOf returns the digits of secret, without the seed.
+func (d Digits) digitsOf(secret []byte) []byte {
+	if n := d.withDefaults().Length; len(secret) == n+digitsSeedLen {
+		return secret[:n]
+	}
+	return secret
+}
+
+// The media of a digits captcha, each drawn from a seed of its own.
+var (
+	imageMedium = []byte("captchagate digits media\x00image\x00")
+	audioMedium = []byte("captchagate digits media\x00audio\x00")
+)
+
+// mediaSeed derives the seed of one medium (the picture, the sound) from a
+// captcha's seed, so that the two draw apart.
+func mediaSeed(seed [digitsSeedLen]byte, medium []byte) (out [16]byte) {
+	h := sha256.New()
+	h.Write(medium)
+	h.Write(seed[:])
+	var sum [sha256.Size]byte
+	copy(out[:], h.Sum(sum[:0]))
+	return out
+}
+
+// Check implements Challenge: the answer against the secret's digits (never
+// its seed). Spaces and dashes in the answer are ignored, as are fullwidth
+// digits' width; anything else that is not a digit fails.
 func (d Digits) Check(_ context.Context, c CheckInfo) (bool, error) {
-	return digitsMatch(c.Secret, c.Answer), nil
+	return digitsMatch(d.digitsOf(c.Secret), c.Answer), nil
 }
 
 func digitsMatch(secret []byte, answer string) bool {

@@ -118,7 +118,7 @@ func point(x float64) string { return fmt.Sprintf(`{"x":%.1f,"y":5.0}`, x) }
 
 func TestSliderRenders(t *testing.T) {
 	a := newSliderApp(t, slider.Puzzle{})
-	c, x := a.puzzle(t, "15200000000")
+	c, _ := a.puzzle(t, "15200000000")
 	assert.Equal(t, "slider", c.Kind)
 	assert.Empty(t, c.AudioURL)
 	var geo slider.Geometry
@@ -130,25 +130,18 @@ func TestSliderRenders(t *testing.T) {
 	assert.Equal(t, image.Rect(0, 0, 320, 160), bg.Bounds())
 	pieceImg := decodePNG(t, serve(a.mux, "GET", member(c, "piece_url"), "").Body.Bytes())
 	assert.Equal(t, image.Rect(0, 0, 48, 160), pieceImg.Bounds())
-	// The piece is opaque somewhere, transparent in the corners of its
-	// image, and its opaque pixels are those of the picture's gap region
-	// before darkening: the gap in the picture is darker than the piece.
+	// The piece is opaque somewhere and transparent in the corners of its
+	// image. (What its pixels and the picture's give a script away is
+	// measured by slider/solver_test.go.)
 	opaque := 0
-	var pieceSum, gapSum int
 	for y := range 160 {
 		for xx := range 48 {
-			_, _, _, al := pieceImg.At(xx, y).RGBA()
-			if al == 0xffff {
+			if _, _, _, al := pieceImg.At(xx, y).RGBA(); al == 0xffff {
 				opaque++
-				r, g, b, _ := pieceImg.At(xx, y).RGBA()
-				pieceSum += int(r + g + b)
-				r, g, b, _ = bg.At(x+xx, y).RGBA()
-				gapSum += int(r + g + b)
 			}
 		}
 	}
 	assert.Greater(t, opaque, 36*36)
-	assert.Less(t, gapSum, pieceSum, "the gap is drawn darker than the piece at x=%d", x)
 	_, _, _, al := pieceImg.At(0, 0).RGBA()
 	assert.Zero(t, al)
 

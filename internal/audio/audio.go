@@ -12,7 +12,6 @@
 package audio
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	_ "embed" // sounds.bin
 	"encoding/binary"
@@ -43,7 +42,6 @@ var (
 	beep    []byte
 	endBeep []byte               // the beep, stretched to 1.4 times its length
 	silence [sampleRate / 5]byte // a fifth of a second
-	key     [32]byte             // seeds renders: unpredictable, fixed per process
 	padByte = []byte{0}          // after an odd-length data chunk
 )
 
@@ -85,24 +83,32 @@ func init() {
 	for i := range silence {
 		silence[i] = 128
 	}
-	rand.Read(key[:])
 }
 
 // renderer is the reused state of one render.
 type renderer struct {
-	src  mrand.ChaCha8
-	rnd  *mrand.Rand
-	h    hash.Hash
-	bg   []byte
-	lut  [256]byte
-	said []said
-	gaps []int
+	src    mrand.ChaCha8
+	rnd    *mrand.Rand
+	h      hash.Hash
+	seed   [16]byte
+	bg     []byte
+	lut    [256]byte
+	said   []said
+	gaps   []int
+	babble []babble
 }
 
 // said is one digit as spoken: its speed, level and length in samples.
 type said struct {
 	speed, level float64
 	n            int
+}
+
+// babble is one reversed digit of the background: which digit, its speed
+// and level, and where it starts, as a fraction of the room left for it.
+type babble struct {
+	digit             int
+	speed, level, pos float64
 }
 
 var renderers = sync.Pool{New: func() any {
@@ -115,12 +121,16 @@ var renderers = sync.Pool{New: func() any {
 // the longest recording plus their pauses.
 const maxBuffer = 1 << 20
 
-// Write writes the sound of digits (each 0 to 9) for captcha id, spoken in
-// lang, or in English if there are no recordings for lang. Within a process
-// the same id and digits always sound the same, so that fetching a sound
-// again cannot be used to average its noise away; the noise cannot be
-// predicted from the digits.
-func Write(w io.Writer, id string, digits []byte, lang string) (int64, error) {
+// Write writes the sound of digits (each 0 to 9) spoken in lang, or in
+// English if there are no recordings for lang. All its randomness (the
+// digits' speeds and levels, the pauses, the noise and the background
+// babble) comes from seed, the captcha's own: the same seed and digits sound
+// the same on every render and every instance, so fetching a sound again
+// cannot be used to average its noise away, and every language of one
+// captcha is the same recording but for the voice (the same pauses, speeds,
+// levels, noise and babble, the babble's sounds in the language's voice).
+// The noise cannot be predicted without the seed.
+func Write(w io.Writer, seed [16]byte, digits []byte, lang string) (int64, error) {
 	for _, d := range digits {
 		if d > 9 {
 			return 0, fmt.Errorf("audio: digit %d out of range", d)
@@ -136,19 +146,25 @@ func Write(w io.Writer, id string, digits []byte, lang string) (int64, error) {
 			renderers.Put(r)
 		}
 	}()
-	r.seed(id, digits)
+	r.seed = seed
 	body := r.compose(v, digits, true)
 	return writeWAV(w, body)
 }
 
-func (r *renderer) seed(id string, digits []byte) {
+// Streams of a render, each drawn from the captcha's seed apart, so that
+// one language's longer background does not shift the draws that follow.
+var (
+	streamSpeech = []byte("captchagate audio\x00speech\x00") // the digits' speeds and levels, the pauses
+	streamNoise  = []byte("captchagate audio\x00noise\x00")  // the white noise
+	streamBabble = []byte("captchagate audio\x00babble\x00") // the reversed digits of the background
+)
+
+// reseed starts the stream named purpose of r's seed.
+func (r *renderer) reseed(purpose []byte) {
 	var s [32]byte
 	r.h.Reset()
-	r.h.Write(key[:])
-	var n [8]byte
-	r.h.Write(binary.LittleEndian.AppendUint64(n[:0], uint64(len(id))))
-	io.WriteString(r.h, id)
-	r.h.Write(digits)
+	r.h.Write(purpose)
+	r.h.Write(r.seed[:])
 	r.h.Sum(s[:0])
 	r.src.Seed(s)
 }
@@ -158,6 +174,7 @@ func (r *renderer) float(from, to float64) float64 { return from + (to-from)*r.r
 // compose draws the background with the digits mixed in (or, for tests,
 // without them) into r.bg and returns it.
 func (r *renderer) compose(v *voice, digits []byte, speak bool) []byte {
+	r.reseed(streamSpeech)
 	r.said = r.said[:0]
 	for _, d := range digits {
 		s := said{speed: r.float(0.9, 1.2), level: r.float(0.75, 1.2)}
@@ -178,21 +195,27 @@ func (r *renderer) compose(v *voice, digits []byte, speak bool) []byte {
 	bg := r.bg[:size]
 
 	// White noise, then a reversed, re-pitched digit every tenth of a
-	// second, quietly.
+	// second, quietly. Each babble takes the same draws whatever the
+	// language, so the babble of a shorter background is the start of a
+	// longer one's.
+	r.reseed(streamNoise)
 	r.src.Read(bg)
 	for i, x := range bg {
 		bg[i] = x%4 + 126
 	}
+	r.reseed(streamBabble)
+	r.babble = r.babble[:0]
 	for range size / (sampleRate / 10) {
-		snd := v.digits[r.rnd.IntN(10)]
-		speed := r.float(0.8, 1.4)
-		n := int(math.Floor(float64(len(snd)) * speed))
+		b := babble{digit: int(r.rnd.Uint64() % 10), speed: r.float(0.8, 1.4), level: r.float(0.3, 0.46), pos: r.rnd.Float64()}
+		r.babble = append(r.babble, b)
+		snd := v.digits[b.digit]
+		n := int(math.Floor(float64(len(snd)) * b.speed))
 		if n >= size {
 			continue
 		}
-		at := r.rnd.IntN(size - n)
-		levels(&r.lut, r.float(0.3, 0.46))
-		mix(bg[at:at+n], snd, speed, &r.lut, true)
+		at := int(b.pos * float64(size-n))
+		levels(&r.lut, b.level)
+		mix(bg[at:at+n], snd, b.speed, &r.lut, true)
 	}
 
 	at := r.gaps[0]

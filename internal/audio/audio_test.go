@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -105,10 +106,16 @@ func TestMixMatchesMaterializedSteps(t *testing.T) {
 	}
 }
 
+// seedOf is a captcha seed for tests, named by a string.
+func seedOf(name string) (s [16]byte) {
+	copy(s[:], name)
+	return s
+}
+
 func wav(t *testing.T, id string, digits []byte, lang string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	n, err := Write(&b, id, digits, lang)
+	n, err := Write(&b, seedOf(id), digits, lang)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +151,13 @@ func TestWAVFile(t *testing.T) {
 	}
 }
 
-func TestWAVSameIDSameSound(t *testing.T) {
+func TestWAVSameSeedSameSound(t *testing.T) {
 	a := wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")
 	if !bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")) {
-		t.Fatal("the same id and digits sound different")
+		t.Fatal("the same seed and digits sound different")
 	}
 	if bytes.Equal(a, wav(t, "BAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")) {
-		t.Fatal("another id sounds the same")
+		t.Fatal("another seed sounds the same")
 	}
 	if bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 7}, "en")) {
 		t.Fatal("other digits sound the same")
@@ -161,7 +168,7 @@ func TestWAVSameIDSameSound(t *testing.T) {
 	if bytes.Equal(a, wav(t, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "ru")) {
 		t.Fatal("Russian sounds like English")
 	}
-	if _, err := Write(&bytes.Buffer{}, "x", []byte{1, 10}, "en"); err == nil {
+	if _, err := Write(&bytes.Buffer{}, seedOf("x"), []byte{1, 10}, "en"); err == nil {
 		t.Fatal("digit 10 accepted")
 	}
 }
@@ -173,9 +180,8 @@ func TestDigitsAreSpoken(t *testing.T) {
 	digits := []byte{0, 9, 3, 3, 7, 1, 8, 2}
 	for lang, v := range voices {
 		r := renderers.Get().(*renderer)
-		r.seed("id", digits)
+		r.seed = seedOf("id")
 		with := bytes.Clone(r.compose(v, digits, true))
-		r.seed("id", digits)
 		without := r.compose(v, digits, false)
 		want := bytes.Clone(without)
 		at := r.gaps[0]
@@ -214,7 +220,7 @@ func TestLongDigitsAreCut(t *testing.T) {
 	cut := 0
 	for i := range 20 {
 		r := renderers.Get().(*renderer)
-		r.seed(string(rune('a'+i)), digits)
+		r.seed = seedOf(string(rune('a' + i)))
 		bg := r.compose(v, digits, true)
 		end := r.gaps[0]
 		for k, s := range r.said {
@@ -253,6 +259,57 @@ func BenchmarkWrite(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf.Reset()
-		Write(&buf, "AAAAAAAAAAAAAAAAAAAAAA", []byte{1, 2, 3, 4, 5, 6}, "en")
+		Write(&buf, seedOf("AAAAAAAAAAAAAAAA"), []byte{1, 2, 3, 4, 5, 6}, "en")
+	}
+}
+
+// Every language of one captcha is one recording but for the voice: the
+// digits' speeds, levels and pauses, the noise and the babble's draws are
+// the same; another seed draws them anew.
+func TestLanguagesShareTheRecording(t *testing.T) {
+	digits := []byte{4, 0, 7, 1, 9, 2}
+	type drawn struct {
+		said   []said
+		gaps   []int
+		babble []babble
+		noise  []byte
+	}
+	render := func(seed [16]byte, lang string) drawn {
+		r := renderers.Get().(*renderer)
+		defer renderers.Put(r)
+		r.seed = seed
+		r.compose(voices[lang], digits, true)
+		r.reseed(streamNoise)
+		noise := make([]byte, 4000) // the noise's start, as compose drew it
+		r.src.Read(noise)
+		return drawn{slices.Clone(r.said), slices.Clone(r.gaps), slices.Clone(r.babble), noise}
+	}
+	en := render(seedOf("one captcha"), "en")
+	for _, lang := range []string{"ru", "zh", "ja", "pt"} {
+		o := render(seedOf("one captcha"), lang)
+		for i := range en.said {
+			if en.said[i].speed != o.said[i].speed || en.said[i].level != o.said[i].level {
+				t.Fatalf("%s: digit %d spoken at another speed or level than in English", lang, i)
+			}
+		}
+		if !slices.Equal(en.gaps, o.gaps) {
+			t.Fatalf("%s: pauses %v, English %v", lang, o.gaps, en.gaps)
+		}
+		n := min(len(en.babble), len(o.babble))
+		if n < 50 || !slices.Equal(en.babble[:n], o.babble[:n]) {
+			t.Fatalf("%s: the babble differs from English's", lang)
+		}
+		if !bytes.Equal(en.noise, o.noise) {
+			t.Fatalf("%s: the noise differs from English's", lang)
+		}
+	}
+	other := render(seedOf("another captcha"), "en")
+	if slices.Equal(en.gaps, other.gaps) || bytes.Equal(en.noise, other.noise) {
+		t.Fatal("another seed draws the same pauses or noise")
+	}
+	// The voice still differs.
+	a, b := wav(t, "one captcha", digits, "en"), wav(t, "one captcha", digits, "ru")
+	if bytes.Equal(a, b) {
+		t.Fatal("English and Russian sound the same")
 	}
 }

@@ -50,10 +50,19 @@ type Spy struct {
 	answers map[string]string
 }
 
-// Render implements captchagate.Challenge and records the answer of id.
+// Render implements captchagate.Challenge and records the answer of id: the
+// secret's digits, without the seed that follows them.
 func (s *Spy) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
-	a := make([]byte, len(secret))
-	for i, d := range secret {
+	digits := secret
+	n := s.Digits.Length
+	if n <= 0 {
+		n = 6
+	}
+	if n = min(n, 32); len(secret) == n+16 {
+		digits = secret[:n]
+	}
+	a := make([]byte, len(digits))
+	for i, d := range digits {
 		a[i] = '0' + d
 	}
 	s.mu.Lock()

@@ -1,0 +1,5 @@
+//go:build !race
+
+package slider_test
+
+const raceEnabled = false
