@@ -385,8 +385,6 @@ func (e *P2Env) spraying() []P2Row {
 	}
 }
 
-// p2Number is the number the SMS scenario's variants name.
-const p2Number = "+15550001234"
 
 // Separators only: the core's phone key drops them today.
 var p2Separated = []string{"+15550001234", "+1 555 000 1234", "+1 (555) 000-1234", "+1-555-000-1234", "+1.555.000.1234",
