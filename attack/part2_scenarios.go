@@ -385,7 +385,6 @@ func (e *P2Env) spraying() []P2Row {
 	}
 }
 
-
 // Separators only: the core's phone key drops them today.
 var p2Separated = []string{"+15550001234", "+1 555 000 1234", "+1 (555) 000-1234", "+1-555-000-1234", "+1.555.000.1234",
 	"+1 555\u00a0000 1234"}
