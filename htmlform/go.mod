@@ -9,7 +9,6 @@ require (
 )
 
 require (
-	github.com/dchest/captcha v1.1.0 // indirect
 	github.com/gorilla/securecookie v1.1.2 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/text v0.44.0 // indirect

@@ -9,7 +9,6 @@ require (
 )
 
 require (
-	github.com/dchest/captcha v1.1.0 // indirect
 	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
 	github.com/zeebo/xxh3 v1.0.2 // indirect
 	golang.org/x/sys v0.48.0 // indirect
