@@ -571,6 +571,9 @@ func (e *P2Env) instances() []P2Row {
 	q := rightLogin("owner", home)
 	q.cookie = dev
 	known := e.send(b, q)
+	// Its success's reset is written behind by B: once written, not before
+	// (README), so A's failures below must not race it.
+	b.Flush()
 	// 8b: the known device's own budget: its failures on A count at B, its
 	// success on B resets it at A.
 	w := guess("owner", home)
