@@ -68,22 +68,10 @@ func BenchmarkGuardAllowedRateOnly(b *testing.B) {
 // BenchmarkGuardAllowedIPAndJSONUser adds a username from a small JSON body:
 // the same request each time, its body rewound.
 func BenchmarkGuardAllowedIPAndJSONUser(b *testing.B) {
-	g := benchGate(b)
-	h := g.Guard(captchagate.Policy{Name: "login", MaxFailures: 1 << 30, Keys: []captchagate.Key{
+	benchJSONUser(b, captchagate.Policy{Name: "login", MaxFailures: 1 << 30, Keys: []captchagate.Key{
 		captchagate.Username(captchagate.JSONField("username")),
 		{Source: captchagate.ClientIP()},
-	}})(okHandler)
-	const body = `{"username":"alice","password":"wonderland"}`
-	r := httptest.NewRequest("POST", "/", nil)
-	rd := strings.NewReader(body)
-	rc := io.NopCloser(rd)
-	w := &nopWriter{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		rd.Reset(body)
-		r.Body, r.ContentLength = rc, int64(len(body))
-		h.ServeHTTP(w, r)
-	}
+	}}, "")
 }
 
 // BenchmarkGuardAllowedJSONUserNoFailureCeiling is
