@@ -72,6 +72,13 @@ type loginApp struct {
 }
 
 func newLoginApp(t *testing.T, mutate func(*captchagate.Config)) *loginApp {
+	return newLoginAppWith(t, loginPolicy, mutate)
+}
+
+// newLoginAppWith is newLoginApp guarded by policy. Its handler reports
+// the right password with Succeed (which sets a device cookie under
+// Policy.Devices), as well as with its status.
+func newLoginAppWith(t *testing.T, policy captchagate.Policy, mutate func(*captchagate.Config)) *loginApp {
 	events := &eventLog{}
 	g, clk := newGate(t, func(c *captchagate.Config) {
 		c.OnEvent = events.hook
@@ -81,7 +88,7 @@ func newLoginApp(t *testing.T, mutate func(*captchagate.Config)) *loginApp {
 	})
 	a := &loginApp{gate: g, clock: clk, mux: http.NewServeMux(), events: events}
 	a.mux.Handle("/captcha/", g.Handler())
-	a.mux.Handle("POST /login", g.Guard(loginPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.mux.Handle("POST /login", g.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.calls.Add(1)
 		var req struct{ Username, Password string }
 		if json.NewDecoder(r.Body).Decode(&req) != nil {
@@ -92,6 +99,7 @@ func newLoginApp(t *testing.T, mutate func(*captchagate.Config)) *loginApp {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		captchagate.Succeed(r)
 		w.WriteHeader(http.StatusOK)
 	})))
 	return a

@@ -1,7 +1,6 @@
 package captchagate_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -27,8 +26,6 @@ type ownerApp struct {
 
 func newOwnerApp(t *testing.T, p func(*captchagate.Policy)) *ownerApp {
 	t.Helper()
-	a := &ownerApp{loginApp: &loginApp{mux: http.NewServeMux(), events: &eventLog{}}}
-	a.gate, a.clock = newGate(t, func(c *captchagate.Config) { c.OnEvent = a.events.hook; c.CreateBurst = 100_000 })
 	policy := captchagate.Policy{Name: "login", MaxFailures: 5, Window: 15 * time.Minute,
 		Keys: []captchagate.Key{
 			captchagate.Username(captchagate.JSONField("username")),
@@ -39,22 +36,7 @@ func newOwnerApp(t *testing.T, p func(*captchagate.Policy)) *ownerApp {
 	if p != nil {
 		p(&policy)
 	}
-	a.mux.Handle("/captcha/", a.gate.Handler())
-	a.mux.Handle("POST /login", a.gate.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.calls.Add(1)
-		var req struct{ Username, Password string }
-		if json.NewDecoder(r.Body).Decode(&req) != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		if req.Password != "right" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		captchagate.Succeed(r)
-		w.WriteHeader(http.StatusOK)
-	})))
-	return a
+	return &ownerApp{newLoginAppWith(t, policy, func(c *captchagate.Config) { c.CreateBurst = 100_000 })}
 }
 
 // deviceCookie returns the device cookie w set, or "".
