@@ -81,18 +81,10 @@ func (gd *Guard) Begin(w http.ResponseWriter, r *http.Request, args map[string]s
 		}
 		ev.read = proofRead{done: true, tok: proof.Token, id: proof.CaptchaID, answer: proof.Answer}
 	}
-	ctx, cancel := gd.g.storeContext(r)
-	err := gd.count(ctx, r, ev, serving)
-	if err == nil && ev.tripped != 0 {
-		err = gd.prove(ctx, r, ev)
-	}
-	if err != nil {
-		gd.refund(ctx, ev)
-		cancel()
+	if err := gd.admit(r, ev); err != nil {
 		putEval(ev)
 		return nil, err
 	}
-	cancel()
 	return &Attempt{gd: gd, ev: ev, w: w, r: r}, nil
 }
 
@@ -105,14 +97,19 @@ func (g *Gate) checkProof(p Proof) error {
 			return invalid(CodeMalformedCaptchaID, TokenField, "captcha_token is not a captcha token")
 		}
 	case p.CaptchaID != "":
-		if err := checkID(p.CaptchaID); err != nil {
-			return err
-		}
-		return g.checkAnswer(p.Answer)
+		return g.checkInline(p.CaptchaID, p.Answer)
 	case p.Answer != "":
 		return invalid(CodeMissingCaptchaID, IDField, "captcha_id is required with captcha_answer")
 	}
 	return nil
+}
+
+// checkInline validates an inline answer's captcha id and answer.
+func (g *Gate) checkInline(id, answer string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	return g.checkAnswer(answer)
 }
 
 // Fail records that the attempt failed (a wrong password): its failure

@@ -206,18 +206,10 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		gd.g.Error(w, r, err)
 		return
 	}
-	ctx, cancel := gd.g.storeContext(r)
-	err := gd.count(ctx, r, ev, serving)
-	if err == nil && ev.tripped != 0 {
-		err = gd.prove(ctx, r, ev)
-	}
-	if err != nil {
-		gd.refund(ctx, ev)
-		cancel()
+	if err := gd.admit(r, ev); err != nil {
 		gd.g.Error(w, r, err)
 		return
 	}
-	cancel()
 	if ev.reserved == 0 {
 		ev.dropOps()
 		next.ServeHTTP(w, r)
@@ -225,10 +217,26 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 	}
 	o := &outcome{Context: r.Context(), gw: guardWriter{ResponseWriter: w, gd: gd, ev: ev}}
 	next.ServeHTTP(&o.gw, r.WithContext(o))
-	ctx, cancel = gd.g.storeContext(r)
+	ctx, cancel := gd.g.storeContext(r)
 	gd.settle(ctx, ev, &o.gw)
 	cancel()
 	ev.dropOps()
+}
+
+// admit counts the request whose keys ev holds and, if a key tripped, proves
+// it; a request it refuses (the error to answer with) is refunded: nothing
+// it counted stays. Wrap and Begin both let a request in through it.
+func (gd *Guard) admit(r *http.Request, ev *eval) error {
+	ctx, cancel := gd.g.storeContext(r)
+	defer cancel()
+	err := gd.count(ctx, r, ev, serving)
+	if err == nil && ev.tripped != 0 {
+		err = gd.prove(ctx, r, ev)
+	}
+	if err != nil {
+		gd.refund(ctx, ev)
+	}
+	return err
 }
 
 // extract reads the keys' values (and the body, if a key needs it) and has
@@ -805,10 +813,7 @@ func (gd *Guard) readProof(r *http.Request, ev *eval) (tok, id, answer string, e
 		}
 	}
 	if id != "" {
-		if err := checkID(id); err != nil {
-			return "", "", "", err
-		}
-		if err := gd.g.checkAnswer(answer); err != nil {
+		if err := gd.g.checkInline(id, answer); err != nil {
 			return "", "", "", err
 		}
 	}
