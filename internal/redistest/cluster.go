@@ -48,6 +48,8 @@ type Cluster struct {
 // clusterNode is one redis-server of a Cluster.
 type clusterNode struct {
 	addr string
+	port int // the client port; bus, the cluster bus's
+	bus  int
 	id   string // the cluster node id
 	dir  string
 
@@ -130,8 +132,8 @@ func (c *Cluster) startNode() *clusterNode {
 			lastErr = err
 			continue
 		}
-		nd := &clusterNode{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: c.t.TempDir()}
-		if lastErr = c.run(nd, port, bus); lastErr == nil {
+		nd := &clusterNode{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, bus: bus, dir: c.t.TempDir()}
+		if lastErr = c.run(nd); lastErr == nil {
 			return nd
 		}
 	}
@@ -139,7 +141,8 @@ func (c *Cluster) startNode() *clusterNode {
 	return nil
 }
 
-func (c *Cluster) run(nd *clusterNode, port, bus int) error {
+func (c *Cluster) run(nd *clusterNode) error {
+	port, bus := nd.port, nd.bus
 	coverage := "no"
 	if c.opts.FullCoverage {
 		coverage = "yes"
@@ -261,6 +264,32 @@ func (c *Cluster) Kill(addr string) {
 	<-exited
 }
 
+// Restart starts the node at addr again after Kill, on its ports and with
+// its nodes.conf but none of its data, as a crashed node without
+// persistence comes back: a master that was replaced rejoins as a replica
+// of its replacement and syncs from it. Call WaitHealthy after it.
+func (c *Cluster) Restart(addr string) {
+	c.t.Helper()
+	nd := c.node(addr)
+	nd.mu.Lock()
+	running := nd.cmd != nil
+	nd.mu.Unlock()
+	if running {
+		c.t.Fatalf("redistest: Restart of %s, which is running", addr)
+	}
+	var err error
+	for range 50 {
+		if err = c.run(nd); err == nil {
+			nd.mu.Lock()
+			nd.dead = false
+			nd.mu.Unlock()
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the ports may linger briefly
+	}
+	c.t.Fatalf("redistest: restarting %s: %v", addr, err)
+}
+
 // Pause stops the node at addr (SIGSTOP): connections stay open, nothing
 // answers.
 func (c *Cluster) Pause(addr string) { c.node(addr).signal(syscall.SIGSTOP) }
@@ -359,7 +388,8 @@ func (c *Cluster) Masters() []string {
 	return out
 }
 
-// MasterOf returns the address of the master serving slot.
+// MasterOf returns the address of the master serving slot, or "" while
+// none does (its master failed and no replica has taken over yet).
 func (c *Cluster) MasterOf(slot int) string {
 	c.t.Helper()
 	for _, ni := range c.view() {
@@ -372,15 +402,14 @@ func (c *Cluster) MasterOf(slot int) string {
 			}
 		}
 	}
-	c.t.Fatalf("redistest: no master serves slot %d", slot)
 	return ""
 }
 
 // MasterOfKey returns the address of the master serving key's slot.
 func (c *Cluster) MasterOfKey(key string) string { return c.MasterOf(Slot(key)) }
 
-// ReplicaOf returns the address of a replica of the master at addr, or ""
-// if it has none.
+// ReplicaOf returns the address of a live replica of the master at addr,
+// or "" if it has none.
 func (c *Cluster) ReplicaOf(master string) string {
 	c.t.Helper()
 	ns := c.view()
@@ -391,11 +420,15 @@ func (c *Cluster) ReplicaOf(master string) string {
 		}
 	}
 	for _, ni := range ns {
-		if id != "" && ni.master == id && !ni.failed {
+		if id != "" && ni.master == id && !ni.isMaster && c.isAlive(ni.addr) {
 			return ni.addr
 		}
 	}
 	return ""
+}
+
+func (c *Cluster) isAlive(addr string) bool {
+	return slices.ContainsFunc(c.alive(), func(nd *clusterNode) bool { return nd.addr == addr })
 }
 
 // WaitHealthy waits until every live node reports cluster_state:ok, every

@@ -60,6 +60,12 @@ type clusterInstance struct {
 // login policy is clusterPolicy.
 func newClusterInstance(t *testing.T, cc *redis.ClusterClient, o redisstore.Options, clk *storetest.Clock, mutate func(*captchagate.Config)) *clusterInstance {
 	t.Helper()
+	return newClusterInstanceWith(t, cc, o, clk, clusterPolicy, mutate)
+}
+
+// newClusterInstanceWith starts an instance whose login policy is policy.
+func newClusterInstanceWith(t *testing.T, cc *redis.ClusterClient, o redisstore.Options, clk *storetest.Clock, policy captchagate.Policy, mutate func(*captchagate.Config)) *clusterInstance {
+	t.Helper()
 	if o.Now == nil {
 		o.Now = clk.Now
 	}
@@ -85,7 +91,7 @@ func newClusterInstance(t *testing.T, cc *redis.ClusterClient, o redisstore.Opti
 	ci.instance = in
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", g.Handler())
-	mux.Handle("POST /login", g.Guard(clusterPolicy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /login", g.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in.reached.Add(1)
 		var req struct{ Username, Password string }
 		json.NewDecoder(r.Body).Decode(&req)
