@@ -90,8 +90,12 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 		args = append(args, nd.addr)
 	}
 	args = append(args, "--cluster-replicas", strconv.Itoa(o.Replicas), "--cluster-yes")
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	if os.Getenv("REDISTEST_DEBUG") != "" {
+		t.Logf("%s", out)
 	}
 	for _, nd := range c.nodes {
 		id, err := Do(nd.addr, "CLUSTER", "MYID")
@@ -432,8 +436,9 @@ func (c *Cluster) isAlive(addr string) bool {
 }
 
 // WaitHealthy waits until every live node reports cluster_state:ok, every
-// live node sees the same masters serving all 16384 slots, and every live
-// replica's link to its master is up and in sync.
+// live node sees the same masters serving all 16384 slots and every other
+// live node beyond the masters as a replica, and every live replica's link
+// to its master is up and in sync.
 func (c *Cluster) WaitHealthy(timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -449,7 +454,8 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) {
 
 func (c *Cluster) healthy() error {
 	var want string
-	for _, nd := range c.alive() {
+	alive := c.alive()
+	for _, nd := range alive {
 		info, err := Do(nd.addr, "CLUSTER", "INFO")
 		if err != nil {
 			return err
@@ -473,6 +479,16 @@ func (c *Cluster) healthy() error {
 		}
 		if covered != 16384 {
 			return fmt.Errorf("%s sees %d slots covered", nd.addr, covered)
+		}
+		// Gossip spreads the replicas' roles: every node must know them.
+		replicas := 0
+		for _, ni := range ns {
+			if !ni.isMaster && !ni.failed && c.isAlive(ni.addr) {
+				replicas++
+			}
+		}
+		if want := len(alive) - c.opts.Masters; replicas != want {
+			return fmt.Errorf("%s sees %d replicas, want %d", nd.addr, replicas, want)
 		}
 		if want == "" {
 			want = sb.String()
