@@ -213,10 +213,13 @@ func (t *P2Target) sendCode(w http.ResponseWriter, r *http.Request) {
 type P2Backend struct {
 	Name  string
 	Redis bool
+	// Cluster runs Redis as a Cluster of three masters and three replicas.
+	Cluster bool
 }
 
-// P2Backends are memstore and Redis.
-var P2Backends = []P2Backend{{Name: "memstore"}, {Name: "redis noeviction", Redis: true}}
+// P2Backends are memstore, Redis, and a Redis Cluster.
+var P2Backends = []P2Backend{{Name: "memstore"}, {Name: "redis noeviction", Redis: true},
+	{Name: "redis cluster noeviction", Redis: true, Cluster: true}}
 
 // P2Sizes scale part 2.
 type P2Sizes struct {
@@ -251,6 +254,7 @@ type P2Env struct {
 	s       P2Sizes
 	clk     *storetest.Clock
 	srv     *redistest.Server
+	cluster *redistest.Cluster
 	any     *http.Client
 	addrs   atomic.Int64
 	prefix  atomic.Int64
@@ -266,7 +270,10 @@ func NewP2Env(t testing.TB, b P2Backend, s P2Sizes) *P2Env {
 	e := &P2Env{t: t, ctx: context.Background(), b: b, s: s, any: NewClient(netip.Addr{}),
 		quietLg: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	t.Cleanup(e.any.CloseIdleConnections)
-	if b.Redis {
+	switch {
+	case b.Cluster:
+		e.cluster = redistest.StartCluster(t, redistest.ClusterOptions{}) // noeviction is Redis's default
+	case b.Redis:
 		e.srv = redistest.Start(t)
 		c := redis.NewClient(&redis.Options{Addr: e.srv.Addr})
 		must(t, c.ConfigSet(e.ctx, "maxmemory-policy", "noeviction").Err())
@@ -300,10 +307,16 @@ func (e *P2Env) targets(n int) []*P2Target {
 			StoreTimeout: 5 * time.Second, CreateBurst: P2CreateBurst, Logger: e.quietLg}
 		flush := func() {}
 		if e.b.Redis {
-			c := redis.NewClient(&redis.Options{Addr: e.srv.Addr, ContextTimeoutEnabled: true, PoolSize: 32})
+			var c redis.UniversalClient
+			if e.b.Cluster {
+				c = newClusterClient(e.t, e.cluster)
+			} else {
+				c = redis.NewClient(&redis.Options{Addr: e.srv.Addr, ContextTimeoutEnabled: true, PoolSize: 32})
+				e.t.Cleanup(func() { c.Close() })
+			}
 			st, err := redisstore.New(c, redisstore.Options{Prefix: prefix, Now: e.clk.Now, Logger: e.quietLg})
 			must(e.t, err)
-			e.t.Cleanup(func() { st.Close(); c.Close() })
+			e.t.Cleanup(func() { st.Close() })
 			cfg.Store = st
 			flush = func() {
 				ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)

@@ -37,6 +37,10 @@ type Backend struct {
 	MaxMemory int64
 	// AllFloods runs every flood on b, not only the login floods.
 	AllFloods bool
+	// Cluster runs a Redis backend on a Redis Cluster of three masters and
+	// three replicas (attack/cluster.go), each master with the eviction
+	// policy and MaxMemory above what it uses empty.
+	Cluster bool
 }
 
 // Redis reports whether b is a Redis backend.
@@ -305,8 +309,8 @@ const (
 )
 
 // Backends are the stores the suite runs on for sizes s: the default
-// in-memory store, one bounded to s.MaxEntries, and Redis under each
-// maxmemory-policy. Every flood runs on the in-memory stores, on noeviction
+// in-memory store, one bounded to s.MaxEntries, Redis under each
+// maxmemory-policy, and a Redis Cluster under noeviction. Every flood runs on the in-memory stores, on noeviction
 // (the documented setting) and on allkeys-lru (a cache's usual one); the
 // other policies get the login floods.
 func Backends(s Sizes) []Backend {
@@ -319,7 +323,8 @@ func Backends(s Sizes) []Backend {
 		bs = append(bs, Backend{Name: "redis " + p, Eviction: p, MaxMemory: s.RedisMaxMemory,
 			AllFloods: p == "noeviction" || p == "allkeys-lru"})
 	}
-	return bs
+	return append(bs, Backend{Name: "redis cluster noeviction", Eviction: "noeviction", MaxMemory: s.RedisMaxMemory,
+		AllFloods: true, Cluster: true})
 }
 
 // Floods are the floods run on b.
@@ -364,7 +369,7 @@ type scenario struct {
 
 	entries func() int
 	flush   func()        // waits for writes behind (Redis)
-	rdb     *redis.Client // nil for memstore
+	nodes   []*redis.Client // Redis's masters (one but on a Cluster), none for memstore
 
 	any          *http.Client // one connection per request, source from the context
 	knownClients map[int]*http.Client
@@ -431,17 +436,25 @@ func cmpOr(v, d int) int {
 	return v
 }
 
-// redis starts a redis-server with b's eviction policy and maxmemory, and
-// points cfg at it.
+// redis starts a redis-server (or a Cluster) with b's eviction policy and
+// maxmemory, and points cfg at it.
 func (sc *scenario) redis(b Backend, cfg *captchagate.Config) {
-	srv := redistest.Start(sc.t)
-	sc.rdb = redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, PoolSize: 32})
-	sc.t.Cleanup(func() { sc.rdb.Close() })
-	must(sc.t, sc.rdb.ConfigSet(sc.ctx, "maxmemory-policy", b.Eviction).Err())
-	base := sc.info("memory", "used_memory")
-	sc.res.RedisMaxMemory = base + b.MaxMemory
-	must(sc.t, sc.rdb.ConfigSet(sc.ctx, "maxmemory", strconv.FormatInt(sc.res.RedisMaxMemory, 10)).Err())
-	st, err := redisstore.New(sc.rdb, redisstore.Options{Now: sc.now})
+	var client redis.UniversalClient
+	if b.Cluster {
+		client = sc.startCluster()
+	} else {
+		srv := redistest.Start(sc.t)
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, PoolSize: 32})
+		sc.t.Cleanup(func() { rdb.Close() })
+		sc.nodes, client = []*redis.Client{rdb}, rdb
+	}
+	for _, n := range sc.nodes {
+		must(sc.t, n.ConfigSet(sc.ctx, "maxmemory-policy", b.Eviction).Err())
+		limit := infoOf(sc.t, n, "memory", "used_memory") + b.MaxMemory
+		sc.res.RedisMaxMemory += limit
+		must(sc.t, n.ConfigSet(sc.ctx, "maxmemory", strconv.FormatInt(limit, 10)).Err())
+	}
+	st, err := redisstore.New(client, redisstore.Options{Now: sc.now})
 	must(sc.t, err)
 	sc.t.Cleanup(func() { st.Close() })
 	cfg.Store = st
@@ -450,7 +463,13 @@ func (sc *scenario) redis(b Backend, cfg *captchagate.Config) {
 		defer cancel()
 		st.Flush(ctx)
 	}
-	sc.entries = func() int { return int(sc.rdb.DBSize(sc.ctx).Val()) }
+	sc.entries = func() int {
+		n := 0
+		for _, c := range sc.nodes {
+			n += int(c.DBSize(sc.ctx).Val())
+		}
+		return n
+	}
 }
 
 func must(t testing.TB, err error) {
@@ -460,10 +479,19 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// info reads one integer field of a section of Redis's INFO.
+// info sums one integer field of a section of INFO over Redis's masters.
 func (sc *scenario) info(section, field string) int64 {
-	s, err := sc.rdb.Info(sc.ctx, section).Result()
-	must(sc.t, err)
+	var sum int64
+	for _, n := range sc.nodes {
+		sum += infoOf(sc.t, n, section, field)
+	}
+	return sum
+}
+
+// infoOf reads one integer field of a section of c's INFO.
+func infoOf(t testing.TB, c *redis.Client, section, field string) int64 {
+	s, err := c.Info(context.Background(), section).Result()
+	must(t, err)
 	for _, line := range strings.Split(s, "\r\n") {
 		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
@@ -480,7 +508,7 @@ func (sc *scenario) memory() (uint64, int64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	var used int64
-	if sc.rdb != nil {
+	if len(sc.nodes) > 0 {
 		used = sc.info("memory", "used_memory")
 		sc.res.RedisEvicted = sc.info("stats", "evicted_keys")
 	}
