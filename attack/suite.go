@@ -368,7 +368,7 @@ type scenario struct {
 	res    *Result
 
 	entries func() int
-	flush   func()        // waits for writes behind (Redis)
+	flush   func()          // waits for writes behind (Redis)
 	nodes   []*redis.Client // Redis's masters (one but on a Cluster), none for memstore
 
 	any          *http.Client // one connection per request, source from the context
