@@ -310,8 +310,9 @@ const (
 
 // Backends are the stores the suite runs on for sizes s: the default
 // in-memory store, one bounded to s.MaxEntries, Redis under each
-// maxmemory-policy, and a Redis Cluster under noeviction. Every flood runs on the in-memory stores, on noeviction
-// (the documented setting) and on allkeys-lru (a cache's usual one); the
+// maxmemory-policy, and a Redis Cluster under noeviction. Every flood runs
+// on the in-memory stores, on noeviction (the documented setting, on one
+// node and on the Cluster) and on allkeys-lru (a cache's usual one); the
 // other policies get the login floods.
 func Backends(s Sizes) []Backend {
 	bs := []Backend{
