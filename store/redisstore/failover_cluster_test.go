@@ -344,3 +344,92 @@ func spendAcrossFailover(t *testing.T, replicas int) (doubles, firsts, n int) {
 	t.Logf("replays accepted after the failover: %d of %d", replayed, 2*perKind)
 	return doubles, firsts, 2 * perKind
 }
+
+// The master of the spend marks ({marks}) killed: answers are refused while
+// it is down (never accepted without the store) and accepted again once the
+// slot has a master that a replica acknowledges: within about 2 s of the
+// failover when each master has two replicas (one is left to the new
+// master), and, with one replica each, only once the old master is back as
+// the new master's replica: until then the default durable spends fail
+// closed, since no replica can acknowledge them.
+func TestClusterFailoverOfMarks(t *testing.T) {
+	for _, replicas := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d replicas a master", replicas), func(t *testing.T) {
+			c := redistest.StartCluster(t, redistest.ClusterOptions{Replicas: replicas, NodeTimeout: 1500 * time.Millisecond})
+			cc := clusterClient(t, c, nil)
+			clk := storetest.NewClock()
+			in := newClusterInstance(t, cc, redisstore.Options{Prefix: "fm:"}, clk, func(cfg *captchagate.Config) {
+				cfg.StoreTimeout = time.Second
+				cfg.CaptchaTTL = time.Hour
+			})
+			// Captchas to answer, one an attempt: a refused spend may have
+			// marked its captcha.
+			first := tripAndCaptcha(t, in.instance, "marks-victim")
+			require.Equal(t, http.StatusOK, in.verify(t, first).status, "the marks' epoch exists before the kill")
+			var ids []string
+			for range 150 {
+				rp := in.post(t, "/login", login("marks-victim", "right"))
+				require.Equal(t, http.StatusPreconditionRequired, rp.status, rp.raw)
+				ids = append(ids, rp.captchaID(t))
+			}
+			home := c.MasterOfKey("fm:{marks}:e")
+			statuses := map[string]map[int]int{"down": {}, "failed over": {}, "replica back": {}}
+			next := 0
+			answer := func(phase string) int {
+				require.Less(t, next, len(ids), "out of captchas")
+				st := in.verify(t, ids[next]).status
+				next++
+				statuses[phase][st]++
+				return st
+			}
+
+			killed := time.Now()
+			c.Kill(home)
+			var failedOver time.Time
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				failedOver = c.WaitFailover(home, 30*time.Second)
+			}()
+		down:
+			for {
+				select {
+				case <-done:
+					break down
+				case <-time.After(100 * time.Millisecond):
+					assert.NotEqual(t, http.StatusOK, answer("down"), "an answer accepted while the marks' master is down")
+				}
+			}
+			var served time.Time
+			for time.Since(failedOver) < 3*time.Second {
+				if answer("failed over") == http.StatusOK && served.IsZero() {
+					served = time.Now()
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("failover %v after the kill", failedOver.Sub(killed).Round(time.Millisecond))
+			if replicas == 2 {
+				require.False(t, served.IsZero(), "answers accepted after the failover: %v", statuses)
+				t.Logf("answers accepted again %v after the failover; answers by phase %v",
+					max(served.Sub(failedOver), 0).Round(time.Millisecond), statuses)
+				assert.Less(t, served.Sub(failedOver), 5*time.Second)
+				return
+			}
+			assert.True(t, served.IsZero(), "with no replica left, no spend is acknowledged: answers refused")
+			restarted := time.Now()
+			c.Restart(home)
+			c.WaitHealthy(30 * time.Second)
+			healthy := time.Now()
+			deadline := healthy.Add(5 * time.Second)
+			for served.IsZero() && time.Now().Before(deadline) {
+				if answer("replica back") == http.StatusOK {
+					served = time.Now()
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("old master back as a replica %v after its restart; answers accepted again %v after that; answers by phase %v",
+				healthy.Sub(restarted).Round(time.Millisecond), served.Sub(healthy).Round(time.Millisecond), statuses)
+			assert.False(t, served.IsZero(), "answers accepted once a replica acknowledges spends")
+		})
+	}
+}
