@@ -161,7 +161,8 @@ func (c *Cluster) run(nd *clusterNode) error {
 		"--cluster-replica-validity-factor", "0",
 		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
 		"--save", "", "--appendonly", "no", "--dir", nd.dir,
-		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
+		"--daemonize", "no", "--protected-mode", "yes",
+		"--loglevel", "notice", "--logfile", filepath.Join(nd.dir, "redis.log"))
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -292,6 +293,16 @@ func (c *Cluster) Restart(addr string) {
 		time.Sleep(100 * time.Millisecond) // the ports may linger briefly
 	}
 	c.t.Fatalf("redistest: restarting %s: %v", addr, err)
+}
+
+// Log returns the log of the node at addr (loglevel notice): roles,
+// syncs, failovers.
+func (c *Cluster) Log(addr string) string {
+	b, err := os.ReadFile(filepath.Join(c.node(addr).dir, "redis.log"))
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // Pause stops the node at addr (SIGSTOP): connections stay open, nothing
@@ -438,7 +449,7 @@ func (c *Cluster) isAlive(addr string) bool {
 // WaitHealthy waits until every live node reports cluster_state:ok, every
 // live node sees the same masters serving all 16384 slots and every other
 // live node beyond the masters as a replica, and every live replica's link
-// to its master is up and in sync.
+// to its master is up, in sync, and has acknowledged all its master wrote.
 func (c *Cluster) WaitHealthy(timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -506,6 +517,40 @@ func (c *Cluster) healthy() error {
 		if strings.Contains(r, "role:slave") &&
 			(!strings.Contains(r, "master_link_status:up") || !strings.Contains(r, "master_sync_in_progress:0")) {
 			return fmt.Errorf("replica %s not in sync", nd.addr)
+		}
+		if err := caughtUp(nd.addr, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// caughtUp checks, on a master's INFO replication r, that every replica has
+// acknowledged the master's whole replication stream: after a diskless
+// full sync a master streams nothing to a replica until its first
+// REPLCONF ACK (up to a second later), so "link up" alone does not mean
+// that the writes made since reached it.
+func caughtUp(addr, r string) error {
+	var offset string
+	var acked []string
+	for _, line := range strings.Split(r, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+			offset = v
+		}
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, "offset=") {
+			for _, f := range strings.Split(line, ",") {
+				if v, ok := strings.CutPrefix(f, "offset="); ok {
+					acked = append(acked, v)
+				}
+			}
+		}
+	}
+	if !strings.Contains(r, "role:master") {
+		return nil
+	}
+	for _, a := range acked {
+		if a != offset {
+			return fmt.Errorf("a replica of %s acknowledged offset %s of %s", addr, a, offset)
 		}
 	}
 	return nil
