@@ -46,11 +46,18 @@ func failoverClient(t testing.TB, s *redistest.Sentinel) *redis.Client {
 }
 
 // sentinelInstance is an instance (see gate_test.go) on a failover client
-// of s, with the login route (loginPolicy) and the spend route
-// (spendPolicy, which answers 200 to the password "right").
+// of s: see gateOn.
 func sentinelInstance(t *testing.T, s *redistest.Sentinel, o redisstore.Options, mutate func(*captchagate.Config)) *instance {
 	t.Helper()
-	c := failoverClient(t, s)
+	return gateOn(t, failoverClient(t, s), o, mutate)
+}
+
+// gateOn is an instance (see gate_test.go) on c, whose store has options
+// o: the login route (loginPolicy) and the spend route (spendPolicy), both
+// answering 200 to the password "right", and the captcha handler. c is
+// the caller's to close.
+func gateOn(t *testing.T, c *redis.Client, o redisstore.Options, mutate func(*captchagate.Config)) *instance {
+	t.Helper()
 	store, err := redisstore.New(c, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
