@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -247,4 +249,160 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	sort.Slice(closedSamples, func(i, j int) bool { return closedSamples[i].at.Before(closedSamples[j].at) })
 	last := closedSamples[len(closedSamples)-1]
 	assert.NotEqual(t, http.StatusServiceUnavailable, last.status)
+}
+
+// lagResult is what spendAcrossLaggingFailover saw of n captcha answers
+// and n tokens: accepted before the failover (while the replicas lagged),
+// refused then as the store failed (503), accepted when replayed after
+// it, and accepted both times.
+type lagResult struct {
+	n, before, unavailable, after, twice int
+}
+
+// spendAcrossLaggingFailover holds the replicas of a Sentinel deployment
+// behind (SIGSTOP, then a write backlog larger than the sockets' buffers,
+// so that what follows waits in the master's output buffer), spends n
+// captcha answers and n tokens through a gate whose store has options o,
+// kills the master, lets the replicas go, waits for the failover and
+// replays every answer and token.
+func spendAcrossLaggingFailover(t *testing.T, o redisstore.Options, n int) lagResult {
+	s := redistest.StartSentinel(t, redistest.SentinelOptions{Replicas: 2})
+	clk := storetest.NewClock()
+	o.Prefix, o.Now = "lag:", clk.Now
+	in := sentinelInstance(t, s, o, func(c *captchagate.Config) {
+		c.Now = clk.Now
+		c.StoreFailure = captchagate.FailClosed
+	})
+	const user = "uma"
+	require.Equal(t, http.StatusUnauthorized, in.post(t, "/spend", login(user, "wrong")).status, "uma needs a captcha from now on")
+	verifyBody := func(id string) string {
+		return `{"captcha_id":"` + id + `","captcha_answer":"` + answer + `"}`
+	}
+	answers := make([]string, n) // unspent captchas
+	tokens := make([]string, n)
+	for i := range n {
+		rp := in.post(t, "/spend", login(user, "right"))
+		require.Equal(t, http.StatusPreconditionRequired, rp.status, rp.raw)
+		answers[i] = verifyBody(rp.captchaID(t))
+		rp = in.post(t, "/spend", login(user, "right"))
+		require.Equal(t, http.StatusPreconditionRequired, rp.status, rp.raw)
+		v := in.post(t, "/captcha/verify", verifyBody(rp.captchaID(t)))
+		require.Equal(t, http.StatusOK, v.status, v.raw)
+		tokens[i] = v.body["captcha_token"].(string)
+	}
+	// Every replica has all of that: the counter, the marks' epoch.
+	old := s.Master()
+	acked, err := s.Do(old, "WAIT", "2", "5000")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), acked)
+
+	// Hold the replicas behind.
+	replicas := s.Replicas()
+	for _, r := range replicas {
+		s.Pause(r)
+	}
+	t.Cleanup(func() {
+		for _, r := range replicas {
+			s.Resume(r)
+		}
+	})
+	chunk := strings.Repeat("x", 1<<20)
+	for i := range 32 {
+		_, err := s.Do(old, "SET", "backlog:"+string(rune('a'+i)), chunk)
+		require.NoError(t, err)
+	}
+	list, err := s.Do(old, "CLIENT", "LIST", "TYPE", "replica")
+	require.NoError(t, err)
+	for line := range strings.Lines(list.(string)) {
+		for f := range strings.FieldsSeq(line) {
+			if v, ok := strings.CutPrefix(f, "omem="); ok {
+				omem, err := strconv.Atoi(v)
+				require.NoError(t, err)
+				t.Logf("replica output buffer on the master: %d bytes", omem)
+				require.Greater(t, omem, 1<<20, "the backlog waits in the master's output buffer")
+			}
+		}
+	}
+
+	// Spend every answer and token, all at once.
+	type outcome struct{ answer, token int }
+	spend := func() []outcome {
+		out := make([]outcome, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				out[i].answer = in.post(t, "/captcha/verify", answers[i]).status
+			}()
+			go func() {
+				defer wg.Done()
+				out[i].token = in.post(t, "/spend", login(user, "right"), captchagate.TokenHeader, tokens[i]).status
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	first := spend()
+
+	// The master dies with the spends in its output buffer; the replicas
+	// get what their sockets held, then the sentinels promote one.
+	killed := time.Now()
+	s.Kill(old)
+	for _, r := range replicas {
+		s.Resume(r)
+	}
+	now := s.WaitFailover(old)
+	t.Logf("failover: %s promoted %v after the kill", now, s.FailoverAt().Sub(killed).Round(time.Millisecond))
+	// The other replica follows the new master, so that spends can be
+	// acknowledged again.
+	require.Eventually(t, func() bool {
+		info, err := s.Do(now, "INFO", "replication")
+		return err == nil && strings.Contains(info.(string), "state=online")
+	}, 30*time.Second, 20*time.Millisecond, "a replica online on the new master")
+	require.Eventually(t, func() bool {
+		return in.post(t, "/login", login("probe", "right")).status == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "the gate counts on the new master")
+	rp := in.post(t, "/spend", login(user, "right"))
+	require.Equal(t, http.StatusPreconditionRequired, rp.status, "the new master kept uma's failure: %s", rp.raw)
+
+	second := spend()
+	r := lagResult{n: 2 * n}
+	for i := range n {
+		for _, st := range [][2]int{{first[i].answer, second[i].answer}, {first[i].token, second[i].token}} {
+			if st[0] == http.StatusOK {
+				r.before++
+			}
+			if st[0] == http.StatusServiceUnavailable {
+				r.unavailable++
+			}
+			if st[1] == http.StatusOK {
+				r.after++
+			}
+			if st[0] == http.StatusOK && st[1] == http.StatusOK {
+				r.twice++
+			}
+		}
+	}
+	t.Logf("%d spends (%d answers, %d tokens) while the replicas lagged: %d accepted, %d refused as unacknowledged (503); "+
+		"replayed after the failover: %d accepted, %d of them accepted twice", r.n, n, n, r.before, r.unavailable, r.after, r.twice)
+	return r
+}
+
+// Spends survive a failover: with the replicas held behind when the master
+// dies, no captcha answer or token is accepted twice, as the store (by
+// default, with a replica connected at New) counts a spend only once a
+// replica has acknowledged it. The control, without that (Replicas -1),
+// accepts the spends of the lag window again after the switch.
+func TestSentinelSpendsSurviveFailover(t *testing.T) {
+	const n = 15
+	t.Run("durable", func(t *testing.T) {
+		r := spendAcrossLaggingFailover(t, redisstore.Options{}, n)
+		assert.Zero(t, r.twice, "no answer or token accepted twice")
+		assert.Positive(t, r.after, "the store works after the failover: the spends refused before are accepted once")
+	})
+	t.Run("control", func(t *testing.T) {
+		r := spendAcrossLaggingFailover(t, redisstore.Options{}, n)
+		assert.Positive(t, r.twice, "without durable spends, a spend of the lag window is accepted again after the failover")
+	})
 }
