@@ -99,7 +99,11 @@ func (s *Store) Mark(ctx context.Context, epoch uint64, mark []byte, life time.D
 			args = append(args, (h1+i*h2)&(s.markBits-1))
 		}
 	}
-	res, err := s.runOnce(ctx, markScript, keys, args).Slice()
+	cmd, err := s.runOnce(ctx, markScript, keys, args, epoch != 0 && !peek)
+	if err != nil {
+		return false, 0, full(err)
+	}
+	res, err := cmd.Slice()
 	if err != nil {
 		return false, 0, full(err)
 	}
@@ -135,9 +139,10 @@ func tooOld(err error) error {
 }
 
 // runOnce runs sc on keys with args as one command that go-redis never
-// re-sends: by its SHA1, and whole after NOSCRIPT.
-func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []any) *redis.Cmd {
-	run := func(eval bool) *redis.Cmd {
+// re-sends: by its SHA1, and whole after NOSCRIPT. A spend (spend set)
+// waits for replicas, when the store does (see durable.go).
+func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []any, spend bool) (*redis.Cmd, error) {
+	run := func(eval bool) (*redis.Cmd, error) {
 		a := make([]any, 0, 3+len(keys)+len(args))
 		if eval {
 			a = append(a, "eval", sc.src, len(keys))
@@ -149,12 +154,20 @@ func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []an
 		}
 		cmd := redis.NewCmd(ctx, append(a, args...)...)
 		cmd.SetFirstKeyPos(3)
+		if spend && s.replicas > 0 {
+			_, err := s.durably(ctx, keys[0], func(p redis.Pipeliner) redis.Cmder {
+				_ = p.Process(ctx, onceCmd{cmd})
+				return cmd
+			})
+			return cmd, err
+		}
 		_ = s.c.Process(ctx, onceCmd{cmd})
-		return cmd
+		s.reloadOnConnError(cmd.Err())
+		return cmd, cmd.Err()
 	}
-	cmd := run(false)
+	cmd, err := run(false)
 	if isNoScript(cmd.Err()) {
-		cmd = run(true)
+		cmd, err = run(true)
 	}
-	return cmd
+	return cmd, err
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -44,10 +45,22 @@ func queueOnce(ctx context.Context, p redis.Pipeliner, sc script, eval bool, key
 	return cmd
 }
 
-// getDel runs GETDEL at most once.
-func getDel(ctx context.Context, c redis.UniversalClient, key string) *redis.StringCmd {
+// getDel runs GETDEL at most once; a spend that takes an item waits for
+// replicas, when the store does (see durable.go).
+func (s *Store) getDel(ctx context.Context, key string) (*redis.StringCmd, error) {
 	cmd := redis.NewStringCmd(ctx, "getdel", key)
 	cmd.SetFirstKeyPos(1)
-	c.Process(ctx, onceStringCmd{cmd})
-	return cmd
+	if s.replicas > 0 {
+		_, err := s.durably(ctx, key, func(p redis.Pipeliner) redis.Cmder {
+			_ = p.Process(ctx, onceStringCmd{cmd})
+			return cmd
+		})
+		if errors.Is(err, ErrNotDurable) {
+			return cmd, err
+		}
+		return cmd, nil
+	}
+	_ = s.c.Process(ctx, onceStringCmd{cmd})
+	s.reloadOnConnError(cmd.Err())
+	return cmd, nil
 }

@@ -123,7 +123,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -172,6 +171,30 @@ type Options struct {
 	// client). Default false: New warns and goes on.
 	RequireSafeEviction bool
 
+	// Linger is how long a write behind (a give-back or a reset handed
+	// over by Later) may wait for the next request's counting, so that both
+	// leave in one pipeline: a request that follows another on the same
+	// instance then costs one round trip, not two (the give-back's, then
+	// its own). Default 500µs; a negative value sends writes behind at once.
+	// A Do, a Flush or a full batch ends the wait.
+	Linger time.Duration
+
+	// Replicas is how many replicas must acknowledge a spend (a captcha
+	// answered or a token redeemed: Mark; and Take) before it counts. The
+	// store sends WAIT on the spend's connection, bounded by
+	// ReplicaTimeout, and a spend fewer replicas acknowledge fails with
+	// ErrNotDurable: the gate refuses that answer or token (fail closed),
+	// so a failover to a replica that had not seen the spend cannot accept
+	// it a second time. 0 (the default) waits for one replica when, at New,
+	// a server the store writes to has a connected replica, and for none
+	// otherwise; -1 never waits. Counters do not wait: a counter lost in a
+	// failover errs by a few counts, a spend lost would be accepted twice.
+	// See "Failover" in the package doc.
+	Replicas int
+
+	// ReplicaTimeout bounds WAIT. Default 100ms.
+	ReplicaTimeout time.Duration
+
 	// MarkCapacity is how many captchas and tokens spent within a life
 	// (captchagate.Config.CaptchaTTL, or TokenTTL if longer, and a minute)
 	// the spend marks hold with few false "spent" (one in 2,000 at
@@ -186,18 +209,26 @@ type Options struct {
 const DefaultMarkCapacity = 1 << 18
 
 // Store is a captchagate.Store and captchagate.Batcher on Redis. It is safe
-// for concurrent use; its state lives in Redis, and its pipeline writer runs
-// until Close.
+// for concurrent use; its state lives in Redis, and its pipeline writers
+// (one per master) run until Close.
 type Store struct {
 	c        redis.UniversalClient
+	cluster  *redis.ClusterClient // c, when it is one: a lane per master
 	prefix   string
 	now      func() time.Time
 	maxBatch int
+	queueLen int
+	linger   time.Duration
 	timeout  time.Duration
 	markBits uint64 // bits of a generation of spend marks, a power of two
-	queue    chan *batch
+	replicas int    // replicas a spend waits for (WAIT); 0: none
+	waitFor  time.Duration
+	logger   *slog.Logger
+
+	one      *lane    // every operation's lane, but on a Cluster
+	lanes    sync.Map // Cluster: master address → *lane
+	lanesMu  sync.Mutex
 	stop     chan struct{}
-	done     chan struct{}
 	closeOne sync.Once
 
 	reportMu sync.Mutex
@@ -247,6 +278,12 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Linger == 0 {
+		o.Linger = 500 * time.Microsecond
+	}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = 100 * time.Millisecond
+	}
 	if err := checkEviction(c, o); err != nil {
 		return nil, err
 	}
@@ -260,112 +297,16 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	for bits < 16*uint64(o.MarkCapacity) {
 		bits <<= 1
 	}
-	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, timeout: o.Timeout, markBits: bits,
-		queue: make(chan *batch, o.Queue), stop: make(chan struct{}), done: make(chan struct{}),
-		running: make(map[chan struct{}]struct{})}
-	go s.writer()
+	replicas, err := replicasFor(c, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{c: c, prefix: o.Prefix, now: o.Now, maxBatch: o.MaxBatch, queueLen: o.Queue, linger: max(o.Linger, 0),
+		timeout: o.Timeout, markBits: bits, replicas: replicas, waitFor: o.ReplicaTimeout, logger: o.Logger,
+		stop: make(chan struct{}), running: make(map[chan struct{}]struct{})}
+	s.cluster, _ = c.(*redis.ClusterClient)
+	s.one = s.newLane("")
 	return s, nil
-}
-
-// Close stops the pipeline writer after it has written what was handed
-// over; counter operations after Close fail. It does not close the client,
-// which is the caller's. Close is idempotent. Its wait has no bound of its
-// own (each pipeline has Options.Timeout): call Flush first to bound it.
-func (s *Store) Close() error {
-	s.closeOne.Do(func() { close(s.stop) })
-	<-s.done
-	return nil
-}
-
-// Flush waits until every counter operation handed to the store before the
-// call (by Do, Later, and so by the gate's give-backs and resets) has been
-// written to Redis, or has failed or been dropped and its report has
-// returned. It returns nil then, or ctx's error if ctx ends first (the
-// writes go on). Flush writes nothing itself and does not delay other
-// callers.
-//
-// Tests call it before asking another instance what a write behind changed;
-// a graceful shutdown calls it, with its deadline, after http.Server's
-// Shutdown and before Close. After Close it waits only for reports still
-// running; it returns ErrClosed if Close stopped the writer before the
-// writer reached the call.
-func (s *Store) Flush(ctx context.Context) error {
-	if err := s.flushWriter(ctx); err != nil {
-		return err
-	}
-	s.reportMu.Lock()
-	running := make([]chan struct{}, 0, len(s.running))
-	for c := range s.running {
-		running = append(running, c)
-	}
-	s.reportMu.Unlock()
-	for _, c := range running {
-		select {
-		case <-c:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// flushWriter waits until the writer has sent what was queued before it.
-func (s *Store) flushWriter(ctx context.Context) error {
-	wait := func(c <-chan struct{}) error {
-		select {
-		case <-c:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	select {
-	case <-s.stop: // closing: the writer sends what was queued, then stops
-		return wait(s.done)
-	default:
-	}
-	m := &batch{flushed: make(chan struct{})}
-	select {
-	case s.queue <- m:
-	case <-s.stop:
-		return wait(s.done)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-m.flushed:
-		return nil
-	case <-s.done:
-		select {
-		case <-m.flushed:
-			return nil
-		default:
-			return ErrClosed // queued after the writer's last look
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// report calls f with err on a goroutine of its own, so that a slow event
-// hook never holds up the writer or a request; Flush waits for it.
-func (s *Store) report(f func(error), err error) {
-	if f == nil {
-		return
-	}
-	done := make(chan struct{})
-	s.reportMu.Lock()
-	s.running[done] = struct{}{}
-	s.reportMu.Unlock()
-	go func() {
-		defer func() {
-			s.reportMu.Lock()
-			delete(s.running, done)
-			s.reportMu.Unlock()
-			close(done)
-		}()
-		f(err)
-	}()
 }
 
 func honoursDeadlines(c redis.UniversalClient) bool {
@@ -503,186 +444,6 @@ func (s *Store) Return(ctx context.Context, key string, interval time.Duration) 
 	return op[0].Err
 }
 
-// ErrClosed is the error of counter operations after Close.
-var ErrClosed = errors.New("redisstore: store closed")
-
-// errDropped reports a give-back dropped because the queue was full.
-var errDropped = errors.New("redisstore: pipeline queue full; give-back dropped (the counter stays higher until its window ends)")
-
-// batch is one hand-over to the pipeline writer: a Do's, a Later's, or a
-// Flush's mark (no ops).
-type batch struct {
-	ops     []captchagate.Op
-	done    chan struct{} // closed when ops have their results (Do)
-	report  func(error)   // Later
-	flushed chan struct{} // Flush: closed once what came before is written
-	state   atomic.Int32  // Do: queued, taken, gaveUp or finished
-}
-
-// States of a Do's batch. A batch whose caller gave up while it was queued
-// is never sent; one given up while in flight has its increments given back.
-const (
-	queued int32 = iota
-	taken
-	gaveUp
-	finished
-)
-
-// Do implements captchagate.Batcher: ops leave in the writer's next
-// pipeline, and Do waits for their results or for ctx.
-func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
-	if len(ops) == 0 {
-		return // nothing to count: no trip through the writer
-	}
-	b := &batch{ops: slices.Clone(ops), done: make(chan struct{})}
-	fail := func(err error) {
-		for i := range ops {
-			ops[i].Err = err
-		}
-	}
-	select {
-	case <-s.stop:
-		fail(ErrClosed)
-		return
-	default:
-	}
-	select {
-	case s.queue <- b:
-	case <-ctx.Done():
-		fail(ctx.Err())
-		return
-	case <-s.stop:
-		fail(ErrClosed)
-		return
-	}
-	var err error
-	select {
-	case <-b.done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-s.done: // the writer stopped, perhaps before taking b
-		err = ErrClosed
-	}
-	if err != nil {
-		if b.state.CompareAndSwap(queued, gaveUp) || b.state.CompareAndSwap(taken, gaveUp) {
-			fail(err)
-			return
-		}
-		<-b.done // finished meanwhile: the results stand
-	}
-	copy(ops, b.ops)
-}
-
-// Later implements captchagate.Batcher: ops leave in the writer's next
-// pipeline, after everything handed over before them and before everything
-// handed over after Later returns; if the queue is full they are dropped.
-// A failure, a drop, and a Later after Close are reported from a goroutine
-// of their own. See the package doc for what other instances see, and when.
-func (s *Store) Later(ops []captchagate.Op, report func(error)) {
-	b := &batch{ops: ops, report: report}
-	select {
-	case <-s.stop:
-		s.report(report, ErrClosed)
-		return
-	default:
-	}
-	select {
-	case s.queue <- b:
-	default:
-		s.report(report, errDropped)
-	}
-}
-
-// writer sends what is handed over, in order, one pipeline at a time: what
-// arrives while a pipeline is out leaves in the next one.
-func (s *Store) writer() {
-	defer close(s.done)
-	var bs []*batch
-	for {
-		var first *batch
-		select {
-		case first = <-s.queue:
-		case <-s.stop:
-			// Write what was handed over before Close, then stop.
-			select {
-			case first = <-s.queue:
-			default:
-				return
-			}
-		}
-		bs = append(bs[:0], first)
-		n := len(first.ops)
-	more:
-		for n < s.maxBatch {
-			select {
-			case b := <-s.queue:
-				bs = append(bs, b)
-				n += len(b.ops)
-			default:
-				break more
-			}
-		}
-		s.send(bs)
-		clear(bs)
-	}
-}
-
-// take keeps the batches of bs whose callers still wait, marking them taken.
-func take(bs []*batch) []*batch {
-	return slices.DeleteFunc(bs, func(b *batch) bool {
-		return b.done != nil && !b.state.CompareAndSwap(queued, taken)
-	})
-}
-
-// send runs the operations of bs and hands out the results, in order: a
-// Do's caller is woken, a Later's failure reported, and a Flush's mark
-// released once everything before it is written.
-func (s *Store) send(bs []*batch) {
-	if bs = take(bs); len(bs) == 0 {
-		return
-	}
-	// One deadline for the whole hand-out: a send takes at most Timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	s.exec(ctx, bs)
-	var back []captchagate.Op
-	for _, b := range bs {
-		switch {
-		case b.flushed != nil:
-		case b.done != nil && b.state.CompareAndSwap(taken, finished):
-			close(b.done)
-		case b.done != nil:
-			// The caller gave up while the pipeline was out: nobody will
-			// give back what it reserved, so the store does.
-			for _, op := range b.ops {
-				switch {
-				case op.Err != nil:
-				case op.Kind == captchagate.OpIncr && op.Delta > 0:
-					back = append(back, captchagate.Op{Kind: captchagate.OpIncr, Key: op.Key, Delta: -op.Delta, Window: op.Window})
-				case op.Kind == captchagate.OpAllow && op.Take && op.OK:
-					back = append(back, captchagate.Op{Kind: captchagate.OpReturn, Key: op.Key, Interval: op.Interval})
-				}
-			}
-		case b.report != nil:
-			for _, op := range b.ops {
-				if op.Err != nil {
-					s.report(b.report, op.Err)
-					break
-				}
-			}
-		}
-	}
-	if len(back) > 0 {
-		// At once, before the marks of Flush calls that came after.
-		s.exec(ctx, []*batch{{ops: back}})
-	}
-	for _, b := range bs {
-		if b.flushed != nil {
-			close(b.flushed)
-		}
-	}
-}
-
 // exec runs the operations of bs in one pipeline and fills in their
 // results. Scripts Redis had lost (NOSCRIPT) are sent again whole, and
 // counter operations Redis refused as full (OOM, before writing anything)
@@ -717,8 +478,13 @@ func (s *Store) exec(ctx context.Context, bs []*batch) {
 		s.pipe(ctx, ops, cmds, isFull, now, refusedFull, false)
 		s.pipe(ctx, ops, cmds, isFull, now, noScript, true)
 	}
+	reloaded := false
 	for j, op := range ops {
 		s.result(op, cmds[j])
+		if !reloaded && op.Err != nil {
+			s.reloadOnConnError(op.Err)
+			reloaded = true
+		}
 	}
 }
 
@@ -829,7 +595,9 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // Get implements captchagate.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	return s.item(s.c.Get(ctx, s.prefix+key))
+	cmd := s.c.Get(ctx, s.prefix+key)
+	s.reloadOnConnError(cmd.Err())
+	return s.item(cmd)
 }
 
 // Take implements captchagate.Store with GETDEL: of many concurrent Takes,
@@ -837,7 +605,11 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // lost reply fails the call rather than re-sending it, which would report
 // a taken item as not found.
 func (s *Store) Take(ctx context.Context, key string) ([]byte, bool, error) {
-	return s.item(getDel(ctx, s.c, s.prefix+key))
+	cmd, err := s.getDel(ctx, s.prefix+key)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.item(cmd)
 }
 
 func (s *Store) item(cmd *redis.StringCmd) ([]byte, bool, error) {
