@@ -76,7 +76,7 @@ func TestManagedRedis(t *testing.T) {
 		unchecked []string // what New's log must name
 	}{
 		{"no CONFIG, SCRIPT", []string{"-@admin", "-config", "-script"}, []string{"SCRIPT"}},
-		{"no CONFIG, SCRIPT, INFO", []string{"-@admin", "-config", "-script", "-info"}, []string{"SCRIPT", "maxmemory-policy"}},
+		{"no CONFIG, SCRIPT, INFO", []string{"-@admin", "-config", "-script", "-info"}, []string{"SCRIPT", "maxmemory-policy", "replicas"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			user := "managed" + string(rune('a'+len(tc.unchecked)))
