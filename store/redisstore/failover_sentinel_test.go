@@ -413,31 +413,46 @@ func TestSentinelSpendsSurviveFailover(t *testing.T) {
 
 // The cost of a durable spend: a spend mark set (the write of every answer
 // and token a gate accepts) with WAIT for the replica (Replicas 1) and
-// without (Replicas -1), on a master with one healthy replica.
+// without (Replicas -1), on a master with one healthy replica; one spend at
+// a time, and 50 at once.
 func BenchmarkSentinelSpend(b *testing.B) {
 	s := redistest.StartSentinel(b, redistest.SentinelOptions{})
-	c := redis.NewClient(&redis.Options{Addr: s.Master(), ContextTimeoutEnabled: true, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.Master(), ContextTimeoutEnabled: true, MaxRetries: -1, PoolSize: 64})
 	b.Cleanup(func() { c.Close() })
 	ctx := context.Background()
 	life := 6 * time.Minute
+	var seq atomic.Uint64
+	spend := func(b *testing.B, store *redisstore.Store, epoch uint64) {
+		mark := make([]byte, 16)
+		i := seq.Add(1)
+		binary.LittleEndian.PutUint64(mark, i*0x9e3779b97f4a7c15)
+		binary.LittleEndian.PutUint64(mark[8:], i)
+		// A false "spent" (the Bloom filter, about one in 2,000) costs the
+		// same round trip.
+		if _, _, err := store.Mark(ctx, epoch, mark, life, false); err != nil {
+			b.Errorf("spend %d: %v", i, err)
+		}
+	}
 	for _, replicas := range []int{1, -1} {
-		b.Run("replicas="+strconv.Itoa(replicas), func(b *testing.B) {
-			store, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("spend%d:", prefixes.Add(1)), Replicas: replicas})
-			require.NoError(b, err)
-			b.Cleanup(func() { store.Close() })
-			_, epoch, err := store.Mark(ctx, 0, nil, life, false)
-			require.NoError(b, err)
-			mark := make([]byte, 16)
+		store, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("spend%d:", prefixes.Add(1)), Replicas: replicas})
+		require.NoError(b, err)
+		b.Cleanup(func() { store.Close() })
+		_, epoch, err := store.Mark(ctx, 0, nil, life, false)
+		require.NoError(b, err)
+		b.Run(fmt.Sprintf("replicas=%d/clients=1", replicas), func(b *testing.B) {
 			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				binary.LittleEndian.PutUint64(mark, uint64(i)*0x9e3779b97f4a7c15)
-				binary.LittleEndian.PutUint64(mark[8:], uint64(i))
-				// A false "spent" (the Bloom filter, about one in 2,000)
-				// costs the same round trip.
-				if _, _, err := store.Mark(ctx, epoch, mark, life, false); err != nil {
-					b.Fatalf("spend %d: %v", i, err)
-				}
+			for b.Loop() {
+				spend(b, store, epoch)
 			}
+		})
+		b.Run(fmt.Sprintf("replicas=%d/clients=50", replicas), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(25) // 50 goroutines on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					spend(b, store, epoch)
+				}
+			})
 		})
 	}
 }
