@@ -98,17 +98,6 @@ func gateOn(t *testing.T, c *redis.Client, o redisstore.Options, mutate func(*ca
 	return in
 }
 
-// event counts the gate's events of one kind.
-func countEvents(kind captchagate.EventKind, n *atomic.Int64) func(*captchagate.Config) {
-	return func(c *captchagate.Config) {
-		c.OnEvent = func(e captchagate.Event) {
-			if e.Kind == kind {
-				n.Add(1)
-			}
-		}
-	}
-}
-
 // sample is one answered request of a load.
 type sample struct {
 	at     time.Time // when the answer arrived
