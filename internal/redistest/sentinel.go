@@ -376,8 +376,10 @@ func (s *Sentinel) Pause(addr string) { s.proc(addr).signal(syscall.SIGSTOP) }
 func (s *Sentinel) Resume(addr string) { s.proc(addr).signal(syscall.SIGCONT) }
 
 // WaitFailover waits (up to 30 s) until a sentinel reports a master other
-// than old, and one that answers as a master, records that moment
-// (FailoverAt) and returns the new master's address.
+// than old that answers as a master, and records that moment (FailoverAt):
+// the failover is complete. It returns the new master's address once every
+// running sentinel reports it (the others learn it from the sentinel that
+// led the failover within a few seconds), so that Master agrees.
 func (s *Sentinel) WaitFailover(old string) string {
 	s.t.Helper()
 	var addr string
@@ -399,9 +401,25 @@ func (s *Sentinel) WaitFailover(old string) string {
 		}
 		return errors.New("every sentinel still reports " + old)
 	})
+	at := time.Now()
 	s.mu.Lock()
-	s.failoverAt = time.Now()
+	s.failoverAt = at
 	s.mu.Unlock()
+	s.waitFor(30*time.Second, "every sentinel to report "+addr, func() error {
+		for _, p := range s.sentinels {
+			p.mu.Lock()
+			alive := p.cmd != nil
+			p.mu.Unlock()
+			if !alive {
+				continue
+			}
+			if a, err := s.masterFrom(p); err != nil || a != addr {
+				return fmt.Errorf("sentinel %s reports %s (%v)", p.addr, a, err)
+			}
+		}
+		return nil
+	})
+	s.t.Logf("redistest: failover from %s to %s; every sentinel agreed %v later", old, addr, time.Since(at).Round(time.Millisecond))
 	return addr
 }
 
