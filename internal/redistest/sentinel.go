@@ -47,6 +47,8 @@ type Sentinel struct {
 // server or a sentinel).
 type sentinelProc struct {
 	addr string
+	bin  string
+	args []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -184,8 +186,8 @@ func startSentinelProc(t testing.TB, bin string, args func(port int) []string) *
 			lastErr = err
 			continue
 		}
-		p := &sentinelProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		if lastErr = p.start(bin, args(port)); lastErr == nil {
+		p := &sentinelProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, args: args(port)}
+		if lastErr = p.start(); lastErr == nil {
 			return p
 		}
 	}
@@ -193,8 +195,8 @@ func startSentinelProc(t testing.TB, bin string, args func(port int) []string) *
 	return nil
 }
 
-func (p *sentinelProc) start(bin string, args []string) error {
-	cmd := exec.Command(bin, args...)
+func (p *sentinelProc) start() error {
+	cmd := exec.Command(p.bin, p.args...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -208,7 +210,7 @@ func (p *sentinelProc) start(bin string, args []string) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("redis-server %v exited early (port taken?)", args)
+			return fmt.Errorf("redis-server %v exited early (port taken?)", p.args)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -367,6 +369,24 @@ func (s *Sentinel) proc(addr string) *sentinelProc {
 // Kill kills the server (or sentinel) at addr with SIGKILL, as a crash: it
 // stays down.
 func (s *Sentinel) Kill(addr string) { s.proc(addr).stop(true) }
+
+// Restart starts the server at addr again (after Kill) on the same port,
+// empty, as a crashed server restarted without persistence: a former master
+// comes back as one (with its old options), and the sentinels turn it into
+// a replica of the current master.
+func (s *Sentinel) Restart(addr string) {
+	s.t.Helper()
+	p := s.proc(addr)
+	p.stop(true)
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		if err = p.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port may linger briefly
+	}
+	s.t.Fatalf("redistest: restarting %s: %v", addr, err)
+}
 
 // Pause stops the server at addr (SIGSTOP): connections stay open, nothing
 // answers.

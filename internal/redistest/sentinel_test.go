@@ -2,6 +2,7 @@ package redistest_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,4 +33,13 @@ func TestSentinelFailover(t *testing.T) {
 	assert.Equal(t, "v", v, "the replica had the write")
 	assert.False(t, s.FailoverAt().IsZero())
 	assert.Empty(t, s.Replicas(), "the old master stays dead")
+
+	// Restarted, the old master comes back empty and the sentinels make it
+	// a replica of the new one.
+	s.Restart(old)
+	require.Eventually(t, func() bool {
+		v, err := s.Do(old, "GET", "k")
+		return err == nil && v == "v"
+	}, 30*time.Second, 20*time.Millisecond, "the old master replicates the new one")
+	assert.Equal(t, []string{old}, s.Replicas())
 }
