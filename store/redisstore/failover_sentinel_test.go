@@ -445,3 +445,41 @@ func BenchmarkSentinelSpend(b *testing.B) {
 		})
 	}
 }
+
+// With one replica, durable spends (the default) after a failover: the new
+// master has no replica until the old one comes back, so no spend can be
+// acknowledged and every answer and token is refused (503, fail closed)
+// while counting goes on; once the old master is back as a replica, spends
+// count again, with no new client and no new gate.
+func TestSentinelSpendsNeedAReplica(t *testing.T) {
+	s := redistest.StartSentinel(t, redistest.SentinelOptions{})
+	clk := storetest.NewClock()
+	in := sentinelInstance(t, s, redisstore.Options{Prefix: "one:", Now: clk.Now}, func(c *captchagate.Config) {
+		c.Now = clk.Now
+		c.StoreFailure = captchagate.FailClosed
+	})
+	const user = "ursula"
+	require.Equal(t, http.StatusUnauthorized, in.post(t, "/spend", login(user, "wrong")).status)
+	verify := func() int {
+		t.Helper()
+		rp := in.post(t, "/spend", login(user, "right"))
+		require.Equal(t, http.StatusPreconditionRequired, rp.status, rp.raw)
+		return in.post(t, "/captcha/verify", `{"captcha_id":"`+rp.captchaID(t)+`","captcha_answer":"`+answer+`"}`).status
+	}
+	require.Equal(t, http.StatusOK, verify(), "a spend the replica acknowledged")
+
+	old := s.Master()
+	s.Kill(old)
+	s.WaitFailover(old)
+	require.Eventually(t, func() bool {
+		return in.post(t, "/login", login("probe", "right")).status == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "counting on the new master")
+	assert.Equal(t, http.StatusServiceUnavailable, verify(), "no replica to acknowledge the spend: refused")
+
+	restarted := time.Now()
+	s.Restart(old)
+	require.Eventually(t, func() bool { return verify() == http.StatusOK }, 60*time.Second, 100*time.Millisecond,
+		"spends count again once the old master is back as a replica")
+	t.Logf("spends refused from the failover until the old master was back as a replica, %v after its restart",
+		time.Since(restarted).Round(time.Millisecond))
+}
