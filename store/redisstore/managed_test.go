@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -70,16 +71,30 @@ func TestManagedRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	admin := client(t, srv)
 	ctx := context.Background()
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name      string
 		rules     []string // ACL rules beyond "on >pw ~* &* +@all"
+		replica   bool     // the server has a replica
 		unchecked []string // what New's log must name
 	}{
-		{"no CONFIG, SCRIPT", []string{"-@admin", "-config", "-script"}, []string{"SCRIPT"}},
-		{"no CONFIG, SCRIPT, INFO", []string{"-@admin", "-config", "-script", "-info"}, []string{"SCRIPT", "maxmemory-policy", "replicas"}},
+		{"no CONFIG, SCRIPT", []string{"-@admin", "-config", "-script"}, false, []string{"SCRIPT"}},
+		{"no CONFIG, SCRIPT, INFO", []string{"-@admin", "-config", "-script", "-info"}, false, []string{"SCRIPT", "maxmemory-policy", "replicas"}},
+		// A replica, and WAIT refused: spends cannot be made durable.
+		{"no CONFIG, SCRIPT, WAIT, a replica", []string{"-@admin", "-config", "-script", "-wait"}, true, []string{"SCRIPT", "WAIT"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			user := "managed" + string(rune('a'+len(tc.unchecked)))
+			if tc.replica {
+				replica := redistest.Start(t)
+				require.NoError(t, admin.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err())
+				host, port, _ := strings.Cut(srv.Addr, ":")
+				require.NoError(t, client(t, replica).ReplicaOf(ctx, host, port).Err())
+				require.Eventually(t, func() bool {
+					info, err := admin.Info(ctx, "replication").Result()
+					return err == nil && strings.Contains(info, "state=online")
+				}, 10*time.Second, 10*time.Millisecond, "the replica is in sync")
+				defer func() { require.NoError(t, client(t, replica).ReplicaOf(ctx, "NO", "ONE").Err()) }()
+			}
+			user := fmt.Sprintf("managed%d", i)
 			require.NoError(t, admin.Do(ctx, append([]any{"ACL", "SETUSER", user, "reset", "on", ">pw", "~*", "&*", "+@all"},
 				anys(tc.rules)...)...).Err())
 			for _, cmd := range [][]any{{"CONFIG", "GET", "maxmemory-policy"}, {"SCRIPT", "LOAD", "return 1"}} {
@@ -93,16 +108,15 @@ func TestManagedRedis(t *testing.T) {
 
 			var log bytes.Buffer
 			clk := storetest.NewClock()
-			prefix := "managed" + string(rune('a'+len(tc.unchecked))) + ":"
-			in := gateOn(t, c, redisstore.Options{Prefix: prefix, Now: clk.Now,
-				Logger: slog.New(slog.NewTextHandler(&log, nil))}, func(cfg *captchagate.Config) { cfg.Now = clk.Now })
+			in := gateOn(t, c, redisstore.Options{Prefix: user + ":", Now: clk.Now,
+				Logger: slog.New(slog.NewTextHandler(&log, nil))}, nil)
 			t.Logf("New logged: %s", log.String())
 			t.Logf("refused to New: %v", refused.take())
 			for _, what := range tc.unchecked {
 				assert.Contains(t, strings.ToLower(log.String()), strings.ToLower(what), "New says it could not check %s", what)
 			}
 
-			// Counters, buckets and marks, straight on the store.
+			// Counters and buckets, straight on the store.
 			for i := int64(1); i <= 3; i++ {
 				n, _, err := in.store.Incr(ctx, "k", 1, time.Minute)
 				require.NoError(t, err)
