@@ -17,7 +17,8 @@ redis-server --version
 
 # The counter script the store runs for every failure and ceiling counter,
 # taken from its source, so both sides run the very same script.
-incr=$(awk '/^var incrScript = redis.NewScript\(`/ {on=1; next} on && /^`\)/ {exit} on' store/redisstore/redisstore.go | tr '\n' ' ')
+incr=$(awk '/^const incrSrc = `/ {on=1; next} on && /^`/ {exit} on' store/redisstore/redisstore.go | tr '\n' ' ')
+[ -n "$incr" ] || { echo "bench/redis.sh: the counter script was not found in store/redisstore/redisstore.go" >&2; exit 1; }
 now=$(($(date +%s) * 1000000))
 echo "== redis-benchmark EVAL of the store's counter script, one client (latency), then 50 clients (throughput)"
 # --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...

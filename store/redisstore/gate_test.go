@@ -322,6 +322,14 @@ func TestNoPersonalDataInRedis(t *testing.T) {
 	var dump strings.Builder
 	for _, k := range keys {
 		dump.WriteString(k + "\n")
+		if strings.HasSuffix(k, "{marks}:e") {
+			// The spend marks' epoch is kept: one random number (left out
+			// of the dump, where its digits could read as a phone's).
+			_, err := a.client.Get(ctx, k).Uint64()
+			require.NoError(t, err)
+			assert.Equal(t, time.Duration(-1), a.client.PTTL(ctx, k).Val(), "no TTL")
+			continue
+		}
 		switch typ := a.client.Type(ctx, k).Val(); typ {
 		case "string":
 			dump.WriteString(a.client.Get(ctx, k).Val() + "\n")
@@ -334,11 +342,6 @@ func TestNoPersonalDataInRedis(t *testing.T) {
 		}
 		ttl, err := a.client.Do(ctx, "PTTL", k).Int64()
 		require.NoError(t, err)
-		if strings.HasSuffix(k, "{marks}:e") {
-			// The spend marks' epoch is kept: one random number.
-			assert.Equal(t, int64(-1), ttl)
-			continue
-		}
 		assert.Greater(t, ttl, int64(0), "key %s has no TTL", k)
 	}
 	for _, raw := range []string{"alice", "liddell", "example.com", "555", "0199", "127.0.0.1", "\x7f\x00\x00\x01"} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,19 +28,130 @@ import (
 // give-back still queued on the old owner's lane: a count one higher for
 // one round trip).
 
-// lane is one pipeline writer and its queue.
+// lane is one pipeline writer and its queue. A request that finds the lane
+// idle sends its pipeline itself, on its own goroutine, and takes along the
+// writes behind that were waiting (lingering) for company: one round trip,
+// no hand-over between goroutines. What is handed over while a pipeline is
+// out waits in pending, and the lane's writer sends it, in order, once the
+// pipeline is back.
 type lane struct {
-	s     *Store
-	addr  string // the master's address; "" for the one lane
-	queue chan *batch
+	s    *Store
+	addr string // the master's address; "" for the one lane
+
+	mu      sync.Mutex
+	pending []*batch // handed over, not yet sent, in order
+	busy    bool     // a pipeline is out, or the writer is about to send
+	armed   bool     // the linger timer is set
+	linger  *time.Timer
+
+	slots chan struct{} // one per pending batch: Options.Queue
+	kick  chan struct{} // wakes the writer (which then owns busy)
 	done  chan struct{} // closed when the writer has stopped
 }
 
 // newLane starts a lane's writer.
 func (s *Store) newLane(addr string) *lane {
-	l := &lane{s: s, addr: addr, queue: make(chan *batch, s.queueLen), done: make(chan struct{})}
+	l := &lane{s: s, addr: addr, slots: make(chan struct{}, s.queueLen), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	l.linger = time.AfterFunc(time.Hour, l.lingered)
+	l.linger.Stop()
 	go l.writer()
 	return l
+}
+
+// enqueue adds b to the pending batches (it holds a slot) and has the
+// writer send it: at once, unless a pipeline is out (its sender hands over
+// to the writer when it is back), or b is a write behind that may linger.
+func (l *lane) enqueue(b *batch) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = append(l.pending, b)
+	switch {
+	case l.busy:
+	case b.behind() && l.s.linger > 0:
+		if !l.armed {
+			l.armed = true
+			l.linger.Reset(l.s.linger)
+		}
+	default:
+		l.busy = true
+		l.kick <- struct{}{}
+	}
+}
+
+// lingered: the writes behind waited long enough for company.
+func (l *lane) lingered() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.armed = false
+	if !l.busy && len(l.pending) > 0 {
+		l.busy = true
+		l.kick <- struct{}{}
+	}
+}
+
+// takePending removes up to Options.MaxBatch operations' worth of pending
+// batches (at least one) and gives back their slots. l.mu is held.
+func (l *lane) takePending(bs []*batch) []*batch {
+	n, k := 0, 0
+	for k < len(l.pending) && (k == 0 || n+len(l.pending[k].ops) <= l.s.maxBatch) {
+		n += len(l.pending[k].ops)
+		k++
+	}
+	bs = append(bs, l.pending[:k]...)
+	clear(l.pending[:k])
+	l.pending = l.pending[k:]
+	for range k {
+		<-l.slots
+	}
+	return bs
+}
+
+// lead sends b, with the writes behind waiting on l, on the caller's
+// goroutine within ctx, if l is idle; it reports whether it did. The
+// caller's deadline bounds the round trip: if it passes, b's operations
+// fail with its error (they may have run: a count one higher until its
+// window ends, on the safe side), and so do the writes behind it took
+// along (reported, as a failed write behind is).
+func (l *lane) lead(ctx context.Context, b *batch) bool {
+	l.mu.Lock()
+	if l.busy {
+		l.mu.Unlock()
+		return false
+	}
+	l.busy = true
+	bs := make([]*batch, 0, len(l.pending)+1)
+	if len(l.pending) > 0 {
+		bs = l.takePending(bs)
+	}
+	if l.armed && len(l.pending) == 0 {
+		l.armed = false
+		l.linger.Stop() // the writes behind leave now
+	}
+	l.mu.Unlock()
+	b.leader = true
+	bs = append(bs, b)
+	sctx, cancel := context.WithTimeout(ctx, l.s.timeout)
+	l.send(sctx, bs)
+	cancel()
+	err := ctx.Err()
+	if d, ok := ctx.Deadline(); ok && err == nil && !time.Now().Before(d) {
+		err = context.DeadlineExceeded // the connection's deadline fired first
+	}
+	if err != nil {
+		for i := range b.ops {
+			if b.ops[i].Err != nil {
+				b.ops[i].Err = err // go-redis says i/o timeout
+			}
+		}
+	}
+	l.mu.Lock()
+	if len(l.pending) > 0 {
+		l.kick <- struct{}{} // busy passes to the writer
+	} else {
+		l.busy = false
+	}
+	l.mu.Unlock()
+	return true
 }
 
 // laneFor returns the lane of key: its slot's master on a Cluster (a lane
@@ -132,7 +244,7 @@ func (s *Store) Flush(ctx context.Context) error {
 	return nil
 }
 
-// flush waits until the lane's writer has sent what was queued before it.
+// flush waits until the lane's writer has sent what was pending before it.
 func (l *lane) flush(ctx context.Context) error {
 	wait := func(c <-chan struct{}) error {
 		select {
@@ -143,18 +255,19 @@ func (l *lane) flush(ctx context.Context) error {
 		}
 	}
 	select {
-	case <-l.s.stop: // closing: the writer sends what was queued, then stops
+	case <-l.s.stop: // closing: the writer sends what was pending, then stops
 		return wait(l.done)
 	default:
 	}
 	m := &batch{flushed: make(chan struct{})}
 	select {
-	case l.queue <- m:
+	case l.slots <- struct{}{}:
 	case <-l.s.stop:
 		return wait(l.done)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	l.enqueue(m)
 	select {
 	case <-m.flushed:
 		return nil
@@ -163,7 +276,7 @@ func (l *lane) flush(ctx context.Context) error {
 		case <-m.flushed:
 			return nil
 		default:
-			return ErrClosed // queued after the writer's last look
+			return ErrClosed // pending after the writer's last look
 		}
 	case <-ctx.Done():
 		return ctx.Err()
@@ -205,10 +318,11 @@ type batch struct {
 	report  func(error)   // Later
 	flushed chan struct{} // Flush: closed once what came before is written
 	state   atomic.Int32  // Do: queued, taken, gaveUp or finished
+	leader  bool          // a Do's that its caller sends (lane.lead)
 }
 
 // behind reports whether b is a write behind (a Later's).
-func (b *batch) behind() bool { return b.done == nil && b.flushed == nil }
+func (b *batch) behind() bool { return b.done == nil && b.flushed == nil && !b.leader }
 
 // States of a Do's batch. A batch whose caller gave up while it was queued
 // is never sent; one given up while in flight has its increments given back.
@@ -256,7 +370,8 @@ func (s *Store) split(ctx context.Context, ops []captchagate.Op) []part {
 
 // Do implements captchagate.Batcher: ops leave in their lanes' next
 // pipelines (on a Cluster, one per master they touch, at once), and Do
-// waits for their results or for ctx.
+// waits for their results or for ctx. On an idle lane the caller sends the
+// pipeline itself (see lane).
 func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 	if len(ops) == 0 {
 		return // nothing to count: no trip through a writer
@@ -279,11 +394,16 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 	default:
 	}
 	parts := s.split(ctx, ops)
+	if len(parts) == 1 && parts[0].l.lead(ctx, parts[0].b) {
+		copy(ops, parts[0].b.ops)
+		return
+	}
 	sent := parts[:0:0]
 	for _, p := range parts {
 		p.b.done = make(chan struct{})
 		select {
-		case p.l.queue <- p.b:
+		case p.l.slots <- struct{}{}:
+			p.l.enqueue(p.b)
 			sent = append(sent, p)
 		case <-ctx.Done():
 			fail(p, ctx.Err())
@@ -336,66 +456,64 @@ func (s *Store) Later(ops []captchagate.Op, report func(error)) {
 	for _, p := range s.split(context.Background(), ops) {
 		p.b.report = report
 		select {
-		case p.l.queue <- p.b:
+		case p.l.slots <- struct{}{}:
+			p.l.enqueue(p.b)
 		default:
 			s.report(report, errDropped)
 		}
 	}
 }
 
-// writer sends what is handed over to l, in order, one pipeline at a time:
-// what arrives while a pipeline is out leaves in the next one. Writes
-// behind with nothing else to send wait up to Options.Linger for company.
+// writer sends what is pending on l when kicked, in order, one pipeline at
+// a time, until nothing is pending; then l is idle again.
 func (l *lane) writer() {
 	defer close(l.done)
 	s := l.s
 	var bs []*batch
-	var linger *time.Timer
 	for {
-		var first *batch
 		select {
-		case first = <-l.queue:
+		case <-l.kick:
 		case <-s.stop:
-			// Write what was handed over before Close, then stop.
-			select {
-			case first = <-l.queue:
-			default:
-				return
-			}
-		}
-		bs = append(bs[:0], first)
-		n := len(first.ops)
-		behind := first.behind()
-	more:
-		for n < s.maxBatch {
-			select {
-			case b := <-l.queue:
-				bs, n, behind = append(bs, b), n+len(b.ops), behind && b.behind()
-				continue
-			default:
-			}
-			if !behind || s.linger <= 0 {
+			// Write what was handed over before Close, then stop: once a
+			// leader's pipeline that is out is back (it hands over, or
+			// finds nothing pending and leaves the lane idle).
+			for {
+				l.mu.Lock()
+				idle := !l.busy
+				l.busy = true
+				l.mu.Unlock()
+				if idle {
+					break
+				}
+				select {
+				case <-l.kick:
+				case <-time.After(time.Millisecond):
+					continue
+				}
 				break
 			}
-			// Only writes behind so far: the next request's counting is
-			// probably on its way (a request follows a handler's return).
-			if linger == nil {
-				linger = time.NewTimer(s.linger)
-			} else {
-				linger.Reset(s.linger)
-			}
-			select {
-			case b := <-l.queue:
-				linger.Stop()
-				bs, n, behind = append(bs, b), n+len(b.ops), behind && b.behind()
-			case <-linger.C:
-				break more
-			case <-s.stop:
-				linger.Stop()
-				break more
-			}
+			l.drain(bs)
+			return
 		}
-		l.send(bs)
+		l.drain(bs)
+	}
+}
+
+// drain sends the pending batches, MaxBatch operations per pipeline, then
+// clears busy. The writer owns busy meanwhile.
+func (l *lane) drain(bs []*batch) {
+	for {
+		l.mu.Lock()
+		if len(l.pending) == 0 {
+			l.busy = false
+			l.mu.Unlock()
+			return
+		}
+		bs = l.takePending(bs[:0])
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), l.s.timeout)
+		l.send(ctx, bs)
+		cancel()
 		clear(bs)
 	}
 }
@@ -410,19 +528,17 @@ func take(bs []*batch) []*batch {
 // send runs the operations of bs and hands out the results, in order: a
 // Do's caller is woken, a Later's failure reported, and a Flush's mark
 // released once everything before it is written.
-func (l *lane) send(bs []*batch) {
+func (l *lane) send(ctx context.Context, bs []*batch) {
 	s := l.s
 	if bs = take(bs); len(bs) == 0 {
 		return
 	}
-	// One deadline for the whole hand-out: a send takes at most Timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
 	s.exec(ctx, bs)
 	var back []captchagate.Op
 	for _, b := range bs {
 		switch {
 		case b.flushed != nil:
+		case b.leader:
 		case b.done != nil && b.state.CompareAndSwap(taken, finished):
 			close(b.done)
 		case b.done != nil:

@@ -153,3 +153,40 @@ func TestMain(m *testing.M) {
 }
 
 func getenv(k string) string { return os.Getenv(k) }
+
+// A counter is a packed string of 12 bytes (its window's end and its
+// count), and a counter an earlier version wrote as a hash {n, e} is read
+// and rewritten packed, its window and TTL kept: an upgrade loses no count.
+func TestCounterFormat(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	clk := storetest.NewClock()
+	s := newStore(t, c, clk.Now)
+
+	n, reset, err := s.Incr(ctx, "f:new", 1, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	raw, err := c.Get(ctx, s.Key("f:new")).Bytes()
+	require.NoError(t, err)
+	assert.Len(t, raw, 12)
+	assert.Equal(t, "embstr", c.ObjectEncoding(ctx, s.Key("f:new")).Val(), "kept in the key's object")
+	got, err := s.CountIn(ctx, c, "f:new")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), got)
+	assert.True(t, clk.Now().Add(time.Minute).Equal(reset))
+
+	for _, delta := range []int64{1, 0, -1} {
+		end := clk.Now().Add(10 * time.Minute)
+		require.NoError(t, c.HSet(ctx, s.Key("f:old"), "n", 3, "e", end.UnixMicro()).Err())
+		require.NoError(t, c.PExpire(ctx, s.Key("f:old"), 10*time.Minute).Err())
+		n, reset, err := s.Incr(ctx, "f:old", delta, time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, 3+delta, n, "delta %d: the old count goes on", delta)
+		assert.True(t, end.Equal(reset), "delta %d: in the old window", delta)
+		assert.Equal(t, "string", c.Type(ctx, s.Key("f:old")).Val(), "delta %d: rewritten packed", delta)
+		ttl := c.PTTL(ctx, s.Key("f:old")).Val()
+		assert.InDelta(t, float64(10*time.Minute), float64(ttl), float64(5*time.Second), "delta %d: its TTL kept", delta)
+		require.NoError(t, c.Del(ctx, s.Key("f:old")).Err())
+	}
+}

@@ -133,7 +133,7 @@ func TestLostReplyAppliedOnce(t *testing.T) {
 	clk := storetest.NewClock()
 	s := newStore(t, c, clk.Now)
 	count := func(k string) int64 {
-		n, err := direct.HGet(ctx, s.Key(k), "n").Int64()
+		n, err := s.CountIn(ctx, direct, k)
 		if err == redis.Nil {
 			return 0
 		}
