@@ -60,7 +60,9 @@ func TestDurableSpends(t *testing.T) {
 		return s, w
 	}
 
-	durable, w := open(redisstore.Options{Prefix: "d:"})
+	// A second's bound: a loaded test machine can take more than the
+	// default 100ms to have a healthy replica acknowledge.
+	durable, w := open(redisstore.Options{Prefix: "d:", ReplicaTimeout: time.Second})
 	fresh, err := mark(durable, "1-spend-mark-0000")
 	require.NoError(t, err)
 	assert.True(t, fresh)
@@ -78,7 +80,7 @@ func TestDurableSpends(t *testing.T) {
 	start := time.Now()
 	_, err = mark(durable, "2-spend-mark-0000")
 	assert.ErrorIs(t, err, redisstore.ErrNotDurable, "the replica did not acknowledge: refused")
-	assert.Less(t, time.Since(start), 2*time.Second, "within ReplicaTimeout (100ms), give or take a loaded machine")
+	assert.Less(t, time.Since(start), 5*time.Second, "within ReplicaTimeout, give or take a loaded machine")
 	fresh, err = mark(control, "2-spend-mark-0000")
 	require.NoError(t, err)
 	assert.True(t, fresh, "the control counts a spend its replica has not seen")
@@ -142,7 +144,7 @@ func TestDurableAnswerThroughGate(t *testing.T) {
 	master := redistest.Start(t)
 	replica := redistest.StartReplica(t, master)
 	clk := storetest.NewClock()
-	in := newInstance(t, master.Addr, "gd:", clk, nil)
+	in := newInstanceWith(t, master.Addr, redisstore.Options{Prefix: "gd:", Now: clk.Now, ReplicaTimeout: time.Second}, clk, nil)
 	trip := func() string {
 		var rp reply
 		for range 6 {
