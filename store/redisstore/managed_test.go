@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +113,10 @@ func TestManagedRedis(t *testing.T) {
 				require.NoError(t, admin.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err())
 				replica := redistest.StartReplica(t, srv)
 				defer replica.Stop()
+			}
+			if slices.Contains(tc.rules, "-wait") {
+				_, err := redisstore.New(c, redisstore.Options{Replicas: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				assert.ErrorContains(t, err, "refuses WAIT", "spends asked to wait, where none could: New refuses")
 			}
 			refused := &refusals{}
 			c.AddHook(refused)
