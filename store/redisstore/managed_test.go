@@ -90,6 +90,9 @@ func TestManagedRedis(t *testing.T) {
 		// durable.
 		{"ACL: no CONFIG, SCRIPT, WAIT; a replica", []string{"-@admin", "-config", "-script", "-wait"}, true, []string{"SCRIPT", "WAIT"}},
 		{"renamed: no CONFIG, SCRIPT", nil, false, []string{"SCRIPT"}},
+		// The least docs/deployment.md says the store needs.
+		{"ACL: deployment.md's", []string{"-@all", "+@read", "+@write", "+@scripting", "+@connection", "+info", "-script"}, true,
+			[]string{"SCRIPT"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c *redis.Client
