@@ -28,13 +28,16 @@ type Server struct {
 	dir  string
 	port int
 
+	extra []string // further redis-server arguments
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
 }
 
-// Start starts a redis-server for t and stops it when t ends.
-func Start(t testing.TB) *Server {
+// Start starts a redis-server for t and stops it when t ends; args are
+// further redis-server arguments ("--maxmemory", "2mb", ...).
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -44,7 +47,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip(msg)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), extra: args}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		s.port, lastErr = freePort()
@@ -77,6 +80,7 @@ func (s *Server) start() error {
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return err

@@ -483,3 +483,42 @@ func TestFlush(t *testing.T) {
 		assert.Equal(t, int64(1), n)
 	})
 }
+
+// Requests one after another on one instance: each give-back, written
+// behind, waits (Options.Linger) for the next request's counting and
+// leaves in its pipeline, so a request costs one round trip, not two. The
+// last one waits out its linger (or a Flush). Without a linger (the
+// control), a give-back leaves as soon as the writer takes it, with no
+// request to follow.
+func TestWriteBehindRidesAlong(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, linger := range []time.Duration{time.Second, -1} {
+		c := client(t, srv)
+		var hook pipelines
+		c.AddHook(&hook)
+		s, err := redisstore.New(c, redisstore.Options{Prefix: fmt.Sprintf("ride%d:", linger), Linger: linger})
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		hook.warm(t, s)
+		g, err := captchagate.New(captchagate.Config{Secret: secret, Store: s, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		h := g.Guard(captchagate.Policy{Name: "login", MaxFailures: 3, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}})(
+			http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		for range 10 {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("POST", "/login", nil))
+			require.Equal(t, http.StatusOK, w.Code)
+		}
+		if linger > 0 {
+			require.Equal(t, 10, hook.count(), "one pipeline per request, each with the give-back before it")
+			time.Sleep(50 * time.Millisecond)
+			assert.Equal(t, 10, hook.count(), "the last give-back waits for company")
+			require.NoError(t, s.Flush(context.Background()))
+			assert.Equal(t, 11, hook.count(), "Flush sends it")
+			continue
+		}
+		assert.Eventually(t, func() bool { return hook.count() >= 11 }, 5*time.Second, time.Millisecond,
+			"the last give-back leaves by itself")
+		assert.LessOrEqual(t, hook.count(), 20)
+	}
+}

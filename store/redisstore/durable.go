@@ -40,6 +40,10 @@ func replicasFor(c redis.UniversalClient, o Options) (int, error) {
 		return 0, fmt.Errorf("redisstore: Options.Replicas needs a *redis.Client (single node or Sentinel) or a "+
 			"*redis.ClusterClient, to send WAIT on the spend's connection; got %T (set Replicas: -1)", c)
 	case o.Replicas > 0:
+		if err := canWait(c, o); err != nil {
+			return 0, fmt.Errorf("redisstore: Options.Replicas: Redis refuses WAIT to this client, so no spend "+
+				"could be made durable: %w", err)
+		}
 		return o.Replicas, nil
 	case !cluster && !single:
 		return 0, nil
@@ -48,15 +52,43 @@ func replicasFor(c redis.UniversalClient, o Options) (int, error) {
 	defer cancel()
 	n, err := connectedReplicas(ctx, c)
 	if err != nil {
-		o.Logger.Info("redisstore: cannot count Redis's replicas; spends do not wait for replicas "+
-			"(set Options.Replicas to wait)", "err", err)
+		o.Logger.Info("redisstore: cannot count Redis's replicas (INFO replication refused or failed); spends do "+
+			"not wait for replicas (set Options.Replicas to wait)", "err", err)
 		return 0, nil
 	}
 	if n == 0 {
 		return 0, nil
 	}
+	if err := canWait(c, o); err != nil {
+		// A managed service may refuse WAIT: every spend would then fail.
+		o.Logger.Info("redisstore: Redis has replicas but refuses WAIT to this client; spends do not wait for "+
+			"replicas, and one accepted just before a failover can be accepted again after it", "err", err)
+		return 0, nil
+	}
 	o.Logger.Debug("redisstore: every master has a replica; spends wait for one (Options.Replicas)")
 	return 1, nil
+}
+
+// canWait sends WAIT 0 0 (which returns at once) to every master c writes
+// to, and returns Redis's refusal, if any. Other failures (Redis not
+// reachable at New) are not refusals: spends will wait, and fail until
+// Redis answers.
+func canWait(c redis.UniversalClient, o Options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
+	defer cancel()
+	one := func(ctx context.Context, c *redis.Client) error {
+		if err := c.Do(ctx, "wait", 0, 0).Err(); refused(err) {
+			return err
+		}
+		return nil
+	}
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, one)
+	case *redis.Client:
+		return one(ctx, c)
+	}
+	return nil
 }
 
 // connectedReplicas returns the fewest connected replicas of a master c

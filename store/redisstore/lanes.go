@@ -398,8 +398,14 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 		copy(ops, parts[0].b.ops)
 		return
 	}
+	// The other lanes' parts go first to their writers; then the first part
+	// is sent here if its lane is idle, while they are out.
+	var led *part
 	sent := parts[:0:0]
-	for _, p := range parts {
+	for i, p := range parts {
+		if i == 0 && len(parts) > 1 {
+			continue
+		}
 		p.b.done = make(chan struct{})
 		select {
 		case p.l.slots <- struct{}{}:
@@ -409,6 +415,28 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 			fail(p, ctx.Err())
 		case <-s.stop:
 			fail(p, ErrClosed)
+		}
+	}
+	if len(parts) > 1 {
+		p := parts[0]
+		if p.l.lead(ctx, p.b) {
+			led = &p
+		} else {
+			p.b.done = make(chan struct{})
+			select {
+			case p.l.slots <- struct{}{}:
+				p.l.enqueue(p.b)
+				sent = append(sent, p)
+			case <-ctx.Done():
+				fail(p, ctx.Err())
+			case <-s.stop:
+				fail(p, ErrClosed)
+			}
+		}
+	}
+	if led != nil {
+		for i, op := range led.b.ops {
+			ops[led.at[i]] = op
 		}
 	}
 	for _, p := range sent {

@@ -126,7 +126,16 @@ func (s *Store) Mark(ctx context.Context, epoch uint64, mark []byte, life time.D
 func checkScriptFlags(c redis.UniversalClient, o Options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
-	return tooOld(c.ScriptLoad(ctx, markScript.src).Err())
+	err := c.ScriptLoad(ctx, markScript.src).Err()
+	if refused(err) {
+		// Managed services often refuse SCRIPT to applications: scripts
+		// still run (EVALSHA, and EVAL after NOSCRIPT), but New cannot see
+		// whether Redis compiles flagged scripts (7.0 or later).
+		o.Logger.Info("redisstore: cannot check that Redis runs scripts with flags (SCRIPT LOAD refused); "+
+			"Redis 7.0 or later is required, and an older one fails the first spend", "err", err)
+		return nil
+	}
+	return tooOld(err)
 }
 
 // tooOld turns Redis's refusal to compile a script with flags (Redis

@@ -15,40 +15,70 @@
 // crosses hash slots on Cluster, and every key is written together with its
 // TTL in the same atomic command: no key can be left without one.
 //
-// Counter operations go through one pipeline writer (the Store implements
+// Counter operations leave in pipelines (the Store implements
 // captchagate.Batcher): a guarded request hands over all its counting at
-// once and waits for one round trip, and what concurrent requests hand over
-// meanwhile leaves in the same pipeline, so Redis and the client spend one
-// read and one write on many operations. Close stops the writer.
+// once and waits for one round trip. A request that finds its lane idle
+// sends its pipeline itself, on its own goroutine; what concurrent requests
+// hand over while a pipeline is out leaves in the next one, sent by the
+// lane's writer, so Redis and the client spend one read and one write on
+// many operations. On a Cluster there is a lane per master, so a master
+// that is dead or slow holds up only the operations on its own keys. Close
+// stops the writers.
 //
 // # Writes behind
 //
 // When a guarded handler returns, the gate gives back what the request
 // reserved and, on a success, resets the per-account counters. The store
 // writes these behind (Batcher.Later): the request does not wait for them.
-// What the next request sees of them:
+// A write behind waits up to Options.Linger (500µs) for the next request's
+// counting, and leaves in the same pipeline: requests that follow each
+// other cost one round trip each, not two. What the next request sees of
+// them:
 //
-//   - On the same instance (the same Store), always: the one writer runs
-//     counter operations in the order they were handed over, and the guard
-//     hands its give-back over before its ServeHTTP returns, so the give-back
-//     is written before the counting of any request that reaches a guard
-//     after that (the client has its response only then, unless the handler
-//     flushed it early).
-//   - On another instance, eventually: the write leaves in the writer's
-//     next pipeline (a later one only if more than Options.MaxBatch
-//     operations wait ahead of it), and each pipeline is written or fails
-//     within Options.Timeout: so within two Timeouts of the handler's
-//     return, one round trip in the usual case. A write that fails, or that
-//     is dropped because the queue is full, is reported (the gate's
-//     EventStoreError); one that timed out may still reach Redis later.
+//   - On the same instance (the same Store), always: a lane runs counter
+//     operations in the order they were handed over, and the guard hands
+//     its give-back over before its ServeHTTP returns, so the give-back is
+//     written before (or in the same pipeline as, ahead of) the counting of
+//     any request that reaches a guard after that (the client has its
+//     response only then, unless the handler flushed it early).
+//   - On another instance, eventually: the write leaves within
+//     Options.Linger, in the lane's next pipeline (a later one only if more
+//     than Options.MaxBatch operations wait ahead of it), and each pipeline
+//     is written or fails within Options.Timeout: so within the linger and
+//     two Timeouts of the handler's return, the linger and one round trip
+//     in the usual case. A write that fails, or that is dropped because the
+//     queue is full, is reported (the gate's EventStoreError); one that
+//     timed out may still reach Redis later.
 //
 // Writes behind only lower counts, so a late or lost one errs on the safe
 // side: a lost give-back leaves a count one higher until its window ends,
 // and a late reset can ask the user's next request on another instance for
 // a captcha once (a lost one leaves the count as it was, until the next
 // success or the window's end). Flush waits for the writes handed over so
-// far: tests call it before asking another instance what they changed, and
-// a graceful shutdown before Close.
+// far (a lingering one leaves at once): tests call it before asking another
+// instance what they changed, and a graceful shutdown before Close.
+//
+// # Failover
+//
+// On a Cluster, a master that dies shows as connection errors on its lane
+// until a replica takes its slots. go-redis reloads its slot map only on
+// MOVED or ASK, or once a minute, so the store has it reloaded on every
+// connection error (at most once per 200ms): keys of the failed master
+// come back as soon as the Cluster has failed it over, and keys of the
+// other masters see no error meanwhile. Sentinel clients
+// (redis.NewFailoverClient) follow the switch by themselves.
+//
+// Replication is asynchronous: a master that dies before its replica has a
+// write loses it. For a counter that is a few counts; for a spend it would
+// be a captcha or token accepted a second time after the failover. So when
+// every master has a replica at New (or Options.Replicas says so), each
+// spend is followed by WAIT on its connection, and counts only once a
+// replica has acknowledged it within Options.ReplicaTimeout; otherwise it
+// fails with ErrNotDurable and the gate refuses the answer (fail closed).
+// A master left without any replica (after a failover, until a replica
+// rejoins) refuses every spend: run two replicas per master, or set
+// Replicas: -1 to trade single use across a failover for availability.
+// docs/deployment.md has the measured figures.
 //
 // # Memory
 //
@@ -74,8 +104,9 @@
 // asks that request for a captcha, which it can solve (the marks write
 // into the space they reserved) and be let in with. So a full Redis
 // degrades to captchas for newcomers, never to 503 and never to an
-// uncounted guess. A counter takes about 300 bytes; size maxmemory for the
-// keys alive at once. New warns on any other policy
+// uncounted guess. A counter takes about 160 bytes of Redis memory (144
+// with a prefix of at most 4 bytes); size maxmemory for the keys alive at
+// once. New warns on any other policy
 // (Options.RequireSafeEviction refuses it). docs/redis.md has the
 // measurements.
 //
