@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -68,6 +69,11 @@ func newClusterInstanceWith(t *testing.T, cc *redis.ClusterClient, o redisstore.
 	t.Helper()
 	if o.Now == nil {
 		o.Now = clk.Now
+	}
+	if o.ReplicaTimeout == 0 {
+		// Spends wait for a replica (durable spends): a second, not the
+		// default 100 ms, for a loaded machine (-race, parallel packages).
+		o.ReplicaTimeout = time.Second
 	}
 	store, err := redisstore.New(cc, o)
 	require.NoError(t, err)
@@ -172,7 +178,14 @@ func TestCluster(t *testing.T) {
 
 	t.Run("conformance", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T, now func() time.Time) captchagate.Store {
-			return newStore(t, cc, now)
+			// Take waits for a replica (durable spends); its default
+			// bound, 100 ms, was too short once under -race on a loaded
+			// machine.
+			s, err := redisstore.New(cc, redisstore.Options{Prefix: fmt.Sprintf("t%d:", prefixes.Add(1)), Now: now,
+				ReplicaTimeout: time.Second})
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			return s
 		})
 	})
 
