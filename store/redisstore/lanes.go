@@ -123,16 +123,19 @@ func (l *lane) lead(ctx context.Context, b *batch) bool {
 	if len(l.pending) > 0 {
 		bs = l.takePending(bs)
 	}
-	if l.armed && len(l.pending) == 0 {
-		l.armed = false
-		l.linger.Stop() // the writes behind leave now
-	}
+	// An armed linger timer is left to fire and find nothing: stopping it
+	// here and arming it again for the next write behind would cost a
+	// wake-up of the runtime's poller per request.
 	l.mu.Unlock()
 	b.leader = true
 	bs = append(bs, b)
-	sctx, cancel := context.WithTimeout(ctx, l.s.timeout)
-	l.send(sctx, bs)
-	cancel()
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= l.s.timeout {
+		l.send(ctx, bs) // the caller's deadline is the sooner: no timer of the store's
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, l.s.timeout)
+		l.send(sctx, bs)
+		cancel()
+	}
 	err := ctx.Err()
 	if d, ok := ctx.Deadline(); ok && err == nil && !time.Now().Before(d) {
 		err = context.DeadlineExceeded // the connection's deadline fired first
