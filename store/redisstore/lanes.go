@@ -499,6 +499,7 @@ func (s *Store) Later(ops []captchagate.Op, report func(error)) {
 // a time, until nothing is pending; then l is idle again.
 func (l *lane) writer() {
 	defer close(l.done)
+	defer l.linger.Stop()
 	s := l.s
 	var bs []*batch
 	for {
