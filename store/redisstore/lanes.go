@@ -397,18 +397,8 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 	default:
 	}
 	parts := s.split(ctx, ops)
-	if len(parts) == 1 && parts[0].l.lead(ctx, parts[0].b) {
-		copy(ops, parts[0].b.ops)
-		return
-	}
-	// The other lanes' parts go first to their writers; then the first part
-	// is sent here if its lane is idle, while they are out.
-	var led *part
-	sent := parts[:0:0]
-	for i, p := range parts {
-		if i == 0 && len(parts) > 1 {
-			continue
-		}
+	var sent []part
+	hand := func(p part) { // to its lane's writer
 		p.b.done = make(chan struct{})
 		select {
 		case p.l.slots <- struct{}{}:
@@ -420,26 +410,18 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 			fail(p, ErrClosed)
 		}
 	}
-	if len(parts) > 1 {
-		p := parts[0]
-		if p.l.lead(ctx, p.b) {
-			led = &p
-		} else {
-			p.b.done = make(chan struct{})
-			select {
-			case p.l.slots <- struct{}{}:
-				p.l.enqueue(p.b)
-				sent = append(sent, p)
-			case <-ctx.Done():
-				fail(p, ctx.Err())
-			case <-s.stop:
-				fail(p, ErrClosed)
-			}
-		}
+	// The other lanes' parts go to their writers first; then the first part
+	// is sent here if its lane is idle, while they are out.
+	for _, p := range parts[1:] {
+		hand(p)
 	}
-	if led != nil {
-		for i, op := range led.b.ops {
-			ops[led.at[i]] = op
+	if first := parts[0]; !first.l.lead(ctx, first.b) {
+		hand(first)
+	} else if first.at == nil {
+		copy(ops, first.b.ops)
+	} else {
+		for i, op := range first.b.ops {
+			ops[first.at[i]] = op
 		}
 	}
 	for _, p := range sent {
