@@ -117,6 +117,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 			c.Now = clk.Now
 			c.StoreTimeout = 250 * time.Millisecond
 			c.StoreFailure = mode
+			c.CreateBurst = 1 << 20 // the answering worker asks for a captcha per request, for as long as the test runs
 		}
 	}
 	closed := sentinelInstance(t, s, redisstore.Options{Prefix: "sfo:", Now: clk.Now}, budget(captchagate.FailClosed))

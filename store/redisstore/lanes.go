@@ -123,16 +123,19 @@ func (l *lane) lead(ctx context.Context, b *batch) bool {
 	if len(l.pending) > 0 {
 		bs = l.takePending(bs)
 	}
-	if l.armed && len(l.pending) == 0 {
-		l.armed = false
-		l.linger.Stop() // the writes behind leave now
-	}
+	// An armed linger timer is left to fire and find nothing: stopping it
+	// here and arming it again for the next write behind would cost a
+	// wake-up of the runtime's poller per request.
 	l.mu.Unlock()
 	b.leader = true
 	bs = append(bs, b)
-	sctx, cancel := context.WithTimeout(ctx, l.s.timeout)
-	l.send(sctx, bs)
-	cancel()
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= l.s.timeout {
+		l.send(ctx, bs) // the caller's deadline is the sooner: no timer of the store's
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, l.s.timeout)
+		l.send(sctx, bs)
+		cancel()
+	}
 	err := ctx.Err()
 	if d, ok := ctx.Deadline(); ok && err == nil && !time.Now().Before(d) {
 		err = context.DeadlineExceeded // the connection's deadline fired first
@@ -394,18 +397,8 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 	default:
 	}
 	parts := s.split(ctx, ops)
-	if len(parts) == 1 && parts[0].l.lead(ctx, parts[0].b) {
-		copy(ops, parts[0].b.ops)
-		return
-	}
-	// The other lanes' parts go first to their writers; then the first part
-	// is sent here if its lane is idle, while they are out.
-	var led *part
-	sent := parts[:0:0]
-	for i, p := range parts {
-		if i == 0 && len(parts) > 1 {
-			continue
-		}
+	var sent []part
+	hand := func(p part) { // to its lane's writer
 		p.b.done = make(chan struct{})
 		select {
 		case p.l.slots <- struct{}{}:
@@ -417,26 +410,18 @@ func (s *Store) Do(ctx context.Context, ops []captchagate.Op) {
 			fail(p, ErrClosed)
 		}
 	}
-	if len(parts) > 1 {
-		p := parts[0]
-		if p.l.lead(ctx, p.b) {
-			led = &p
-		} else {
-			p.b.done = make(chan struct{})
-			select {
-			case p.l.slots <- struct{}{}:
-				p.l.enqueue(p.b)
-				sent = append(sent, p)
-			case <-ctx.Done():
-				fail(p, ctx.Err())
-			case <-s.stop:
-				fail(p, ErrClosed)
-			}
-		}
+	// The other lanes' parts go to their writers first; then the first part
+	// is sent here if its lane is idle, while they are out.
+	for _, p := range parts[1:] {
+		hand(p)
 	}
-	if led != nil {
-		for i, op := range led.b.ops {
-			ops[led.at[i]] = op
+	if first := parts[0]; !first.l.lead(ctx, first.b) {
+		hand(first)
+	} else if first.at == nil {
+		copy(ops, first.b.ops)
+	} else {
+		for i, op := range first.b.ops {
+			ops[first.at[i]] = op
 		}
 	}
 	for _, p := range sent {
@@ -496,6 +481,7 @@ func (s *Store) Later(ops []captchagate.Op, report func(error)) {
 // a time, until nothing is pending; then l is idle again.
 func (l *lane) writer() {
 	defer close(l.done)
+	defer l.linger.Stop()
 	s := l.s
 	var bs []*batch
 	for {
