@@ -239,6 +239,42 @@ func TestCluster(t *testing.T) {
 
 	t.Run("reshard under load", func(t *testing.T) { reshardUnderLoad(t, c, cc) })
 
+	t.Run("reshard many slots under load", func(t *testing.T) {
+		clk := storetest.NewClock()
+		a := newClusterInstance(t, cc, redisstore.Options{Prefix: "many:"}, clk, nil)
+		// Keys in the slots that move: a first round of the load.
+		stop := runLoad(t, a.instance, "many", 4)
+		time.Sleep(300 * time.Millisecond)
+		stats := c.ErrorStats()
+		from := c.MasterOf(0)
+		to := c.Masters()[1]
+		if to == from {
+			to = c.Masters()[0]
+		}
+		const slots = 500
+		start := time.Now()
+		keys := 0
+		for slot := range slots {
+			require.Equal(t, from, c.MasterOf(slot))
+			m := c.BeginMigration(slot, from, to)
+			for n := m.Move(50); n > 0; n = m.Move(50) {
+				keys += n
+			}
+			m.Finish()
+		}
+		took := time.Since(start)
+		time.Sleep(200 * time.Millisecond)
+		statuses := stop()
+		a.flush(t)
+		after := c.ErrorStats()
+		t.Logf("%d slots (%d keys) moved %s → %s in %v under load: ASK %d, MOVED %d; load %v",
+			slots, keys, from, to, took.Round(time.Millisecond), after["ASK"]-stats["ASK"], after["MOVED"]-stats["MOVED"], statuses)
+		assert.Positive(t, keys, "the load had keys in the slots that moved")
+		assert.Positive(t, after["MOVED"]-stats["MOVED"], "requests met MOVED")
+		assert.Zero(t, a.storeErrors.Load(), "store errors")
+		assert.Zero(t, a.unavailable.Load(), "503s")
+	})
+
 	t.Run("SCRIPT FLUSH under load", func(t *testing.T) {
 		clk := storetest.NewClock()
 		a := newClusterInstance(t, cc, redisstore.Options{Prefix: "flush:"}, clk, nil)
