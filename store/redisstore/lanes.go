@@ -89,6 +89,16 @@ func (l *lane) lingered() {
 	}
 }
 
+// pendingBehind reports whether every batch of bs is a write behind.
+func pendingBehind(bs []*batch) bool {
+	for _, b := range bs {
+		if !b.behind() {
+			return false
+		}
+	}
+	return true
+}
+
 // takePending removes up to Options.MaxBatch operations' worth of pending
 // batches (at least one) and gives back their slots. l.mu is held.
 func (l *lane) takePending(bs []*batch) []*batch {
@@ -106,6 +116,19 @@ func (l *lane) takePending(bs []*batch) []*batch {
 	return bs
 }
 
+// carryFloor is the least time a leader must have left before its deadline
+// to take other requests' writes behind along: one that spent most of its
+// time elsewhere (on a dead master, say) sends its own operations only, and
+// leaves the writes behind to their linger and the writer, so that its
+// deadline does not fail them.
+const carryFloor = 50 * time.Millisecond
+
+// carries reports whether a leader under ctx takes writes behind along.
+func carries(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return !ok || time.Until(d) >= carryFloor
+}
+
 // lead sends b, with the writes behind waiting on l, on the caller's
 // goroutine within ctx, if l is idle; it reports whether it did. The
 // caller's deadline bounds the round trip: if it passes, b's operations
@@ -120,7 +143,7 @@ func (l *lane) lead(ctx context.Context, b *batch) bool {
 	}
 	l.busy = true
 	bs := make([]*batch, 0, len(l.pending)+1)
-	if len(l.pending) > 0 {
+	if len(l.pending) > 0 && carries(ctx) {
 		bs = l.takePending(bs)
 	}
 	// An armed linger timer is left to fire and find nothing: stopping it
@@ -148,10 +171,10 @@ func (l *lane) lead(ctx context.Context, b *batch) bool {
 		}
 	}
 	l.mu.Lock()
-	if len(l.pending) > 0 {
+	if len(l.pending) > 0 && (!pendingBehind(l.pending) || !l.armed) {
 		l.kick <- struct{}{} // busy passes to the writer
 	} else {
-		l.busy = false
+		l.busy = false // writes behind left pending wait out their linger
 	}
 	l.mu.Unlock()
 	return true
