@@ -25,9 +25,9 @@ echo "== redis-benchmark EVAL of the store's counter script, one client (latency
 show() { awk -F, -v c="$1" -v t="$2" 'NR>1 { gsub(/"/, ""); printf "clients=%-3s %-22s %9.0f req/s  p50 %s ms\n", c, t, $(NF-6), $(NF-3) }'; }
 for c in 1 50; do
   redis-benchmark -p "$port" -c "$c" -n "$N" --csv -t incr 2>/dev/null | show "$c" "INCR"
-  redis-benchmark -p "$port" -c "$c" -n "$N" --csv -r 1000 EVAL "$incr" 1 'bench:__rand_int__' 1 3600000000 "$now" 2>/dev/null | show "$c" "EVAL counter script"
+  redis-benchmark -p "$port" -c "$c" -n "$N" --csv -r 1000 EVAL "$incr" 1 'bench:__rand_int__' 3600000000 "$now" 1 2>/dev/null | show "$c" "EVAL counter script"
 done
-rps() { redis-benchmark -p "$port" -c "$1" -n "$N" --csv -r 1000 EVAL "$incr" 1 'bench:__rand_int__' 1 3600000000 "$now" 2>/dev/null |
+rps() { redis-benchmark -p "$port" -c "$1" -n "$N" --csv -r 1000 EVAL "$incr" 1 'bench:__rand_int__' 3600000000 "$now" 1 2>/dev/null |
   awk -F, 'NR>1 { gsub(/"/, ""); print $(NF-6) }'; }
 go test -c -o "$dir/redisstore.test" ./store/redisstore/
 guard() { REDIS_ADDR="127.0.0.1:$port" "$dir/redisstore.test" -test.run '^$' -test.bench "BenchmarkGuardAllowed/$1\$" -test.benchtime "${BENCHTIME:-2s}" |

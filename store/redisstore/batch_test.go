@@ -522,3 +522,56 @@ func TestWriteBehindRidesAlong(t *testing.T) {
 		assert.LessOrEqual(t, hook.count(), 20)
 	}
 }
+
+// The increments of one counter that share a pipeline run as one script
+// with the semantics of one call after another: the previous request's
+// give-back and the next one's reservation, concurrent requests of one
+// address. A give-back to zero in the middle deletes the counter, and the
+// increment after it starts a new window.
+func TestIncrementsOfOneKeyShareAScript(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	var hook pipelines
+	c.AddHook(&hook)
+	clk := storetest.NewClock()
+	s := newStore(t, c, clk.Now)
+	hook.warm(t, s)
+	ctx := context.Background()
+	incr := func(k string, d int64) captchagate.Op {
+		return captchagate.Op{Kind: captchagate.OpIncr, Key: k, Delta: d, Window: time.Hour}
+	}
+	_, _, err := s.Incr(ctx, "f:k", 1, time.Hour)
+	require.NoError(t, err)
+	start := clk.Now()
+	clk.Advance(time.Minute)
+	ops := []captchagate.Op{
+		incr("f:k", 1), incr("f:j", 1), incr("f:k", 1), incr("f:k", -3), incr("f:k", 1), incr("f:k", 0),
+		{Kind: captchagate.OpReset, Key: "f:j"}, incr("f:j", 1),
+	}
+	before := hook.count()
+	s.Do(ctx, ops)
+	require.Equal(t, before+1, hook.count(), "one pipeline")
+	assert.Equal(t, 4, hook.last(), "commands: f:k's five increments in one script, f:j's, the reset, f:j's again")
+	want := []struct {
+		n     int64
+		reset time.Time
+	}{
+		{2, start.Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, {3, start.Add(time.Hour)},
+		{0, time.Time{}}, // given back to zero: deleted
+		{1, clk.Now().Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, // a new window
+		{0, time.Time{}}, {1, clk.Now().Add(time.Hour)},
+	}
+	for i, op := range ops {
+		require.NoError(t, op.Err, "op %d", i)
+		if op.Kind != captchagate.OpIncr {
+			continue
+		}
+		assert.Equal(t, want[i].n, op.N, "op %d: count", i)
+		assert.True(t, want[i].reset.Equal(op.Reset), "op %d: window ends %v, want %v", i, op.Reset, want[i].reset)
+	}
+	n, err := s.CountIn(ctx, c, "f:k")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	ttl := c.PTTL(ctx, s.Key("f:k")).Val()
+	assert.InDelta(t, float64(time.Hour), float64(ttl), float64(time.Minute), "the new window's TTL")
+}

@@ -358,11 +358,11 @@ func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 // incrScript adds to a fixed-window counter kept as a string of 12 bytes,
 // struct-packed little-endian: the end of its window in unix microseconds
 // (8 bytes) and the count (4 bytes). Redis keeps so short a string in the
-// key's object itself, so a counter costs a third less than as a hash
-// {n, e} (what earlier versions wrote: the script still reads one, and
-// rewrites it packed). A counter is absent once now >= e, whether or not
-// Redis has expired the key yet; the key's TTL is set when the window
-// starts, in the same script, and kept (KEEPTTL) by later counts.
+// key's object itself, so a counter costs less than as a hash {n, e} (what
+// earlier versions wrote: the script still reads one, and rewrites it
+// packed). A counter is absent once now >= e, whether or not Redis has
+// expired the key yet; the key's TTL is set when the window starts, in the
+// same script, and kept (KEEPTTL) by later counts.
 //
 // A give-back that brings the count to zero deletes the key in the same
 // script: a request refused after counting (and given back) leaves no key
@@ -370,45 +370,55 @@ func micros(d time.Duration) int64 { return max(d.Microseconds(), 1) }
 // memory. The counter is then absent, as if never created: the next
 // increment starts a new window.
 //
-// KEYS[1] counter; ARGV: delta, window (µs), now (µs). Returns {n, e}, e = 0
-// when there is no counter (none before, or given back to zero).
-var incrScript, incrFullScript = newScript(incrSrc), newFullScript(incrSrc, "tonumber(ARGV[1]) > 0")
+// One run applies several deltas to the counter, in order, with the
+// semantics of as many runs one after another: the increments of one key
+// that share a pipeline (a request's reservation after the previous
+// request's give-back, concurrent requests of one address) cost Redis one
+// script, not one each.
+//
+// KEYS[1] counter; ARGV: window (µs), now (µs), then the deltas. Returns
+// {n, e} after each delta, e = 0 when there is no counter (none before, or
+// given back to zero).
+var incrScript, incrFullScript = newScript(incrSrc), newFullScript(incrSrc,
+	"(function() for i = 3, #ARGV do if tonumber(ARGV[i]) > 0 then return true end end return false end)()")
 
 const incrSrc = `
-local now = tonumber(ARGV[3])
-local delta = tonumber(ARGV[1])
+local window = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
 local n, e
-local keep = 'KEEPTTL'
+local packed = true
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'table' then
   local h = redis.call('HMGET', KEYS[1], 'n', 'e')
   n, e = tonumber(h[1]), tonumber(h[2])
-  redis.call('DEL', KEYS[1])
-  keep = nil
+  packed = false
 elseif v and #v == 12 then
   e, n = struct.unpack('<i8i4', v)
 end
-if n == nil or e == nil or now >= e then
-  if delta <= 0 then return {0, 0} end
-  e = now + tonumber(ARGV[2])
-  redis.call('SET', KEYS[1], struct.pack('<i8i4', e, delta), 'PX', math.ceil((e - now) / 1000))
-  return {delta, e}
+if n == nil or e == nil or now >= e then n, e = nil, nil end
+local changed, fresh = not packed, not packed
+local out = {}
+for i = 3, #ARGV do
+  local delta = tonumber(ARGV[i])
+  if n == nil then
+    if delta > 0 then n, e, changed, fresh = delta, now + window, true, true end
+  elseif delta ~= 0 then
+    n, changed = n + delta, true
+    if n <= 0 then n, e = nil, nil end
+  end
+  out[#out + 1] = n or 0
+  out[#out + 1] = e or 0
 end
-if delta == 0 then
-  if keep == nil then redis.call('SET', KEYS[1], struct.pack('<i8i4', e, n), 'PX', math.ceil((e - now) / 1000)) end
-  return {n, e}
+if changed then
+  if n == nil then
+    redis.call('DEL', KEYS[1])
+  elseif fresh then
+    redis.call('SET', KEYS[1], struct.pack('<i8i4', e, n), 'PX', math.ceil((e - now) / 1000))
+  else
+    redis.call('SET', KEYS[1], struct.pack('<i8i4', e, n), 'KEEPTTL')
+  end
 end
-n = n + delta
-if n <= 0 then
-  redis.call('DEL', KEYS[1])
-  return {0, 0}
-end
-if keep then
-  redis.call('SET', KEYS[1], struct.pack('<i8i4', e, n), keep)
-else
-  redis.call('SET', KEYS[1], struct.pack('<i8i4', e, n), 'PX', math.ceil((e - now) / 1000))
-end
-return {n, e}
+return out
 `
 
 // allowScript is GCRA on one key holding the theoretical arrival time (µs).
@@ -508,56 +518,86 @@ func (s *Store) exec(ctx context.Context, bs []*batch) {
 	if len(ops) == 0 {
 		return // only marks of Flush
 	}
+	us := units(ops)
 	now := s.now().UnixMicro()
-	cmds := make([]redis.Cmder, len(ops))
+	cmds := make([]redis.Cmder, len(us))
 	var isFull []bool // made only when Redis refused something as full
 	all := func(redis.Cmder) bool { return true }
 	noScript := func(c redis.Cmder) bool { return isNoScript(c.Err()) }
-	s.pipe(ctx, ops, cmds, isFull, now, all, false)
-	s.pipe(ctx, ops, cmds, isFull, now, noScript, true)
+	s.pipe(ctx, us, cmds, isFull, now, all, false)
+	s.pipe(ctx, us, cmds, isFull, now, noScript, true)
 	refusedFull := func(c redis.Cmder) bool {
 		_, ok := c.(*redis.Cmd) // a script, not a DEL
 		return ok && errors.Is(full(c.Err()), ErrFull)
 	}
 	if slices.ContainsFunc(cmds, refusedFull) {
-		isFull = make([]bool, len(ops))
+		isFull = make([]bool, len(us))
 		for j, c := range cmds {
 			isFull[j] = refusedFull(c)
 		}
-		s.pipe(ctx, ops, cmds, isFull, now, refusedFull, false)
-		s.pipe(ctx, ops, cmds, isFull, now, noScript, true)
+		s.pipe(ctx, us, cmds, isFull, now, refusedFull, false)
+		s.pipe(ctx, us, cmds, isFull, now, noScript, true)
 	}
 	reloaded := false
-	for j, op := range ops {
-		s.result(op, cmds[j])
-		if !reloaded && op.Err != nil {
-			s.reloadOnConnError(op.Err)
+	for j, u := range us {
+		s.result(u, cmds[j])
+		if !reloaded && u[0].Err != nil {
+			s.reloadOnConnError(u[0].Err)
 			reloaded = true
 		}
 	}
 }
 
-// pipe sends, in one pipeline, the ops whose command which selects (every
-// one, the first time, when cmds are all nil), as their full variants
-// where isFull says so, and replaces their commands; nothing is sent if
-// none is selected.
-func (s *Store) pipe(ctx context.Context, ops []*captchagate.Op, cmds []redis.Cmder, isFull []bool, now int64, which func(redis.Cmder) bool, eval bool) {
+// A unit is what one command of a pipeline runs: one operation, or the
+// increments of one counter (same key, same window), in the order handed
+// over, that no other operation on the key separates.
+type unit []*captchagate.Op
+
+// units groups ops into the commands of a pipeline.
+func units(ops []*captchagate.Op) []unit {
+	us := make([]unit, 0, len(ops))
+	if len(ops) == 1 {
+		return append(us, unit(ops))
+	}
+	open := make(map[string]int) // key → its increments' unit, while open
+	for _, op := range ops {
+		if op.Kind != captchagate.OpIncr {
+			delete(open, op.Key) // a reset or a bucket op ends the run
+			us = append(us, unit{op})
+			continue
+		}
+		if j, ok := open[op.Key]; ok && us[j][0].Window == op.Window {
+			us[j] = append(us[j], op)
+			continue
+		}
+		open[op.Key] = len(us)
+		us = append(us, unit{op})
+	}
+	return us
+}
+
+// pipe sends, in one pipeline, the units whose command which selects
+// (every one, the first time, when cmds are all nil), as their full
+// variants where isFull says so, and replaces their commands; nothing is
+// sent if none is selected.
+func (s *Store) pipe(ctx context.Context, us []unit, cmds []redis.Cmder, isFull []bool, now int64, which func(redis.Cmder) bool, eval bool) {
 	if !slices.ContainsFunc(cmds, which) {
 		return
 	}
 	s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for j, op := range ops {
+		for j, u := range us {
 			if which(cmds[j]) {
-				cmds[j] = s.queueOp(ctx, p, op, now, eval, isFull != nil && isFull[j])
+				cmds[j] = s.queueUnit(ctx, p, u, now, eval, isFull != nil && isFull[j])
 			}
 		}
 		return nil
 	})
 }
 
-// queueOp adds op to p: a script (by its SHA, or whole with eval; the
+// queueUnit adds u to p: a script (by its SHA, or whole with eval; the
 // variant for a full Redis with isFull) or a DEL.
-func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.Op, now int64, eval, isFull bool) redis.Cmder {
+func (s *Store) queueUnit(ctx context.Context, p redis.Pipeliner, u unit, now int64, eval, isFull bool) redis.Cmder {
+	op := u[0]
 	key := s.prefix + op.Key
 	switch op.Kind {
 	case captchagate.OpIncr:
@@ -565,7 +605,12 @@ func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.
 		if isFull {
 			sc = incrFullScript
 		}
-		return queueOnce(ctx, p, sc, eval, key, op.Delta, micros(op.Window), now)
+		args := make([]any, 2, 2+len(u))
+		args[0], args[1] = micros(op.Window), now
+		for _, op := range u {
+			args = append(args, op.Delta)
+		}
+		return queueOnce(ctx, p, sc, eval, key, args...)
 	case captchagate.OpAllow:
 		take := 0
 		if op.Take {
@@ -591,9 +636,16 @@ func (s *Store) queueOp(ctx context.Context, p redis.Pipeliner, op *captchagate.
 	return cmd
 }
 
-// result reads op's reply.
-func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
-	if op.Err = full(c.Err()); op.Err != nil {
+// result reads u's reply: a pair {n, e} (or {ok, wait}) for each of its
+// operations, or {-1, 0} from a full variant that would have created a key.
+func (s *Store) result(u unit, c redis.Cmder) {
+	fail := func(err error) {
+		for _, op := range u {
+			op.Err = err
+		}
+	}
+	if err := full(c.Err()); err != nil {
+		fail(err)
 		return
 	}
 	cmd, ok := c.(*redis.Cmd)
@@ -601,23 +653,27 @@ func (s *Store) result(op *captchagate.Op, c redis.Cmder) {
 		return
 	}
 	res, err := cmd.Int64Slice()
-	if err == nil && len(res) != 2 {
-		err = errors.New("redisstore: unexpected reply to a script")
-	}
-	if op.Err = err; err != nil {
+	switch {
+	case err != nil:
+		fail(err)
+		return
+	case len(res) == 2 && res[0] == -1:
+		fail(fullError{errNoRoom})
+		return
+	case len(res) != 2*len(u):
+		fail(errors.New("redisstore: unexpected reply to a script"))
 		return
 	}
-	if res[0] == -1 { // a full variant that would have created a key
-		op.Err = fullError{errNoRoom}
-		return
-	}
-	switch op.Kind {
-	case captchagate.OpIncr:
-		if res[1] != 0 {
-			op.N, op.Reset = res[0], time.UnixMicro(res[1])
+	for i, op := range u {
+		n, e := res[2*i], res[2*i+1]
+		switch op.Kind {
+		case captchagate.OpIncr:
+			if e != 0 {
+				op.N, op.Reset = n, time.UnixMicro(e)
+			}
+		case captchagate.OpAllow:
+			op.OK, op.Wait = n == 1, time.Duration(e)*time.Microsecond
 		}
-	case captchagate.OpAllow:
-		op.OK, op.Wait = res[0] == 1, time.Duration(res[1])*time.Microsecond
 	}
 }
 
