@@ -120,4 +120,24 @@ func BenchmarkGuardAllowed(b *testing.B) {
 			}
 		})
 	})
+	// As Parallel, each request from one of 1,000 addresses (as
+	// redis-benchmark -r 1000 spreads its keys): counters of one address
+	// rarely share a pipeline, so few increments share a script.
+	b.Run("ParallelKeys", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(25)
+		var next atomic.Uint32
+		addrs := make([]string, 1000)
+		for i := range addrs {
+			addrs[i] = "192.0." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250+1) + ":1234"
+		}
+		b.RunParallel(func(pb *testing.PB) {
+			w := httptest.NewRecorder()
+			r := req.Clone(context.Background())
+			for pb.Next() {
+				r.RemoteAddr = addrs[next.Add(7919)%1000] // a stride prime to 1000: every address in turn
+				h.ServeHTTP(w, r)
+			}
+		})
+	})
 }
