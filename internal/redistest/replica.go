@@ -1,11 +1,7 @@
 package redistest
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,30 +28,13 @@ func StartReplica(t testing.TB, master *Server) *Server {
 
 // Info sends INFO section to the server at addr and returns its reply.
 func Info(addr, section string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	v, err := Do(addr, "INFO", section)
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("INFO " + section + "\r\n")); err != nil {
-		return "", err
+	info, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("INFO: unexpected reply %T", v)
 	}
-	rd := bufio.NewReader(c)
-	head, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	if !strings.HasPrefix(head, "$") {
-		return "", fmt.Errorf("unexpected reply %q", head)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
-	if err != nil {
-		return "", err
-	}
-	b := make([]byte, n+2)
-	if _, err := io.ReadFull(rd, b); err != nil {
-		return "", err
-	}
-	return string(b[:n]), nil
+	return info, nil
 }

@@ -1,10 +1,8 @@
 package redistest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -134,7 +132,7 @@ func StartSentinel(t testing.TB, o SentinelOptions) *Sentinel {
 	// without them no failover can be authorized.
 	s.waitFor(30*time.Second, "sentinels see the replicas and each other", func() error {
 		for _, p := range s.sentinels {
-			replicas, err := sentinelCall(p.addr, "SENTINEL", "REPLICAS", s.name)
+			replicas, err := Do(p.addr, "SENTINEL", "REPLICAS", s.name)
 			if err != nil {
 				return err
 			}
@@ -147,7 +145,7 @@ func StartSentinel(t testing.TB, o SentinelOptions) *Sentinel {
 			if up != o.Replicas {
 				return fmt.Errorf("sentinel %s sees %d replicas up", p.addr, up)
 			}
-			others, err := sentinelCall(p.addr, "SENTINEL", "SENTINELS", s.name)
+			others, err := Do(p.addr, "SENTINEL", "SENTINELS", s.name)
 			if err != nil {
 				return err
 			}
@@ -327,7 +325,7 @@ func (s *Sentinel) Master() string {
 }
 
 func (s *Sentinel) masterFrom(p *sentinelProc) (string, error) {
-	v, err := sentinelCall(p.addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.name)
+	v, err := Do(p.addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.name)
 	if err != nil {
 		return "", err
 	}
@@ -453,12 +451,12 @@ func (s *Sentinel) FailoverAt() time.Time {
 // Do runs one command on the server (or sentinel) at addr and returns its
 // reply: a string, an int64, a []any, nil, or an error for an error reply.
 func (s *Sentinel) Do(addr string, args ...string) (any, error) {
-	return sentinelCall(addr, args...)
+	return Do(addr, args...)
 }
 
 // sentinelInfo returns the fields of INFO section from the server at addr.
 func sentinelInfo(addr, section string) (map[string]string, error) {
-	v, err := sentinelCall(addr, "INFO", section)
+	v, err := Do(addr, "INFO", section)
 	if err != nil {
 		return nil, err
 	}
@@ -486,67 +484,4 @@ func sentinelFields(v any) map[string]string {
 		m[k] = val
 	}
 	return m
-}
-
-// sentinelCall sends one command over a fresh connection (RESP2) and reads
-// its reply, within two seconds.
-func sentinelCall(addr string, args ...string) (any, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return nil, err
-	}
-	return sentinelReply(bufio.NewReader(c))
-}
-
-// sentinelReply reads one RESP2 reply; an error reply is returned as err.
-func sentinelReply(r *bufio.Reader) (any, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return nil, errors.New("empty reply line")
-	}
-	switch line[0] {
-	case '+':
-		return line[1:], nil
-	case '-':
-		return nil, errors.New(line[1:])
-	case ':':
-		return strconv.ParseInt(line[1:], 10, 64)
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return nil, err
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return nil, err
-		}
-		a := make([]any, n)
-		for i := range a {
-			if a[i], err = sentinelReply(r); err != nil {
-				return nil, err
-			}
-		}
-		return a, nil
-	}
-	return nil, fmt.Errorf("unexpected reply %q", line)
 }
