@@ -163,27 +163,9 @@ func (c *Cluster) run(nd *clusterNode) error {
 		"--save", "", "--appendonly", "no", "--dir", nd.dir,
 		"--daemonize", "no", "--protected-mode", "yes",
 		"--loglevel", "notice", "--logfile", filepath.Join(nd.dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := ping(nd.addr)
-		if err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited early (port %d or %d taken?)", port, bus)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("not answering on %s: %v", nd.addr, err)
-		}
+	exited, err := launch(cmd, nd.addr)
+	if err != nil {
+		return fmt.Errorf("ports %d, %d: %w", port, bus, err)
 	}
 	nd.mu.Lock()
 	nd.cmd, nd.exited = cmd, exited
@@ -209,16 +191,8 @@ func (nd *clusterNode) stop() {
 	cmd, exited := nd.cmd, nd.exited
 	nd.cmd = nil
 	nd.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot handle SIGTERM
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
+	if cmd != nil {
+		halt(cmd, exited, false)
 	}
 }
 
@@ -262,11 +236,9 @@ func (c *Cluster) Kill(addr string) {
 	cmd, exited := nd.cmd, nd.exited
 	nd.cmd, nd.dead = nil, true
 	nd.mu.Unlock()
-	if cmd == nil {
-		return
+	if cmd != nil {
+		halt(cmd, exited, true)
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
 }
 
 // Restart starts the node at addr again after Kill, on its ports and with

@@ -81,29 +81,9 @@ func (s *Server) start() error {
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
 	cmd.Args = append(cmd.Args, s.extra...)
-	cmd.Stdout, cmd.Stderr = nil, nil
-	if err := cmd.Start(); err != nil {
+	exited, err := launch(cmd, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)))
+	if err != nil {
 		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := ping(addr)
-		if err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited early (port %d taken?)", s.port)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("not answering on %s: %v", addr, err)
-		}
 	}
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
@@ -138,16 +118,8 @@ func (s *Server) Stop() {
 	cmd, exited := s.cmd, s.exited
 	s.cmd = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot handle SIGTERM
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
+	if cmd != nil {
+		halt(cmd, exited, false)
 	}
 }
 

@@ -195,27 +195,9 @@ func startSentinelProc(t testing.TB, bin string, args func(port int) []string) *
 
 func (p *sentinelProc) start() error {
 	cmd := exec.Command(p.bin, p.args...)
-	if err := cmd.Start(); err != nil {
+	exited, err := launch(cmd, p.addr)
+	if err != nil {
 		return err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := ping(p.addr)
-		if err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server %v exited early (port taken?)", p.args)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("not answering on %s: %v", p.addr, err)
-		}
 	}
 	p.mu.Lock()
 	p.cmd, p.exited = cmd, exited
@@ -230,21 +212,8 @@ func (p *sentinelProc) stop(kill bool) {
 	cmd, exited := p.cmd, p.exited
 	p.cmd = nil
 	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	if kill {
-		cmd.Process.Kill()
-		<-exited
-		return
-	}
-	cmd.Process.Signal(syscall.SIGCONT)
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
+	if cmd != nil {
+		halt(cmd, exited, kill)
 	}
 }
 

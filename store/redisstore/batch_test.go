@@ -557,7 +557,7 @@ func TestIncrementsOfOneKeyShareAScript(t *testing.T) {
 		reset time.Time
 	}{
 		{2, start.Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, {3, start.Add(time.Hour)},
-		{0, time.Time{}}, // given back to zero: deleted
+		{0, time.Time{}},                                             // given back to zero: deleted
 		{1, clk.Now().Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, // a new window
 		{0, time.Time{}}, {1, clk.Now().Add(time.Hour)},
 	}
