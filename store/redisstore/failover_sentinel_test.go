@@ -503,7 +503,7 @@ func TestSentinelSpendsNeedAReplica(t *testing.T) {
 
 	restarted := time.Now()
 	s.Restart(old)
-	require.Eventually(t, func() bool { return verify() == http.StatusOK }, 60*time.Second, 100*time.Millisecond,
+	require.Eventually(t, func() bool { return verify() == http.StatusOK }, 90*time.Second, 100*time.Millisecond,
 		"spends count again once the old master is back as a replica")
 	t.Logf("spends refused from the failover until the old master was back as a replica, %v after its restart",
 		time.Since(restarted).Round(time.Millisecond))
