@@ -540,38 +540,46 @@ func TestIncrementsOfOneKeyShareAScript(t *testing.T) {
 	incr := func(k string, d int64) captchagate.Op {
 		return captchagate.Op{Kind: captchagate.OpIncr, Key: k, Delta: d, Window: time.Hour}
 	}
-	_, _, err := s.Incr(ctx, "f:k", 1, time.Hour)
-	require.NoError(t, err)
-	start := clk.Now()
-	clk.Advance(time.Minute)
-	ops := []captchagate.Op{
-		incr("f:k", 1), incr("f:j", 1), incr("f:k", 1), incr("f:k", -3), incr("f:k", 1), incr("f:k", 0),
-		{Kind: captchagate.OpReset, Key: "f:j"}, incr("f:j", 1),
-	}
-	before := hook.count()
-	s.Do(ctx, ops)
-	require.Equal(t, before+1, hook.count(), "one pipeline")
-	assert.Equal(t, 4, hook.last(), "commands: f:k's five increments in one script, f:j's, the reset, f:j's again")
-	want := []struct {
-		n     int64
-		reset time.Time
-	}{
-		{2, start.Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, {3, start.Add(time.Hour)},
-		{0, time.Time{}},                                             // given back to zero: deleted
-		{1, clk.Now().Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, // a new window
-		{0, time.Time{}}, {1, clk.Now().Add(time.Hour)},
-	}
-	for i, op := range ops {
-		require.NoError(t, op.Err, "op %d", i)
-		if op.Kind != captchagate.OpIncr {
-			continue
+	// Without and with 20 other keys in the pipeline (a short pipeline is
+	// grouped by a scan, a long one through a map).
+	for _, pad := range []int{0, 20} {
+		k, j := fmt.Sprintf("f:k%d", pad), fmt.Sprintf("f:j%d", pad)
+		_, _, err := s.Incr(ctx, k, 1, time.Hour)
+		require.NoError(t, err)
+		start := clk.Now()
+		clk.Advance(time.Minute)
+		ops := []captchagate.Op{
+			incr(k, 1), incr(j, 1), incr(k, 1), incr(k, -3), incr(k, 1), incr(k, 0),
+			{Kind: captchagate.OpReset, Key: j}, incr(j, 1),
 		}
-		assert.Equal(t, want[i].n, op.N, "op %d: count", i)
-		assert.True(t, want[i].reset.Equal(op.Reset), "op %d: window ends %v, want %v", i, op.Reset, want[i].reset)
+		for i := range pad {
+			ops = append(ops, incr(fmt.Sprintf("f:other%d-%d", pad, i), 1))
+		}
+		before := hook.count()
+		s.Do(ctx, ops)
+		require.Equal(t, before+1, hook.count(), "pad %d: one pipeline", pad)
+		assert.Equal(t, 4+pad, hook.last(), "pad %d: commands: k's five increments in one script, j's, the reset, j's again", pad)
+		want := []struct {
+			n     int64
+			reset time.Time
+		}{
+			{2, start.Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, {3, start.Add(time.Hour)},
+			{0, time.Time{}},                                             // given back to zero: deleted
+			{1, clk.Now().Add(time.Hour)}, {1, clk.Now().Add(time.Hour)}, // a new window
+			{0, time.Time{}}, {1, clk.Now().Add(time.Hour)},
+		}
+		for i, op := range ops {
+			require.NoError(t, op.Err, "pad %d: op %d", pad, i)
+			if op.Kind != captchagate.OpIncr || i >= len(want) {
+				continue
+			}
+			assert.Equal(t, want[i].n, op.N, "pad %d: op %d: count", pad, i)
+			assert.True(t, want[i].reset.Equal(op.Reset), "pad %d: op %d: window ends %v, want %v", pad, i, op.Reset, want[i].reset)
+		}
+		n, err := s.CountIn(ctx, c, k)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n)
+		ttl := c.PTTL(ctx, s.Key(k)).Val()
+		assert.InDelta(t, float64(time.Hour), float64(ttl), float64(time.Minute), "the new window's TTL")
 	}
-	n, err := s.CountIn(ctx, c, "f:k")
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), n)
-	ttl := c.PTTL(ctx, s.Key("f:k")).Val()
-	assert.InDelta(t, float64(time.Hour), float64(ttl), float64(time.Minute), "the new window's TTL")
 }

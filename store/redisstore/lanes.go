@@ -370,6 +370,9 @@ type part struct {
 // split shares ops out among their lanes: one part when they all go to one
 // lane (always, but on a Cluster), in the order of the ops' first lanes.
 func (s *Store) split(ctx context.Context, ops []captchagate.Op) []part {
+	if s.cluster == nil {
+		return []part{{l: s.one, b: &batch{ops: slices.Clone(ops)}}}
+	}
 	first := s.laneFor(ctx, ops[0].Key)
 	ls := make([]*lane, len(ops))
 	ls[0] = first

@@ -559,6 +559,23 @@ func units(ops []*captchagate.Op) []unit {
 	if len(ops) == 1 {
 		return append(us, unit(ops))
 	}
+	if len(ops) <= 16 {
+		// Few: the key's latest unit, found by a scan (no map).
+	next:
+		for _, op := range ops {
+			for j := len(us) - 1; j >= 0; j-- {
+				if u := us[j]; u[0].Key == op.Key {
+					if op.Kind == captchagate.OpIncr && u[0].Kind == captchagate.OpIncr && u[0].Window == op.Window {
+						us[j] = append(u, op)
+						continue next
+					}
+					break
+				}
+			}
+			us = append(us, unit{op})
+		}
+		return us
+	}
 	open := make(map[string]int) // key → its increments' unit, while open
 	for _, op := range ops {
 		if op.Kind != captchagate.OpIncr {
