@@ -247,9 +247,16 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 		switch kind {
 		case loginOpen:
 			assert.Zero(t, failed, "the fail-open gate lets every login through")
-		default:
+		case loginClosed:
 			assert.Positive(t, failed, "%s: the dead master was noticed (503 meanwhile)", name)
 			assert.Less(t, recovery, 5*time.Second, "%s: recovered within about 2 s of the failover", name)
+		case answers:
+			// A spend also needs a replica to acknowledge it: the other
+			// replica, once the sentinels have pointed it at the new master
+			// and it has synced (0-1.3 s on a quiet machine, 10 s once on a
+			// loaded CI machine under -race). Until then answers fail closed.
+			assert.Positive(t, failed, "%s: the dead master was noticed (503 meanwhile)", name)
+			assert.Less(t, recovery, 30*time.Second, "%s: recovered once the other replica follows the new master", name)
 		}
 	}
 	assert.Zero(t, bad.Load(), "every answer is one the fail policy defines")
