@@ -459,8 +459,11 @@ func TestClusterFailoverOfMarks(t *testing.T) {
 					assert.NotEqual(t, http.StatusOK, answer("down"), "an answer accepted while the marks' master is down")
 				}
 			}
+			// A spend also needs the other replica to follow the new master
+			// (0.07-1.05 s on a quiet machine): allow a loaded CI machine
+			// under -race 15 s, as the Sentinel test does 30.
 			var served time.Time
-			for time.Since(failedOver) < 3*time.Second {
+			for time.Since(failedOver) < 3*time.Second || (replicas == 2 && served.IsZero() && time.Since(failedOver) < 15*time.Second) {
 				if answer("failed over") == http.StatusOK && served.IsZero() {
 					served = time.Now()
 				}
@@ -471,7 +474,7 @@ func TestClusterFailoverOfMarks(t *testing.T) {
 				require.False(t, served.IsZero(), "answers accepted after the failover: %v", statuses)
 				t.Logf("answers accepted again %v after the failover; answers by phase %v",
 					max(served.Sub(failedOver), 0).Round(time.Millisecond), statuses)
-				assert.Less(t, served.Sub(failedOver), 5*time.Second)
+				assert.Less(t, served.Sub(failedOver), 15*time.Second)
 				return
 			}
 			assert.True(t, served.IsZero(), "with no replica left, no spend is acknowledged: answers refused")
