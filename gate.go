@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -182,6 +183,7 @@ type Gate struct {
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
 	logger               *slog.Logger
+	mountChecked         atomic.Bool // Handler has looked at its first request's path (handlers.go)
 	now                  func() time.Time
 	macs                 sync.Pool
 

@@ -36,6 +36,9 @@ const maxParamBody = 4 << 10
 func (g *Gate) paramBody() int64 { return int64(max(maxParamBody, g.maxAnswerLen()+1<<10)) }
 
 func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.mountChecked.Load() && g.mountChecked.CompareAndSwap(false, true) {
+		g.checkMount(r)
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, g.prefix)
 	if !ok {
 		rest = strings.TrimPrefix(r.URL.Path, "/")
@@ -43,6 +46,28 @@ func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := g.serveEndpoint(w, r, rest); err != nil {
 		g.Error(w, r, err)
 	}
+}
+
+// checkMount warns, once, when the first request Handler serves came to a
+// path outside Config.Prefix: the captcha URLs the gate sends to clients
+// (Config.BaseURL and Config.Prefix) then lead elsewhere, a 404 for every
+// image, sound, refresh and verify. It reads the path the client asked for
+// (RequestURI), so a mount under http.StripPrefix at Prefix passes.
+func (g *Gate) checkMount(r *http.Request) {
+	asked := r.RequestURI
+	if i := strings.IndexAny(asked, "?#"); i >= 0 {
+		asked = asked[:i]
+	}
+	if u, err := url.ParseRequestURI(asked); err == nil && u.Path != "" {
+		asked = u.Path // absolute-form requests (through a proxy) carry the scheme and host
+	}
+	if asked == "" || strings.HasPrefix(asked, g.prefix) {
+		return
+	}
+	asked = asked[:strings.LastIndex(asked, "/")+1] // where it is mounted; never a captcha's id
+	g.logger.Warn("captchagate: Handler serves a path outside Config.Prefix: the captcha URLs sent to clients "+
+		"lead elsewhere (404); mount Handler at Config.Prefix (or set Prefix to where it is mounted)",
+		"mounted", asked, "prefix", g.prefix, "example_url", g.URL("verify"))
 }
 
 func (g *Gate) serveEndpoint(w http.ResponseWriter, r *http.Request, rest string) error {

@@ -1,0 +1,69 @@
+package captchagate_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchagate/captchagate"
+)
+
+// Handler mounted where Config.Prefix does not say: the captcha URLs sent
+// to clients would all be 404s, so the first request it serves logs a
+// warning, once, naming where it is mounted and never a captcha's id.
+// Mounted at the prefix, directly or under http.StripPrefix, it logs none.
+func TestMountingCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mount func(g *captchagate.Gate) http.Handler
+		path  string
+		warns bool
+	}{
+		{"at the prefix", func(g *captchagate.Gate) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/captcha/", g.Handler())
+			return mux
+		}, "/captcha/0123456789abcdefghij.png", false},
+		{"under StripPrefix at the prefix", func(g *captchagate.Gate) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/captcha/", http.StripPrefix("/captcha/", g.Handler()))
+			return mux
+		}, "/captcha/0123456789abcdefghij.png", false},
+		{"elsewhere", func(g *captchagate.Gate) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/api/captcha/", g.Handler())
+			return mux
+		}, "/api/captcha/0123456789abcdefghij.png?lang=en", true},
+		{"elsewhere, stripped", func(g *captchagate.Gate) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/c/", http.StripPrefix("/c/", g.Handler()))
+			return mux
+		}, "/c/verify", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log bytes.Buffer
+			g, err := captchagate.New(captchagate.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			require.NoError(t, err)
+			t.Cleanup(func() { g.Close() })
+			h := tc.mount(g)
+			for range 3 {
+				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tc.path, nil))
+			}
+			warnings := strings.Count(log.String(), "outside Config.Prefix")
+			if !tc.warns {
+				assert.Zero(t, warnings, log.String())
+				return
+			}
+			assert.Equal(t, 1, warnings, "once: %s", log.String())
+			assert.Contains(t, log.String(), "mounted="+tc.path[:strings.LastIndex(tc.path, "/")+1])
+			assert.Contains(t, log.String(), "prefix=/captcha/")
+			assert.NotContains(t, log.String(), "0123456789abcdefghij", "no captcha id in the log")
+		})
+	}
+}
