@@ -509,8 +509,8 @@ func TestSentinelSpendsNeedAReplica(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, verify(), "no replica to acknowledge the spend: refused")
 
 	restarted := time.Now()
-	s.Restart(old)
-	require.Eventually(t, func() bool { return verify() == http.StatusOK }, 90*time.Second, 100*time.Millisecond,
+	s.Rejoin(old)
+	require.Eventually(t, func() bool { return verify() == http.StatusOK }, 30*time.Second, 100*time.Millisecond,
 		"spends count again once the old master is back as a replica")
 	t.Logf("spends refused from the failover until the old master was back as a replica, %v after its restart",
 		time.Since(restarted).Round(time.Millisecond))
