@@ -31,7 +31,20 @@ type Guard struct {
 	// The keys of each of count's rounds: with a ceiling; with a failure
 	// counter, coarse (not ResetOnSuccess) or per-account; with a send rate.
 	ceilKeys, coarseKeys, accountKeys, rateKeys keySet
+
+	// settledOne is set by the first request whose outcome the guard saw
+	// (a status, Fail or Succeed); until then unsettled counts the others,
+	// and the guard warns once past unsettledWarn (settle).
+	settledOne atomic.Bool
+	unsettled  atomic.Int64
 }
+
+// unsettledWarn is how many requests a guard sees end with no outcome (no
+// status written through it, no Fail or Succeed), and none with one, before
+// it warns that its integration cannot see outcomes: a router that writes
+// through a writer of its own (gin), or errors written after the
+// middleware returned (echo), leave every failure uncounted.
+const unsettledWarn = 10
 
 // Guard returns the middleware of p. It panics if p is invalid, as chi's
 // middleware constructors do; use NewGuard to get the error instead.
@@ -643,7 +656,26 @@ func (gd *Guard) settle(ctx context.Context, ev *eval, gw *guardWriter) {
 			outcome = outcomeSuccess
 		}
 	}
+	if !gd.settledOne.Load() {
+		gd.noteOutcome(outcome != outcomeNone || gw.status != 0)
+	}
 	gd.settleAs(ctx, ev, outcome)
+}
+
+// noteOutcome counts requests that ended with no outcome the guard could
+// see, until one ends with one, and warns once when they reach
+// unsettledWarn.
+func (gd *Guard) noteOutcome(seen bool) {
+	if seen {
+		gd.settledOne.Store(true)
+		return
+	}
+	if gd.unsettled.Load() < unsettledWarn && gd.unsettled.Add(1) == unsettledWarn { // past it: loads only
+		gd.g.logger.Warn("captchagate: a guard saw no outcome of its last requests (no status written through it, "+
+			"no Fail or Succeed): it counts no failure. A router that writes responses through a writer of its own, "+
+			"or writes errors after the middleware returned, needs its adapter, or Fail(r) and Succeed(r) in the handler",
+			"policy", gd.name, "requests", unsettledWarn)
+	}
 }
 
 // settleAs settles ev's counters as outcome says.

@@ -2,6 +2,7 @@ package captchagate_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -64,6 +65,58 @@ func TestMountingCheck(t *testing.T) {
 			assert.Contains(t, log.String(), "mounted="+tc.path[:strings.LastIndex(tc.path, "/")+1])
 			assert.Contains(t, log.String(), "prefix=/captcha/")
 			assert.NotContains(t, log.String(), "0123456789abcdefghij", "no captcha id in the log")
+		})
+	}
+}
+
+type outerWriter struct{}
+
+// TestUnsettledGuardWarns: a router that writes responses through a writer
+// of its own (as gin does under the usual net/http adapter) leaves the
+// guard seeing no outcome: every failure uncounted, silently. The guard
+// warns once when its first requests all end so; written through its
+// writer, or told by Fail and Succeed, it warns never.
+func TestUnsettledGuardWarns(t *testing.T) {
+	policy := captchagate.Policy{Name: "login", MaxFailures: 3, Keys: []captchagate.Key{{Source: captchagate.ClientIP()}}}
+	for _, tc := range []struct {
+		name  string
+		write func(own, outer http.ResponseWriter, r *http.Request)
+		warns bool
+	}{
+		{"around the guard", func(_, outer http.ResponseWriter, _ *http.Request) { outer.WriteHeader(http.StatusUnauthorized) }, true},
+		{"through the guard", func(own, _ http.ResponseWriter, _ *http.Request) { own.WriteHeader(http.StatusUnauthorized) }, false},
+		{"around, with Fail", func(_, outer http.ResponseWriter, r *http.Request) {
+			captchagate.Fail(r)
+			outer.WriteHeader(http.StatusUnauthorized)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log bytes.Buffer
+			g, err := captchagate.New(captchagate.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			require.NoError(t, err)
+			t.Cleanup(func() { g.Close() })
+			guarded := g.Guard(policy)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				tc.write(w, r.Context().Value(outerWriter{}).(http.ResponseWriter), r)
+			}))
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				guarded.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outerWriter{}, w)))
+			})
+			var codes []int
+			for range 12 {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest("POST", "/login", nil)
+				h.ServeHTTP(w, r)
+				codes = append(codes, w.Code)
+			}
+			warnings := strings.Count(log.String(), "saw no outcome")
+			if !tc.warns {
+				assert.Zero(t, warnings, log.String())
+				assert.Contains(t, codes, http.StatusPreconditionRequired, "failures counted: the guard trips")
+				return
+			}
+			assert.NotContains(t, codes, http.StatusPreconditionRequired, "the failures went uncounted: %v", codes)
+			assert.Equal(t, 1, warnings, "once: %s", log.String())
+			assert.Contains(t, log.String(), "policy=login")
 		})
 	}
 }
