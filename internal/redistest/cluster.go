@@ -53,10 +53,8 @@ type clusterNode struct {
 	id   string // the cluster node id
 	dir  string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	dead   bool // killed on purpose
+	proc
+	dead bool // killed on purpose; under proc.mu
 }
 
 // StartCluster starts a Redis Cluster for t (by default three masters and
@@ -108,19 +106,6 @@ func StartCluster(t testing.TB, o ClusterOptions) *Cluster {
 	return c
 }
 
-func lookPath(t testing.TB, prog, pkg string) string {
-	t.Helper()
-	bin, err := exec.LookPath(prog)
-	if err != nil {
-		msg := prog + " not found on PATH; install it (Debian/Ubuntu: apt-get install " + pkg + ") to run the Redis tests"
-		if os.Getenv("CAPTCHAGATE_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg + " (CAPTCHAGATE_REQUIRE_REDIS=1 is set)")
-		}
-		t.Skip(msg)
-	}
-	return bin
-}
-
 // startNode starts one cluster-enabled redis-server on free ports.
 func (c *Cluster) startNode() *clusterNode {
 	c.t.Helper()
@@ -163,13 +148,9 @@ func (c *Cluster) run(nd *clusterNode) error {
 		"--save", "", "--appendonly", "no", "--dir", nd.dir,
 		"--daemonize", "no", "--protected-mode", "yes",
 		"--loglevel", "notice", "--logfile", filepath.Join(nd.dir, "redis.log"))
-	exited, err := launch(cmd, nd.addr)
-	if err != nil {
+	if err := nd.run(cmd, nd.addr); err != nil {
 		return fmt.Errorf("ports %d, %d: %w", port, bus, err)
 	}
-	nd.mu.Lock()
-	nd.cmd, nd.exited = cmd, exited
-	nd.mu.Unlock()
 	return nil
 }
 
@@ -180,20 +161,10 @@ func (c *Cluster) Stop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nd.stop()
+			nd.stop(false)
 		}()
 	}
 	wg.Wait()
-}
-
-func (nd *clusterNode) stop() {
-	nd.mu.Lock()
-	cmd, exited := nd.cmd, nd.exited
-	nd.cmd = nil
-	nd.mu.Unlock()
-	if cmd != nil {
-		halt(cmd, exited, false)
-	}
 }
 
 // Addrs returns every node's address, masters and replicas, as started.
@@ -233,12 +204,9 @@ func (c *Cluster) alive() []*clusterNode {
 func (c *Cluster) Kill(addr string) {
 	nd := c.node(addr)
 	nd.mu.Lock()
-	cmd, exited := nd.cmd, nd.exited
-	nd.cmd, nd.dead = nil, true
+	nd.dead = true
 	nd.mu.Unlock()
-	if cmd != nil {
-		halt(cmd, exited, true)
-	}
+	nd.stop(true)
 }
 
 // Restart starts the node at addr again after Kill, on its ports and with
@@ -283,14 +251,6 @@ func (c *Cluster) Pause(addr string) { c.node(addr).signal(syscall.SIGSTOP) }
 
 // Resume continues a paused node.
 func (c *Cluster) Resume(addr string) { c.node(addr).signal(syscall.SIGCONT) }
-
-func (nd *clusterNode) signal(sig os.Signal) {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	if nd.cmd != nil {
-		nd.cmd.Process.Signal(sig)
-	}
-}
 
 // nodeInfo is one line of CLUSTER NODES.
 type nodeInfo struct {

@@ -2,8 +2,11 @@ package redistest
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -52,4 +55,60 @@ func halt(cmd *exec.Cmd, exited <-chan struct{}, kill bool) {
 		cmd.Process.Kill()
 		<-exited
 	}
+}
+
+// proc is a redis-server process of a test's (a server, a Cluster node, a
+// Sentinel's server or sentinel), stopped and started again at will.
+type proc struct {
+	mu     sync.Mutex
+	cmd    *exec.Cmd     // nil when not running
+	exited chan struct{} // closed when cmd has exited
+}
+
+// run launches cmd as p's process (see launch).
+func (p *proc) run(cmd *exec.Cmd, addr string) error {
+	exited, err := launch(cmd, addr)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	return nil
+}
+
+// stop ends p's process, if it is running (see halt).
+func (p *proc) stop(kill bool) {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd != nil {
+		halt(cmd, exited, kill)
+	}
+}
+
+// signal sends sig to p's process, if it is running.
+func (p *proc) signal(sig os.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		p.cmd.Process.Signal(sig)
+	}
+}
+
+// lookPath returns prog's path, or skips t (fails it under
+// CAPTCHAGATE_REQUIRE_REDIS=1) when it is not on PATH; pkg is the Debian
+// package that has it.
+func lookPath(t testing.TB, prog, pkg string) string {
+	t.Helper()
+	bin, err := exec.LookPath(prog)
+	if err != nil {
+		msg := prog + " not found on PATH; install it (Debian/Ubuntu: apt-get install " + pkg + ") to run the Redis tests"
+		if os.Getenv("CAPTCHAGATE_REQUIRE_REDIS") == "1" {
+			t.Fatal(msg + " (CAPTCHAGATE_REQUIRE_REDIS=1 is set)")
+		}
+		t.Skip(msg)
+	}
+	return bin
 }

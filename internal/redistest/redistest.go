@@ -9,11 +9,9 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,24 +27,14 @@ type Server struct {
 	port int
 
 	extra []string // further redis-server arguments
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	proc
 }
 
 // Start starts a redis-server for t and stops it when t ends; args are
 // further redis-server arguments ("--maxmemory", "2mb", ...).
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server) to run the Redis tests"
-		if os.Getenv("CAPTCHAGATE_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg + " (CAPTCHAGATE_REQUIRE_REDIS=1 is set)")
-		}
-		t.Skip(msg)
-	}
+	bin := lookPath(t, "redis-server", "redis-server")
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), extra: args}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -81,14 +69,7 @@ func (s *Server) start() error {
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
 	cmd.Args = append(cmd.Args, s.extra...)
-	exited, err := launch(cmd, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)))
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	return nil
+	return s.run(cmd, net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)))
 }
 
 // ping sends an inline PING and waits for +PONG.
@@ -113,15 +94,7 @@ func ping(addr string) error {
 }
 
 // Stop stops the server; a stopped server can be started again with Restart.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd != nil {
-		halt(cmd, exited, false)
-	}
-}
+func (s *Server) Stop() { s.stop(false) }
 
 // Restart stops the server (if running) and starts a fresh one on the same
 // port: its data and script cache are gone, as after a crash without
@@ -144,11 +117,3 @@ func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server.
 func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
-
-func (s *Server) signal(sig os.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		s.cmd.Process.Signal(sig)
-	}
-}

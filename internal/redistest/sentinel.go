@@ -47,10 +47,7 @@ type sentinelProc struct {
 	addr string
 	bin  string
 	args []string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc
 }
 
 // StartSentinel starts a master, o.Replicas replicas and three sentinels
@@ -59,7 +56,7 @@ type sentinelProc struct {
 // skips (or fails, under CAPTCHAGATE_REQUIRE_REDIS=1) like Start.
 func StartSentinel(t testing.TB, o SentinelOptions) *Sentinel {
 	t.Helper()
-	bin := sentinelBin(t)
+	bin := lookPath(t, "redis-server", "redis-server")
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
@@ -158,21 +155,6 @@ func StartSentinel(t testing.TB, o SentinelOptions) *Sentinel {
 	return s
 }
 
-// sentinelBin returns redis-server's path, or skips t (fails it under
-// CAPTCHAGATE_REQUIRE_REDIS=1) when it is not on PATH.
-func sentinelBin(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not found on PATH; install it (Debian/Ubuntu: apt-get install redis-server) to run the Redis tests"
-		if os.Getenv("CAPTCHAGATE_REQUIRE_REDIS") == "1" {
-			t.Fatal(msg + " (CAPTCHAGATE_REQUIRE_REDIS=1 is set)")
-		}
-		t.Skip(msg)
-	}
-	return bin
-}
-
 // startSentinelProc starts redis-server with the arguments args gives for a free
 // port, trying other ports if one is taken, and waits until it answers.
 func startSentinelProc(t testing.TB, bin string, args func(port int) []string) *sentinelProc {
@@ -193,37 +175,7 @@ func startSentinelProc(t testing.TB, bin string, args func(port int) []string) *
 	return nil
 }
 
-func (p *sentinelProc) start() error {
-	cmd := exec.Command(p.bin, p.args...)
-	exited, err := launch(cmd, p.addr)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.cmd, p.exited = cmd, exited
-	p.mu.Unlock()
-	return nil
-}
-
-// stop ends the process: SIGKILL if kill, else SIGTERM (after SIGCONT, as a
-// paused server cannot handle it), and waits for it.
-func (p *sentinelProc) stop(kill bool) {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.cmd = nil
-	p.mu.Unlock()
-	if cmd != nil {
-		halt(cmd, exited, kill)
-	}
-}
-
-func (p *sentinelProc) signal(sig os.Signal) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		p.cmd.Process.Signal(sig)
-	}
-}
+func (p *sentinelProc) start() error { return p.run(exec.Command(p.bin, p.args...), p.addr) }
 
 // stopAll stops the sentinels first (no failover while the servers go), then
 // the servers.
