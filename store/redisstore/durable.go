@@ -82,13 +82,8 @@ func canWait(c redis.UniversalClient, o Options) error {
 		}
 		return nil
 	}
-	switch c := c.(type) {
-	case *redis.ClusterClient:
-		return c.ForEachMaster(ctx, one)
-	case *redis.Client:
-		return one(ctx, c)
-	}
-	return nil
+	_, err := eachMaster(ctx, c, one)
+	return err
 }
 
 // connectedReplicas returns the fewest connected replicas of a master c
@@ -114,13 +109,7 @@ func connectedReplicas(ctx context.Context, c redis.UniversalClient) (int, error
 		mu.Unlock()
 		return nil
 	}
-	var err error
-	switch c := c.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, one)
-	case *redis.Client:
-		err = one(ctx, c)
-	}
+	_, err := eachMaster(ctx, c, one)
 	return max(fewest, 0), err
 }
 

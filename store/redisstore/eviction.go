@@ -67,17 +67,26 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) (policy, addr 
 		mu.Unlock()
 		return nil
 	}
-	switch c := c.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, one)
-	case *redis.Ring:
-		err = c.ForEachShard(ctx, one)
-	case *redis.Client:
-		err = one(ctx, c)
-	default:
+	ok, err := eachMaster(ctx, c, one)
+	if !ok {
 		policy, err = serverPolicy(ctx, c)
 	}
 	return policy, addr, err
+}
+
+// eachMaster runs fn on every server c writes to, at once: every master of
+// a Cluster, every shard of a Ring, a Client itself. It reports false for a
+// client of another type (a wrapper of the caller's own), running nothing.
+func eachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Context, *redis.Client) error) (bool, error) {
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		return true, c.ForEachMaster(ctx, fn)
+	case *redis.Ring:
+		return true, c.ForEachShard(ctx, fn)
+	case *redis.Client:
+		return true, fn(ctx, c)
+	}
+	return false, nil
 }
 
 // serverPolicy reads maxmemory-policy with CONFIG GET, or from INFO memory

@@ -35,8 +35,7 @@ import (
 // out waits in pending, and the lane's writer sends it, in order, once the
 // pipeline is back.
 type lane struct {
-	s    *Store
-	addr string // the master's address; "" for the one lane
+	s *Store
 
 	mu      sync.Mutex
 	pending []*batch // handed over, not yet sent, in order
@@ -50,8 +49,8 @@ type lane struct {
 }
 
 // newLane starts a lane's writer.
-func (s *Store) newLane(addr string) *lane {
-	l := &lane{s: s, addr: addr, slots: make(chan struct{}, s.queueLen), kick: make(chan struct{}, 1), done: make(chan struct{})}
+func (s *Store) newLane() *lane {
+	l := &lane{s: s, slots: make(chan struct{}, s.queueLen), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.linger = time.AfterFunc(time.Hour, l.lingered)
 	l.linger.Stop()
 	go l.writer()
@@ -73,9 +72,15 @@ func (l *lane) enqueue(b *batch) {
 			l.linger.Reset(l.s.linger)
 		}
 	default:
-		l.busy = true
-		l.kick <- struct{}{}
+		l.wake()
 	}
+}
+
+// wake has the writer send what is pending: it owns busy from now on.
+// l.mu is held, and busy is not set.
+func (l *lane) wake() {
+	l.busy = true
+	l.kick <- struct{}{}
 }
 
 // lingered: the writes behind waited long enough for company.
@@ -84,8 +89,7 @@ func (l *lane) lingered() {
 	defer l.mu.Unlock()
 	l.armed = false
 	if !l.busy && len(l.pending) > 0 {
-		l.busy = true
-		l.kick <- struct{}{}
+		l.wake()
 	}
 }
 
@@ -205,7 +209,7 @@ func (s *Store) laneFor(ctx context.Context, key string) *lane {
 		return s.one // closed: its writer has stopped, and Do fails at once
 	default:
 	}
-	l := s.newLane(addr)
+	l := s.newLane()
 	s.lanes.Store(addr, l)
 	return l
 }

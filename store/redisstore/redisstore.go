@@ -336,7 +336,7 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		timeout: o.Timeout, markBits: bits, replicas: replicas, waitFor: o.ReplicaTimeout, logger: o.Logger,
 		stop: make(chan struct{}), running: make(map[chan struct{}]struct{})}
 	s.cluster, _ = c.(*redis.ClusterClient)
-	s.one = s.newLane("")
+	s.one = s.newLane()
 	return s, nil
 }
 
