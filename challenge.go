@@ -88,6 +88,14 @@ type Media struct {
 	Langs []string
 }
 
+// A Moder names the mode of its captchas in events and metrics
+// (Event.Mode): "image", "slider", "pow", "hosted". Without it the mode is
+// the Kind. The gate reports a captcha whose audio_url media this instance
+// served as "audio" when it is answered.
+type Moder interface {
+	Mode() string
+}
+
 // A Describer adds the kind's own members to the Captcha the client is
 // sent (a site key, a puzzle's geometry), in Captcha.Extra.
 type Describer interface {
@@ -160,6 +168,10 @@ func (d Digits) withDefaults() Digits {
 
 // Kind implements Challenge.
 func (Digits) Kind() string { return "digits" }
+
+// Mode is "image": a Digits captcha is read, or heard ("audio", which the
+// gate reports when its sound was fetched).
+func (Digits) Mode() string { return "image" }
 
 // Media implements Renderer: the picture and the sound.
 func (Digits) Media() []Media { return digitsMedia }

@@ -81,6 +81,10 @@ func (gd *Guard) Begin(w http.ResponseWriter, r *http.Request, args map[string]s
 		}
 		ev.read = proofRead{done: true, tok: proof.Token, id: proof.CaptchaID, answer: proof.Answer}
 	}
+	if ev.allowed || gd.g.allowedNet(r) {
+		// Allowed (Key.Allow, Config.AllowNetworks): not counted.
+		return &Attempt{gd: gd, ev: ev, w: w, r: r}, nil
+	}
 	if err := gd.admit(r, ev); err != nil {
 		putEval(ev)
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,12 @@ type Config struct {
 	// An entry that is not an address ("unknown", an obfuscated "_name",
 	// garbage) puts the request in the strict bucket (see ClientIP).
 	ForwardedHeader string
+	// AllowNetworks are client networks (as ClientIP resolves the client's
+	// address) whose requests bypass every guard of the Gate: not counted,
+	// never asked for a captcha. For a monitoring network or an office
+	// behind a shared address; a list that is too wide turns the guards off
+	// for everyone in it. Default none.
+	AllowNetworks []netip.Prefix
 	// TrustUnixSocket believes the forwarded header of requests whose
 	// RemoteAddr is not an IP address (a unix-socket listener's "@", "" or
 	// path), as if they came from a trusted proxy. Set it when a reverse
@@ -144,6 +151,11 @@ type Config struct {
 	// goroutine, possibly after the request ended (its Request is then a
 	// request that has been answered). Hooks must be safe for concurrent use.
 	OnEvent func(Event)
+	// RawEventValues puts the values of keys themselves (the account, the
+	// number, the address, as the key counts them) in Event.Value, instead
+	// of their keyed hash: for an application that must name the account in
+	// its own lockout records. Default false. Logs never carry them.
+	RawEventValues bool
 	// Logger receives warnings (tripped thresholds, refused captchas) and
 	// store errors. No secret, answer, token or key value is logged.
 	// Default slog.Default().
@@ -182,6 +194,10 @@ type Gate struct {
 	freeRounds           bool    // counter.freeRounds(), asked once
 	errorHandler         ErrorHandler
 	onEvent              func(Event)
+	rawValues            bool
+	allowNets            []netip.Prefix // Config.AllowNetworks, masked
+	mode                 string         // the challenge's Event.Mode
+	heard                *heardSet      // captchas whose sound was served (nil: the challenge has none)
 	logger               *slog.Logger
 	mountChecked         atomic.Bool // Handler has looked at its first request's path (handlers.go)
 	now                  func() time.Time
@@ -206,6 +222,7 @@ func New(c Config) (*Gate, error) {
 		storeTimeout: cmp.Or(c.StoreTimeout, 250*time.Millisecond),
 		errorHandler: c.ErrorHandler,
 		onEvent:      c.OnEvent,
+		rawValues:    c.RawEventValues,
 		logger:       cmp.Or(c.Logger, slog.Default()),
 		now:          c.Now,
 		renderSlots:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
@@ -215,6 +232,13 @@ func New(c Config) (*Gate, error) {
 	// Challenge whose dynamic type is not comparable would panic).
 	if g.challenge == nil {
 		g.challenge = Digits{}
+	}
+	g.mode = g.challenge.Kind()
+	if m, ok := g.challenge.(Moder); ok {
+		g.mode = m.Mode()
+	}
+	if r, ok := g.challenge.(Renderer); ok && slices.ContainsFunc(r.Media(), func(m Media) bool { return m.Member == "audio_url" }) {
+		g.heard = newHeardSet()
 	}
 	if g.errorHandler == nil {
 		g.errorHandler = WriteError
@@ -311,6 +335,12 @@ func (g *Gate) setProxies(c *Config) error {
 	g.ips.header = http.CanonicalHeaderKey(cmp.Or(c.ForwardedHeader, "X-Forwarded-For"))
 	g.ips.forwarded = g.ips.header == "Forwarded"
 	g.ips.trustPath = c.TrustUnixSocket
+	for i, p := range c.AllowNetworks {
+		if !p.IsValid() {
+			return fmt.Errorf("captchagate: Config.AllowNetworks[%d] is not a valid prefix", i)
+		}
+		g.allowNets = append(g.allowNets, p.Masked())
+	}
 	return nil
 }
 

@@ -164,7 +164,11 @@ func (g *Gate) fetchMedia(r *http.Request, id string, m Media, lang string) (*me
 	if err != nil {
 		return nil, err
 	}
-	return g.render(r.Context(), r, id, &rec, m.Format, lang)
+	md, err := g.render(r.Context(), r, id, &rec, m.Format, lang)
+	if err == nil && m.Member == "audio_url" && g.heard != nil {
+		g.heard.add(id) // its answer counts as solved by ear (Event.Mode)
+	}
+	return md, err
 }
 
 type params struct {
@@ -322,7 +326,7 @@ func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: s.CaptchaID, Request: r})
+	g.emit(Event{Kind: EventCaptchaVerified, Policy: rec.policy, CaptchaID: s.CaptchaID, Mode: g.modeOf(s.CaptchaID), Request: r})
 	return Token{Value: tok, ExpiresIn: g.tokenTTL}, nil
 }
 
@@ -347,7 +351,7 @@ func (g *Gate) canBindSender(ctx context.Context, r *http.Request, id string) er
 // captcha_invalid to answer with, carrying a fresh captcha for the same
 // flow (with its refresh count) when the captcha was found.
 func (g *Gate) refused(ctx context.Context, r *http.Request, id string, rec *record, found bool, reason string) error {
-	g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Request: r})
+	g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Mode: g.modeOf(id), Request: r})
 	e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
 	if !found {
 		e.Description += "; retry the original request for a new one"
@@ -408,7 +412,7 @@ func (g *Gate) Refresh(r *http.Request, id string) (*Captcha, error) {
 	if !found {
 		return nil, &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
 	}
-	return g.issueUncharged(ctx, r, bindingOf(&rec), rec.refreshes+1)
+	return g.issueAs(ctx, r, bindingOf(&rec), rec.refreshes+1, EventCaptchaRefreshed)
 }
 
 // Lookup describes captcha id if it can still be answered, for a page that

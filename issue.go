@@ -79,6 +79,12 @@ func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes 
 
 // issueUncharged is issue for a caller that has charged the budget already.
 func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
+	return g.issueAs(ctx, r, b, refreshes, EventCaptchaIssued)
+}
+
+// issueAs is issueUncharged reporting the captcha as kind (issued or
+// refreshed).
+func (g *Gate) issueAs(ctx context.Context, r *http.Request, b binding, refreshes uint8, kind EventKind) (*Captcha, error) {
 	now := g.now()
 	exp := now.Add(g.captchaTTL)
 	secret, err := g.challenge.Issue(IssueInfo{Now: now, Expires: exp, Level: int(b.level), Sign: g.signer()})
@@ -91,7 +97,7 @@ func (g *Gate) issueUncharged(ctx context.Context, r *http.Request, b binding, r
 	if err != nil {
 		return nil, g.unavailable(r, b.policy, err)
 	}
-	g.emit(Event{Kind: EventCaptchaIssued, Policy: b.policy, CaptchaID: id, Request: r})
+	g.emit(Event{Kind: kind, Policy: b.policy, CaptchaID: id, Mode: g.mode, Request: r})
 	return g.describe(id, int(refreshes)), nil
 }
 

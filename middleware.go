@@ -24,6 +24,7 @@ type Guard struct {
 	needBody   bool
 	rates      bool        // some key has a send rate
 	dev        *deviceConf // Policy.Devices, compiled
+	dryRun     bool        // Policy.DryRun
 	// scoped are the keys a proof must be bound to when they trip: the
 	// account keys and the per-client ones (Identity, Sender,
 	// ResetOnSuccess). reset are the keys a success resets.
@@ -66,9 +67,12 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	gd := &Guard{g: g, name: p.Name, keys: keys, failStatus: statuses}
+	gd := &Guard{g: g, name: p.Name, keys: keys, failStatus: statuses, dryRun: p.DryRun}
 	for i := range keys {
 		k := &keys[i]
+		if err := g.compileAllow(k); err != nil {
+			return nil, fmt.Errorf("captchagate: policy %q key %s %w", p.Name, k.name, err)
+		}
 		gd.needBody = gd.needBody || k.Source.body
 		gd.rates = gd.rates || k.interval > 0
 		gd.setRounds(i)
@@ -143,12 +147,14 @@ const (
 type eval struct {
 	in       input
 	bodyRead bool
+	allowed  bool                      // a key's value is in its Allow list
 	present  keySet                    // keys with a value
 	bound    keySet                    // keys whose hashes are the binding HMACs
 	reserved keySet                    // failure counters incremented for this request
 	ceiled   keySet                    // ceiling counters incremented for this request
 	taken    keySet                    // send-rate tokens taken for this request
 	tripped  keySet                    // keys that need a captcha
+	limited  keySet                    // keys past a ceiling (in dry run, the request goes on)
 	counts   [maxKeysInPolicy]int64    // failure counts including this request
 	hashes   [maxKeysInPolicy][16]byte // binding hashes (of the keys in bound)
 	ch       [maxKeysInPolicy]uint64   // counting hashes, with the in-process store
@@ -188,8 +194,8 @@ func getEval() *eval { return evalPool.Get().(*eval) }
 // putEval returns ev to the pool, dropping what it refers to.
 func putEval(ev *eval) {
 	ev.in = input{}
-	ev.bodyRead = false
-	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.taken, ev.tripped, ev.trusted = 0, 0, 0, 0, 0, 0, 0
+	ev.bodyRead, ev.allowed = false, false
+	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.taken, ev.tripped, ev.trusted, ev.limited = 0, 0, 0, 0, 0, 0, 0, 0
 	ev.now = 0
 	ev.read = proofRead{}
 	clear(ev.ops)
@@ -213,10 +219,18 @@ func (o *outcome) Value(key any) any {
 }
 
 func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	if gd.g.allowedNet(r) {
+		next.ServeHTTP(w, r) // Config.AllowNetworks: not counted
+		return
+	}
 	ev := getEval()
 	defer putEval(ev)
 	if err := gd.extract(r, ev); err != nil {
 		gd.g.Error(w, r, err)
+		return
+	}
+	if ev.allowed {
+		next.ServeHTTP(w, r) // Key.Allow: not counted
 		return
 	}
 	if err := gd.admit(r, ev); err != nil {
@@ -243,6 +257,12 @@ func (gd *Guard) admit(r *http.Request, ev *eval) error {
 	ctx, cancel := gd.g.storeContext(r)
 	defer cancel()
 	err := gd.count(ctx, r, ev, serving)
+	if gd.dryRun {
+		// Counted, reported, never refused: a store failure was reported
+		// by count, a ceiling or a trip is reported here.
+		gd.dryRunPass(r, ev, ev.limited != 0)
+		return nil
+	}
 	if err == nil && ev.tripped != 0 {
 		err = gd.prove(ctx, r, ev)
 	}
@@ -272,6 +292,11 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 				return invalid(CodeMissingKey, k.name, "missing "+k.name)
 			}
 			continue
+		}
+		if k.allow != nil {
+			if _, ok := k.allow[string(v)]; ok {
+				ev.allowed = true
+			}
 		}
 		ev.present.add(i)
 		gd.g.counter.hashKey(ev, i, k.prefix, v)
@@ -415,7 +440,7 @@ func (gd *Guard) count(ctx context.Context, r *http.Request, ev *eval, mode coun
 				return err
 			}
 			judged = ran
-			if mode == serving && ev.tripped != 0 && !gd.carriesProof(r, ev) {
+			if mode == serving && ev.tripped != 0 && !gd.dryRun && !gd.carriesProof(r, ev) {
 				return nil // refused by the coarse keys alone: prove asks for a captcha
 			}
 		}
@@ -522,9 +547,10 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 				ev.tripped.add(i)
 			default:
 				blocked = true
+				ev.limited.add(i)
 				retry = max(retry, op.Reset.Sub(g.now()))
 				if mode == serving {
-					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+					gd.lockout(EventCeilingReached, r, ev, i)
 				}
 			}
 		case failureCount:
@@ -549,9 +575,10 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 				// Past the account's (or the device's) failure ceiling:
 				// refused even with a captcha.
 				blocked = true
+				ev.limited.add(i)
 				retry = max(retry, op.Reset.Sub(g.now()))
 				if mode == serving {
-					g.emit(Event{Kind: EventCeilingReached, Policy: gd.name, Key: k.name, Request: r})
+					gd.lockout(EventCeilingReached, r, ev, i)
 				}
 			}
 		case sendRate:
@@ -561,7 +588,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 			if !op.OK {
 				ev.tripped.add(i)
 				if mode == serving {
-					g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: k.name, Request: r})
+					gd.lockout(EventTripped, r, ev, i)
 				}
 			}
 		}
@@ -569,7 +596,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 	if failed != nil {
 		return failed
 	}
-	if blocked {
+	if blocked && !(gd.dryRun && mode == serving) {
 		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
 	}
 	return nil
@@ -686,7 +713,7 @@ func (gd *Guard) settleAs(ctx context.Context, ev *eval, outcome int32) {
 		// needs a captcha.
 		for i := range gd.keys {
 			if ev.reserved.has(i) && ev.counts[i] == gd.failLimit(ev, i) {
-				gd.g.emit(Event{Kind: EventTripped, Policy: gd.name, Key: gd.keys[i].name, Request: ev.in.r})
+				gd.lockout(EventTripped, ev.in.r, ev, i)
 			}
 		}
 		return
@@ -798,10 +825,10 @@ func (gd *Guard) spendAnswer(ctx context.Context, r *http.Request, ev *eval, ses
 		flow = rec
 	}
 	if why == "" {
-		g.emit(Event{Kind: EventCaptchaVerified, Policy: gd.name, CaptchaID: id, Request: r})
+		g.emit(Event{Kind: EventCaptchaVerified, Policy: gd.name, CaptchaID: id, Mode: g.modeOf(id), Request: r})
 		return flow, "", nil
 	}
-	g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Request: r})
+	g.emit(Event{Kind: EventCaptchaRejected, Policy: gd.name, CaptchaID: id, Reason: why, Mode: g.modeOf(id), Request: r})
 	return flow, "captcha " + why, nil
 }
 
@@ -912,6 +939,9 @@ func (gd *Guard) Check(r *http.Request) error {
 	defer putEval(ev)
 	if err := gd.extract(r, ev); err != nil {
 		return err
+	}
+	if gd.dryRun || ev.allowed || gd.g.allowedNet(r) {
+		return nil // nothing is ever asked of it
 	}
 	ctx, cancel := gd.g.storeContext(r)
 	defer cancel()

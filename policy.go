@@ -39,6 +39,12 @@ type Policy struct {
 	// status is neither, and so is a handler that writes nothing (no status,
 	// no body). A handler can decide itself with Fail and Succeed.
 	FailureStatuses []int
+
+	// DryRun counts and reports as usual (events, logs) but never asks for
+	// a captcha nor refuses a request past a ceiling: a request that would
+	// have been is let through and reported as EventDryRun. For rolling a
+	// policy out: watch what it would do before it does it. Default false.
+	DryRun bool
 }
 
 // Key is one thing a Policy counts by, with its thresholds.
@@ -128,6 +134,17 @@ type Key struct {
 	// is then counted by the policy's other keys only. Use it only where the
 	// handler itself refuses requests without the value.
 	Optional bool
+
+	// Allow lists values that bypass the policy: a request with one of them
+	// is not counted by any of the policy's keys and never asked for a
+	// captcha (no proof needed), as if it were not guarded. Values are
+	// compared as the key counts them ("Monitor" allows "monitor").
+	// Anyone who sends such a value bypasses the guard: list only values
+	// nobody can abuse, such as a synthetic monitor's account whose
+	// password is checked anyway, or a test number. Not for ClientIP,
+	// ClientNet, Everyone or Combine keys: allow addresses with
+	// Config.AllowNetworks.
+	Allow []string
 }
 
 const (
@@ -203,6 +220,7 @@ type guardKey struct {
 	ceilWindow  time.Duration
 	failCeil    int64 // the failure ceiling (0: none)
 	failCeilWin time.Duration
+	allow       map[string]struct{} // Allow, canonical
 	// account: the key names an account (an Identity on a single source):
 	// counted account-wide, never reset by a success, and what a known
 	// device's cookie is bound to (Policy.Devices).

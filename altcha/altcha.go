@@ -95,6 +95,9 @@ func (a ProofOfWork) maxNumber(level int) int64 {
 // Kind implements captchagate.Challenge.
 func (ProofOfWork) Kind() string { return "altcha" }
 
+// Mode implements captchagate.Moder: "pow", a proof of work.
+func (ProofOfWork) Mode() string { return "pow" }
+
 // Media implements captchagate.Renderer: the challenge JSON, whose URL is
 // the Captcha's "challenge_url" member (give it to the widget's challenge
 // attribute).

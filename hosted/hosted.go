@@ -94,6 +94,9 @@ func ReCaptchaV3(siteKey, secret, action string, minScore float64) *Verifier {
 	return &Verifier{Service: ServiceReCaptchaV3, SiteKey: siteKey, Secret: secret, Action: action, MinScore: minScore}
 }
 
+// Mode implements captchagate.Moder: "hosted", whichever the service.
+func (h *Verifier) Mode() string { return "hosted" }
+
 // Kind implements captchagate.Challenge: "turnstile", "hcaptcha", "recaptcha" or
 // "recaptcha_v3".
 func (h *Verifier) Kind() string {

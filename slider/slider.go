@@ -113,6 +113,9 @@ func (s Puzzle) withDefaults() Puzzle {
 // Kind implements captchagate.Challenge.
 func (Puzzle) Kind() string { return "slider" }
 
+// Mode implements captchagate.Moder: "slider".
+func (Puzzle) Mode() string { return "slider" }
+
 // Media implements captchagate.Renderer: the picture and the piece.
 func (Puzzle) Media() []captchagate.Media {
 	return []captchagate.Media{{Format: "png", Member: "image_url"}, {Format: "piece.png", Member: "piece_url"}}

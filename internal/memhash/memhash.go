@@ -384,6 +384,7 @@ func (s *Store) Reset(h uint64) {
 	if i, ok := sh.counters.find(h); ok {
 		sh.counters.deleteAt(i)
 	}
+	delete(sh.buckets, h) // a send-rate bucket of that name (Guard.Reset)
 	sh.mu.Unlock()
 }
 
