@@ -166,8 +166,12 @@ func (gd *Guard) dryRunPass(r *http.Request, ev *eval, limited bool) {
 	}
 	g := gd.g
 	if g.onEvent != nil || g.logger.Enabled(context.Background(), slog.LevelInfo) {
+		which := ev.tripped
+		if limited {
+			which = ev.limited
+		}
 		i := 0
-		for ; i < len(gd.keys) && !ev.tripped.has(i) && !ev.limited.has(i); i++ {
+		for ; i < len(gd.keys) && !which.has(i); i++ {
 		}
 		e := Event{Kind: EventDryRun, Policy: gd.name, Reason: reason, DryRun: true, Request: r}
 		if i < len(gd.keys) {
