@@ -154,6 +154,9 @@ type memCounter struct {
 	// The seeds of the counting hashes (maphash, not an HMAC, for speed):
 	// one for the prefix, one for the value.
 	prefixSeed, valueSeed maphash.Seed
+	// resets reads every counter's reset, not only the ceilings' (for the
+	// RateLimit header fields).
+	resets bool
 }
 
 func newMemCounter(m *memstore.Store) *memCounter {
@@ -189,7 +192,7 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 			// failure counter's is left zero, no time.Time made.
 			var end int64
 			op.N, end = c.s.Add(h, op.Delta, op.Window, ev.now)
-			if (n.kind == ceilingCount || n.kind == failureCeil) && end != 0 {
+			if (n.kind == ceilingCount || n.kind == failureCeil || c.resets) && end != 0 {
 				op.Reset = time.UnixMilli(end)
 			}
 		case OpAllow:
@@ -201,6 +204,19 @@ func (c *memCounter) run(_ context.Context, ev *eval, ops []Op, notes []opNote) 
 }
 
 func (*memCounter) freeRounds() bool { return true }
+
+// resetOf returns when the counter of ev.ops[j] resets, reading it again if
+// run left it unread (a failure counter's, read only for a RateLimit
+// header of a key that tripped).
+func (c *memCounter) resetOf(ev *eval, j int) time.Time {
+	if r := ev.ops[j].Reset; !r.IsZero() {
+		return r
+	}
+	if _, end := c.s.Add(ev.notes[j].h, 0, ev.ops[j].Window, ev.now); end != 0 {
+		return time.UnixMilli(end)
+	}
+	return time.Time{}
+}
 
 func (c *memCounter) estimated(ev *eval, j int) bool { return c.s.Estimated(ev.notes[j].h, ev.now) }
 

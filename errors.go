@@ -130,7 +130,10 @@ type Error struct {
 	Captcha     *Captcha      // the captcha to solve, if one was issued
 	RetryAfter  time.Duration // for too_many_requests and service_unavailable
 	Allow       string        // for method_not_allowed: the allowed methods
-	Err         error         // the underlying cause; logged, never rendered
+	// RateLimitPolicy and RateLimit are the RateLimit header fields of a
+	// guard's 428 and 429 answers (Config.RateLimitHeaders).
+	RateLimitPolicy, RateLimit string
+	Err                        error // the underlying cause; logged, never rendered
 }
 
 // Error returns "captchagate: <name>: <description>"; it never includes the
@@ -171,6 +174,12 @@ func (e *Error) SetHeaders(h http.Header) {
 	}
 	if e.Allow != "" {
 		h.Set("Allow", e.Allow)
+	}
+	if e.RateLimitPolicy != "" {
+		h.Set("RateLimit-Policy", e.RateLimitPolicy)
+	}
+	if e.RateLimit != "" {
+		h.Set("RateLimit", e.RateLimit)
 	}
 }
 

@@ -89,6 +89,7 @@ func (gd *Guard) Begin(w http.ResponseWriter, r *http.Request, args map[string]s
 		putEval(ev)
 		return nil, err
 	}
+	gd.allowedRateLimits(w.Header(), ev)
 	return &Attempt{gd: gd, ev: ev, w: w, r: r}, nil
 }
 

@@ -151,6 +151,10 @@ type Config struct {
 	// goroutine, possibly after the request ended (its Request is then a
 	// request that has been answered). Hooks must be safe for concurrent use.
 	OnEvent func(Event)
+	// RateLimitHeaders chooses the RateLimit and RateLimit-Policy header
+	// fields guards send. Default: on 428 and 429 answers, saying nothing
+	// per account (see RateLimitHeaders).
+	RateLimitHeaders RateLimitHeaders
 	// RawEventValues puts the values of keys themselves (the account, the
 	// number, the address, as the key counts them) in Event.Value, instead
 	// of their keyed hash: for an application that must name the account in
@@ -196,8 +200,9 @@ type Gate struct {
 	onEvent              func(Event)
 	rawValues            bool
 	allowNets            []netip.Prefix // Config.AllowNetworks, masked
-	mode                 string         // the challenge's Event.Mode
-	heard                *heardSet      // captchas whose sound was served (nil: the challenge has none)
+	rateLimits           RateLimitHeaders
+	mode                 string    // the challenge's Event.Mode
+	heard                *heardSet // captchas whose sound was served (nil: the challenge has none)
 	logger               *slog.Logger
 	mountChecked         atomic.Bool // Handler has looked at its first request's path (handlers.go)
 	now                  func() time.Time
@@ -223,6 +228,7 @@ func New(c Config) (*Gate, error) {
 		errorHandler: c.ErrorHandler,
 		onEvent:      c.OnEvent,
 		rawValues:    c.RawEventValues,
+		rateLimits:   c.RateLimitHeaders,
 		logger:       cmp.Or(c.Logger, slog.Default()),
 		now:          c.Now,
 		renderSlots:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
@@ -354,7 +360,9 @@ func (g *Gate) setStore(c Config) {
 	switch s := g.store.(type) {
 	case *memstore.Store:
 		g.storeTimeout = 0 // it never waits
-		g.counter = newMemCounter(s)
+		mc := newMemCounter(s)
+		mc.resets = !g.rateLimits.Off && g.rateLimits.Allowed // RateLimit's t on every response
+		g.counter = mc
 	case Batcher:
 		g.counter = &batchCounter{hmacNames{g}, s}
 	default:

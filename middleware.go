@@ -25,6 +25,11 @@ type Guard struct {
 	rates      bool        // some key has a send rate
 	dev        *deviceConf // Policy.Devices, compiled
 	dryRun     bool        // Policy.DryRun
+	// The RateLimit header fields (ratelimit.go): the RateLimit-Policy
+	// value ("" when they are off) and the quoted item name of each key's
+	// limits (failures, failure ceiling, ceiling, rate).
+	rlPolicy string
+	rlNames  [maxKeysInPolicy][4]string
 	// scoped are the keys a proof must be bound to when they trip: the
 	// account keys and the per-client ones (Identity, Sender,
 	// ResetOnSuccess). reset are the keys a success resets.
@@ -87,6 +92,7 @@ func (g *Gate) NewGuard(p Policy) (*Guard, error) {
 	if gd.dev, err = compileDevices(p, keys); err != nil {
 		return nil, err
 	}
+	gd.compileRateLimits()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, dup := g.policies[p.Name]; dup {
@@ -147,25 +153,27 @@ const (
 type eval struct {
 	in       input
 	bodyRead bool
-	allowed  bool                      // a key's value is in its Allow list
-	present  keySet                    // keys with a value
-	bound    keySet                    // keys whose hashes are the binding HMACs
-	reserved keySet                    // failure counters incremented for this request
-	ceiled   keySet                    // ceiling counters incremented for this request
-	taken    keySet                    // send-rate tokens taken for this request
-	tripped  keySet                    // keys that need a captcha
-	limited  keySet                    // keys past a ceiling (in dry run, the request goes on)
-	counts   [maxKeysInPolicy]int64    // failure counts including this request
-	hashes   [maxKeysInPolicy][16]byte // binding hashes (of the keys in bound)
-	ch       [maxKeysInPolicy]uint64   // counting hashes, with the in-process store
-	now      int64                     // the in-process store's clock, read once per request (0: not yet)
-	ops      []Op                      // the store operations count ran (ceilings, failures, rates)
-	notes    []opNote                  // what each of ops counts
-	opsBuf   [8]Op
-	notesBuf [8]opNote
-	buf      [2*maxKeyValue + 64]byte // key values
-	sum      [32]byte
-	read     proofRead // the proof the request carries, once proof has read it
+	allowed  bool // a key's value is in its Allow list
+	// rateLimit is the RateLimit value of the limits that answered (judge).
+	rateLimit []byte
+	present   keySet                    // keys with a value
+	bound     keySet                    // keys whose hashes are the binding HMACs
+	reserved  keySet                    // failure counters incremented for this request
+	ceiled    keySet                    // ceiling counters incremented for this request
+	taken     keySet                    // send-rate tokens taken for this request
+	tripped   keySet                    // keys that need a captcha
+	limited   keySet                    // keys past a ceiling (in dry run, the request goes on)
+	counts    [maxKeysInPolicy]int64    // failure counts including this request
+	hashes    [maxKeysInPolicy][16]byte // binding hashes (of the keys in bound)
+	ch        [maxKeysInPolicy]uint64   // counting hashes, with the in-process store
+	now       int64                     // the in-process store's clock, read once per request (0: not yet)
+	ops       []Op                      // the store operations count ran (ceilings, failures, rates)
+	notes     []opNote                  // what each of ops counts
+	opsBuf    [8]Op
+	notesBuf  [8]opNote
+	buf       [2*maxKeyValue + 64]byte // key values
+	sum       [32]byte
+	read      proofRead // the proof the request carries, once proof has read it
 	// A known device (Policy.Devices): its id and cookie's expiry, and the
 	// account keys that count on its counters.
 	trusted   keySet
@@ -195,6 +203,7 @@ func getEval() *eval { return evalPool.Get().(*eval) }
 func putEval(ev *eval) {
 	ev.in = input{}
 	ev.bodyRead, ev.allowed = false, false
+	ev.rateLimit = ev.rateLimit[:0]
 	ev.present, ev.bound, ev.reserved, ev.ceiled, ev.taken, ev.tripped, ev.trusted, ev.limited = 0, 0, 0, 0, 0, 0, 0, 0
 	ev.now = 0
 	ev.read = proofRead{}
@@ -237,6 +246,7 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		gd.g.Error(w, r, err)
 		return
 	}
+	gd.allowedRateLimits(w.Header(), ev)
 	if ev.reserved == 0 {
 		ev.dropOps()
 		next.ServeHTTP(w, r)
@@ -548,7 +558,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 			default:
 				blocked = true
 				ev.limited.add(i)
-				retry = max(retry, op.Reset.Sub(g.now()))
+				retry = max(retry, gd.noteLimit(ev, i, note.kind, op.Reset.Sub(g.now())))
 				if mode == serving {
 					gd.lockout(EventCeilingReached, r, ev, i)
 				}
@@ -562,6 +572,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 			// address or the site tripped by others asks it nothing.
 			if op.N+this > gd.failLimit(ev, i) && (ev.trusted == 0 || !gd.coarseKeys.has(i)) {
 				ev.tripped.add(i)
+				gd.noteLimit(ev, i, failureCount, gd.resetOf(ev, j))
 			}
 		case failureCeil:
 			if mode == serving {
@@ -576,7 +587,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 				// refused even with a captcha.
 				blocked = true
 				ev.limited.add(i)
-				retry = max(retry, op.Reset.Sub(g.now()))
+				retry = max(retry, gd.noteLimit(ev, i, note.kind, op.Reset.Sub(g.now())))
 				if mode == serving {
 					gd.lockout(EventCeilingReached, r, ev, i)
 				}
@@ -587,6 +598,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 			}
 			if !op.OK {
 				ev.tripped.add(i)
+				gd.noteLimit(ev, i, sendRate, op.Wait)
 				if mode == serving {
 					gd.lockout(EventTripped, r, ev, i)
 				}
@@ -597,7 +609,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 		return failed
 	}
 	if blocked && !(gd.dryRun && mode == serving) {
-		return &Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}
+		return gd.setRateLimits(&Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}, ev)
 	}
 	return nil
 }
@@ -761,9 +773,9 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		return err
 	}
 	if reason != "" {
-		return &Error{Code: CodeCaptchaInvalid, Description: reason + "; solve the new captcha", Captcha: c}
+		return gd.setRateLimits(&Error{Code: CodeCaptchaInvalid, Description: reason + "; solve the new captcha", Captcha: c}, ev)
 	}
-	return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}
+	return gd.setRateLimits(&Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}, ev)
 }
 
 // spendToken checks token against the request and then consumes it, and
