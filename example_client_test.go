@@ -41,15 +41,13 @@ func Example_client() {
 	base, _ := url.Parse(srv.URL)
 	c := &apiClient{base: base, http: srv.Client()}
 	var captcha *captchaInfo
-	for i := 1; captcha == nil; i++ {
+	for i := 1; i <= 4; i++ {
 		status, e, err := c.login("alice", "guess", "")
 		if err != nil {
 			log.Fatal(err)
 		}
 		fmt.Println("login", i, status, e.Error)
-		if e.Error == "captcha_required" {
-			captcha = e.Captcha // kind "digits": image_url, audio_url, verify_url
-		}
+		captcha = e.Captcha // with captcha_required: kind "digits", image_url, audio_url, verify_url...
 	}
 	picture, err := c.get(captcha.ImageURL)
 	if err != nil {
