@@ -151,6 +151,9 @@ type Config struct {
 	// goroutine, possibly after the request ended (its Request is then a
 	// request that has been answered). Hooks must be safe for concurrent use.
 	OnEvent func(Event)
+	// CORS lets pages of the origins it lists call Handler's endpoints
+	// from a browser (preflights answered). Default none.
+	CORS CORS
 	// RateLimitHeaders chooses the RateLimit and RateLimit-Policy header
 	// fields guards send. Default: on 428 and 429 answers, saying nothing
 	// per account (see RateLimitHeaders).
@@ -201,8 +204,9 @@ type Gate struct {
 	rawValues            bool
 	allowNets            []netip.Prefix // Config.AllowNetworks, masked
 	rateLimits           RateLimitHeaders
-	mode                 string    // the challenge's Event.Mode
-	heard                *heardSet // captchas whose sound was served (nil: the challenge has none)
+	cors                 *corsPolicy // nil: no CORS
+	mode                 string      // the challenge's Event.Mode
+	heard                *heardSet   // captchas whose sound was served (nil: the challenge has none)
 	logger               *slog.Logger
 	mountChecked         atomic.Bool // Handler has looked at its first request's path (handlers.go)
 	now                  func() time.Time
@@ -256,6 +260,10 @@ func New(c Config) (*Gate, error) {
 		if err := step(&c); err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if g.cors, err = compileCORS(c.CORS); err != nil {
+		return nil, err
 	}
 	g.urlBase = strings.TrimSuffix(c.BaseURL, "/") + g.prefix
 	g.setStore(c)

@@ -39,6 +39,9 @@ func (g *Gate) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !g.mountChecked.Load() && g.mountChecked.CompareAndSwap(false, true) {
 		g.checkMount(r)
 	}
+	if g.cors != nil && g.cors.handle(w, r) {
+		return // a preflight of an allowed origin, answered
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, g.prefix)
 	if !ok {
 		rest = strings.TrimPrefix(r.URL.Path, "/")
