@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -184,6 +185,7 @@ type Gate struct {
 	ips                  ipResolver
 	prefix               string
 	urlBase              string
+	basePath             string // Config.BaseURL's path, without its trailing slash
 	captchaTTL, tokenTTL time.Duration
 	maxRefreshes         int
 	createInterval       time.Duration
@@ -266,6 +268,9 @@ func New(c Config) (*Gate, error) {
 		return nil, err
 	}
 	g.urlBase = strings.TrimSuffix(c.BaseURL, "/") + g.prefix
+	if u, err := url.Parse(c.BaseURL); err == nil {
+		g.basePath = strings.TrimSuffix(u.Path, "/") // "/app" in https://example.com/app: a mount under it passes checkMount
+	}
 	g.setStore(c)
 	if err := g.setCaptchas(c); err != nil {
 		return nil, err

@@ -64,7 +64,7 @@ func (g *Gate) checkMount(r *http.Request) {
 	if u, err := url.ParseRequestURI(asked); err == nil && u.Path != "" {
 		asked = u.Path // absolute-form requests (through a proxy) carry the scheme and host
 	}
-	if asked == "" || strings.HasPrefix(asked, g.prefix) {
+	if asked == "" || strings.HasPrefix(asked, g.prefix) || strings.HasPrefix(asked, g.basePath+g.prefix) {
 		return
 	}
 	asked = asked[:strings.LastIndex(asked, "/")+1] // where it is mounted; never a captcha's id

@@ -25,31 +25,42 @@ func TestMountingCheck(t *testing.T) {
 		mount func(g *captchagate.Gate) http.Handler
 		path  string
 		warns bool
+		base  string // Config.BaseURL
 	}{
 		{"at the prefix", func(g *captchagate.Gate) http.Handler {
 			mux := http.NewServeMux()
 			mux.Handle("/captcha/", g.Handler())
 			return mux
-		}, "/captcha/0123456789abcdefghij.png", false},
+		}, "/captcha/0123456789abcdefghij.png", false, ""},
 		{"under StripPrefix at the prefix", func(g *captchagate.Gate) http.Handler {
 			mux := http.NewServeMux()
 			mux.Handle("/captcha/", http.StripPrefix("/captcha/", g.Handler()))
 			return mux
-		}, "/captcha/0123456789abcdefghij.png", false},
+		}, "/captcha/0123456789abcdefghij.png", false, ""},
 		{"elsewhere", func(g *captchagate.Gate) http.Handler {
 			mux := http.NewServeMux()
 			mux.Handle("/api/captcha/", g.Handler())
 			return mux
-		}, "/api/captcha/0123456789abcdefghij.png?lang=en", true},
+		}, "/api/captcha/0123456789abcdefghij.png?lang=en", true, ""},
 		{"elsewhere, stripped", func(g *captchagate.Gate) http.Handler {
 			mux := http.NewServeMux()
 			mux.Handle("/c/", http.StripPrefix("/c/", g.Handler()))
 			return mux
-		}, "/c/verify", true},
+		}, "/c/verify", true, ""},
+		{"under BaseURL's path", func(g *captchagate.Gate) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/app/captcha/", http.StripPrefix("/app", g.Handler()))
+			return mux
+		}, "/app/captcha/verify", false, "https://example.com/app/"},
+		{"outside BaseURL's path", func(g *captchagate.Gate) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/other/captcha/", http.StripPrefix("/other", g.Handler()))
+			return mux
+		}, "/other/captcha/verify", true, "https://example.com/app"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer
-			g, err := captchagate.New(captchagate.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			g, err := captchagate.New(captchagate.Config{BaseURL: tc.base, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			require.NoError(t, err)
 			t.Cleanup(func() { g.Close() })
 			h := tc.mount(g)
