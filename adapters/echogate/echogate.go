@@ -36,11 +36,17 @@ import (
 // returns nil. mw is gate.Guard(policy), guard.Wrap, or a chain ending in
 // one. If mw answers the request itself (captcha required, too many
 // requests), the handlers after Wrap do not run. The context's request and
-// response are restored when mw returns.
+// response are restored when mw returns. The route's parameters (c.Param)
+// are set on the request as path values, so key sources can read them with
+// r.PathValue.
 func Wrap(mw func(http.Handler) http.Handler) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req, res := c.Request(), c.Response()
+			names, values := c.ParamNames(), c.ParamValues()
+			for i := range min(len(names), len(values)) { // for key sources that read r.PathValue
+				req.SetPathValue(names[i], values[i])
+			}
 			mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				c.SetRequest(r)
 				c.SetResponse(echo.NewResponse(w, c.Echo()))

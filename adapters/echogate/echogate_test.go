@@ -393,3 +393,24 @@ func TestFailWithRequest(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/login", wrong).Status)
 }
+
+// A key read from the route's parameter (r.PathValue) counts each item on
+// its own: failures on one item trip that item only.
+func TestPathValueKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	policy := captchagate.Policy{Name: "unlock", MaxFailures: 3, Keys: []captchagate.Key{{
+		Source: captchagate.SourceFunc("item", func(r *http.Request) (string, bool) {
+			v := r.PathValue("id")
+			return v, v != ""
+		}),
+	}}}
+	ec := newEcho(e)
+	ec.POST("/items/:id/unlock", func(c echo.Context) error { return echo.ErrForbidden }, echogate.Wrap(e.gate.Guard(policy)))
+	base := serve(t, ec)
+	for i := 1; i <= 3; i++ {
+		require.Equal(t, http.StatusForbidden, post(t, base+"/items/1/unlock", `{}`).Status, "item 1, try %d", i)
+	}
+	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/items/1/unlock", `{}`).Status, "item 1 tripped")
+	assert.Equal(t, http.StatusForbidden, post(t, base+"/items/2/unlock", `{}`).Status, "item 2 counts on its own")
+}

@@ -38,10 +38,14 @@ import (
 // gate.Guard(policy), guard.Wrap, or a chain ending in one (htmlform's
 // Flow.Middleware around a guard). If mw answers the request itself, the
 // handlers after Wrap do not run. c.Request and c.Writer are restored when
-// mw returns.
+// mw returns. The route's parameters (c.Param) are set on the request as
+// path values, so key sources can read them with r.PathValue.
 func Wrap(mw func(http.Handler) http.Handler) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		req, prev := c.Request, c.Writer
+		for _, p := range c.Params { // for key sources that read r.PathValue
+			req.SetPathValue(p.Key, p.Value)
+		}
 		reached := false
 		mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			reached = true
