@@ -62,10 +62,14 @@ type env struct {
 // newEnv returns a gate on the in-memory store whose Digits captchas tell
 // the test their answers once rendered (gatetest.Spy), on an injected
 // clock, logging into a buffer.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvPrefix(t, "") }
+
+// newEnvPrefix is newEnv with Config.Prefix set to prefix.
+func newEnvPrefix(t *testing.T, prefix string) *env {
 	e := &env{spy: &gatetest.Spy{}, clock: &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &syncBuffer{}}
 	gate, err := captchagate.New(captchagate.Config{
 		Challenge: e.spy,
+		Prefix:    prefix,
 		Now:       e.clock.Now,
 		Logger:    slog.New(slog.NewTextHandler(e.log, nil)),
 	})
@@ -393,4 +397,25 @@ func TestPathValueKey(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/items/1/unlock", `{}`).Status, "item 1 tripped")
 	assert.Equal(t, http.StatusForbidden, post(t, base+"/items/2/unlock", `{}`).Status, "item 2 counts on its own")
+}
+
+// Mounted in a route group, the captcha endpoints are where Config.Prefix
+// says: the URLs sent to the client work, and the gate warns of nothing.
+func TestMountInGroup(t *testing.T) {
+	t.Parallel()
+	e := newEnvPrefix(t, "/auth/captcha/")
+	r := gin.New()
+	auth := r.Group("/auth")
+	auth.Any("/captcha/*path", gin.WrapH(e.gate.Handler()))
+	auth.POST("/login", gingate.Wrap(e.gate.Guard(loginPolicy)), login)
+	base := serve(t, r)
+	for range 5 {
+		require.Equal(t, http.StatusUnauthorized, post(t, base+"/auth/login", wrong).Status)
+	}
+	a := post(t, base+"/auth/login", wrong)
+	require.NotNil(t, a.Body.Captcha, a.Raw)
+	assert.True(t, strings.HasPrefix(a.Body.Captcha.ImageURL, "/auth/captcha/"), a.Body.Captcha.ImageURL)
+	tok := solve(t, base, e, a)
+	assert.Equal(t, http.StatusOK, post(t, base+"/auth/login", right, captchagate.TokenHeader, tok).Status)
+	assert.NotContains(t, e.log.String(), "outside Config.Prefix")
 }
