@@ -1,0 +1,13 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/captchagate/captchagate/examples/routers/internal/flowtest"
+)
+
+// Trip, captcha, verify, sign in with the token, once, on http.ServeMux.
+func TestLoginFlow(t *testing.T) {
+	t.Parallel()
+	flowtest.Login(t, NewApp)
+}
