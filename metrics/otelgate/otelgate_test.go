@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -78,7 +79,10 @@ type app struct {
 	reader *sdkmetric.ManualReader
 }
 
-func newApp(t *testing.T, raw bool) *app {
+func newApp(t *testing.T, raw bool) *app { return newAppOn(t, raw, nil) }
+
+// newAppOn is newApp on store (the in-memory store if nil).
+func newAppOn(t *testing.T, raw bool, store captchagate.Store) *app {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	m, err := otelgate.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
@@ -93,6 +97,7 @@ func newApp(t *testing.T, raw bool) *app {
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnEvent:        otelgate.Chain(m.Observe, nil, a.rec.hook),
 		RawEventValues: raw,
+		Store:          store,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -345,3 +350,34 @@ func TestObserveInvalidUTF8(t *testing.T) {
 		t.Errorf("collected %+v", dps)
 	}
 }
+
+// A failing store is counted as store_error, once per failed operation: the
+// login's two counters of the account's key (failures and the failure
+// ceiling), then, the key tripped under FailClosed, the client's captcha
+// creation budget, which belongs to no policy; the request gets 503.
+func TestCountsStoreErrors(t *testing.T) {
+	t.Parallel()
+	a := newAppOn(t, false, failingStore{})
+	a.expect(t, http.StatusServiceUnavailable, a.login(t), "a login with the store down")
+	_, got := a.collect(t)
+	want := map[string]float64{series("login", "", "store_error", ""): 2, series("", "", "store_error", ""): 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("got %s\nwant %s", dump(got), dump(want))
+	}
+}
+
+// failingStore fails every operation.
+type failingStore struct{}
+
+var errDown = errors.New("store down")
+
+func (failingStore) Incr(context.Context, string, int64, time.Duration) (int64, time.Time, error) {
+	return 0, time.Time{}, errDown
+}
+func (failingStore) Reset(context.Context, string) error { return errDown }
+func (failingStore) Allow(context.Context, string, time.Duration, int, bool) (bool, time.Duration, error) {
+	return false, 0, errDown
+}
+func (failingStore) Put(context.Context, string, []byte, time.Duration) error { return errDown }
+func (failingStore) Get(context.Context, string) ([]byte, bool, error)        { return nil, false, errDown }
+func (failingStore) Take(context.Context, string) ([]byte, bool, error)       { return nil, false, errDown }
