@@ -381,3 +381,32 @@ func (failingStore) Allow(context.Context, string, time.Duration, int, bool) (bo
 func (failingStore) Put(context.Context, string, []byte, time.Duration) error { return errDown }
 func (failingStore) Get(context.Context, string) ([]byte, bool, error)        { return nil, false, errDown }
 func (failingStore) Take(context.Context, string) ([]byte, bool, error)       { return nil, false, errDown }
+
+// Observe is safe for concurrent use: hooks run on the requests' goroutines,
+// and the first events of a series race to build its attribute set.
+func TestObserveConcurrent(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	m, err := otelgate.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatetest.Together(8, func() {
+		for range 100 {
+			m.Observe(captchagate.Event{Kind: captchagate.EventCaptchaVerified, Policy: "login", Mode: "image"})
+			m.Observe(captchagate.Event{Kind: captchagate.EventTripped, Policy: "login", Key: "ip", Value: "h:0"})
+		}
+	})
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, dp := range rm.ScopeMetrics[0].Metrics[0].Data.(metricdata.Sum[int64]).DataPoints {
+		got[dp.Attributes.Encoded(attribute.DefaultEncoder())] = dp.Value
+	}
+	want := map[string]int64{"mode=image,outcome=solved,policy=login": 800, "key=ip,outcome=tripped,policy=login": 800}
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
