@@ -50,7 +50,11 @@ func main() {
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	cfg := captchagate.Config{Logger: logger}
+	hook, metrics, err := Metrics() // the gate's events, counted, at GET /metrics (metrics.go)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := captchagate.Config{Logger: logger, OnEvent: hook}
 	if *redisURL != "" {
 		opt, err := redis.ParseURL(*redisURL)
 		if err != nil {
@@ -95,7 +99,7 @@ func main() {
 	// Ctrl-C or SIGTERM: finish the requests in flight, then close.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := demo.Serve(ctx, logger, *addr, h); err != nil {
+	if err := demo.Serve(ctx, logger, *addr, WithMetrics(h, metrics)); err != nil {
 		log.Fatal(err)
 	}
 }
