@@ -131,6 +131,9 @@ type Error struct {
 	RetryAfter  time.Duration // for too_many_requests and service_unavailable
 	Allow       string        // for method_not_allowed: the allowed methods
 	Err         error         // the underlying cause; logged, never rendered
+
+	msg  msgID    // Description's message, said in the request's language by Gate.Error
+	args []string // msg's arguments
 }
 
 // Error returns "captchagate: <name>: <description>"; it never includes the
@@ -222,11 +225,11 @@ func unavailableError(err error) *Error { return failureError(CodeStoreUnavailab
 // of code; err is kept for logs, never rendered.
 func failureError(code Code, err error) *Error {
 	if code == CodeInternal {
-		return &Error{Code: code, Description: "internal error", Err: err}
+		return said(&Error{Code: code, Err: err}, msgInternal)
 	}
-	return &Error{Code: code, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	return said(&Error{Code: code, RetryAfter: time.Second, Err: err}, msgUnavailable)
 }
 
-func invalid(code Code, param, desc string) *Error {
-	return &Error{Code: code, Param: param, Description: desc}
+func invalid(code Code, param string, id msgID, args ...string) *Error {
+	return said(&Error{Code: code, Param: param}, id, args...)
 }
