@@ -137,6 +137,15 @@ func (g *Gate) localize(w http.ResponseWriter, r *http.Request, err error) error
 // remembers both so that the gate can say it in the request's language. It
 // returns e.
 func said(e *Error, id msgID, args ...string) *Error {
+	if id == msgSolveNew && len(args) == 1 {
+		// The guard's reason names what it refused: "captcha_token
+		// expired", "captcha wrong answer".
+		if why, ok := strings.CutPrefix(args[0], "captcha_token "); ok {
+			id, args = msgTokenRefusedSolve, []string{why}
+		} else if why, ok := strings.CutPrefix(args[0], "captcha "); ok {
+			id, args = msgCaptchaRefusedSolve, []string{why}
+		}
+	}
 	e.msg, e.args = id, args
 	e.Description = text("en", id, args)
 	return e
@@ -191,7 +200,7 @@ var reasons = map[string]msgID{
 
 // takesReason marks the messages whose {0} is a reason.
 var takesReason = map[msgID]bool{
-	msgCaptchaRefused: true, msgCaptchaRefusedRetry: true, msgCaptchaRefusedSolve: true, msgSolveNew: true,
+	msgCaptchaRefused: true, msgCaptchaRefusedRetry: true, msgCaptchaRefusedSolve: true, msgTokenRefusedSolve: true, msgSolveNew: true,
 }
 
 // audioLang returns the query asking media m for r's language, "" for m's

@@ -21,6 +21,7 @@ var messagesDE = [msgCount]string{
 	msgCaptchaRefused:      "Captcha abgelehnt: {0}",
 	msgCaptchaRefusedRetry: "Captcha abgelehnt: {0}; für ein neues die ursprüngliche Anfrage wiederholen",
 	msgCaptchaRefusedSolve: "Captcha abgelehnt: {0}; bitte das neue Captcha lösen",
+	msgTokenRefusedSolve:   "captcha_token abgelehnt: {0}; bitte das neue Captcha lösen",
 	msgRefreshLimit:        "Aktualisierungslimit erreicht; bitte dieses Captcha beantworten",
 	msgUnknownUsed:         "unbekanntes oder bereits verwendetes Captcha",
 	msgUnknownUsedExpired:  "unbekanntes, verwendetes oder abgelaufenes Captcha",

@@ -29,6 +29,7 @@ const (
 	msgCaptchaRefused
 	msgCaptchaRefusedRetry
 	msgCaptchaRefusedSolve
+	msgTokenRefusedSolve
 	msgRefreshLimit
 	msgUnknownUsed
 	msgUnknownUsedExpired
@@ -77,6 +78,7 @@ var messagesEN = [msgCount]string{
 	msgCaptchaRefused:      "captcha {0}",
 	msgCaptchaRefusedRetry: "captcha {0}; retry the original request for a new one",
 	msgCaptchaRefusedSolve: "captcha {0}; solve the new captcha",
+	msgTokenRefusedSolve:   "captcha_token {0}; solve the new captcha",
 	msgRefreshLimit:        "refresh limit reached; answer this captcha",
 	msgUnknownUsed:         "unknown or used captcha",
 	msgUnknownUsedExpired:  "unknown, used or expired captcha",

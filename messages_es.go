@@ -21,6 +21,7 @@ var messagesES = [msgCount]string{
 	msgCaptchaRefused:      "captcha rechazado: {0}",
 	msgCaptchaRefusedRetry: "captcha rechazado: {0}; repita la solicitud original para recibir uno nuevo",
 	msgCaptchaRefusedSolve: "captcha rechazado: {0}; resuelva el nuevo captcha",
+	msgTokenRefusedSolve:   "captcha_token rechazado: {0}; resuelva el nuevo captcha",
 	msgRefreshLimit:        "límite de renovaciones alcanzado; responda este captcha",
 	msgUnknownUsed:         "captcha desconocido o ya usado",
 	msgUnknownUsedExpired:  "captcha desconocido, ya usado o caducado",

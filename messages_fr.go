@@ -21,6 +21,7 @@ var messagesFR = [msgCount]string{
 	msgCaptchaRefused:      "captcha refusé : {0}",
 	msgCaptchaRefusedRetry: "captcha refusé : {0} ; renvoyez la requête d'origine pour en obtenir un nouveau",
 	msgCaptchaRefusedSolve: "captcha refusé : {0} ; résolvez le nouveau captcha",
+	msgTokenRefusedSolve:   "captcha_token refusé : {0} ; résolvez le nouveau captcha",
 	msgRefreshLimit:        "limite de renouvellements atteinte ; répondez à ce captcha",
 	msgUnknownUsed:         "captcha inconnu ou déjà utilisé",
 	msgUnknownUsedExpired:  "captcha inconnu, déjà utilisé ou expiré",

@@ -21,6 +21,7 @@ var messagesJA = [msgCount]string{
 	msgCaptchaRefused:      "キャプチャが無効です: {0}",
 	msgCaptchaRefusedRetry: "キャプチャが無効です: {0}。元のリクエストをやり直して新しいキャプチャを受け取ってください",
 	msgCaptchaRefusedSolve: "キャプチャが無効です: {0}。新しいキャプチャを解いてください",
+	msgTokenRefusedSolve:   "captcha_token が無効です: {0}。新しいキャプチャを解いてください",
 	msgRefreshLimit:        "更新の上限に達しました。このキャプチャに回答してください",
 	msgUnknownUsed:         "不明または使用済みのキャプチャです",
 	msgUnknownUsedExpired:  "不明、使用済み、または期限切れのキャプチャです",

@@ -21,6 +21,7 @@ var messagesPT = [msgCount]string{
 	msgCaptchaRefused:      "captcha recusado: {0}",
 	msgCaptchaRefusedRetry: "captcha recusado: {0}; repita a solicitação original para receber um novo",
 	msgCaptchaRefusedSolve: "captcha recusado: {0}; resolva o novo captcha",
+	msgTokenRefusedSolve:   "captcha_token recusado: {0}; resolva o novo captcha",
 	msgRefreshLimit:        "limite de atualizações atingido; responda a este captcha",
 	msgUnknownUsed:         "captcha desconhecido ou já usado",
 	msgUnknownUsedExpired:  "captcha desconhecido, já usado ou expirado",

@@ -21,6 +21,7 @@ var messagesRU = [msgCount]string{
 	msgCaptchaRefused:      "капча не принята: {0}",
 	msgCaptchaRefusedRetry: "капча не принята: {0}; повторите исходный запрос, чтобы получить новую",
 	msgCaptchaRefusedSolve: "капча не принята: {0}; решите новую капчу",
+	msgTokenRefusedSolve:   "captcha_token не принят: {0}; решите новую капчу",
 	msgRefreshLimit:        "больше обновлять нельзя; решите эту капчу",
 	msgUnknownUsed:         "капча неизвестна или уже использована",
 	msgUnknownUsedExpired:  "капча неизвестна, использована или просрочена",

@@ -21,6 +21,7 @@ var messagesZH = [msgCount]string{
 	msgCaptchaRefused:      "验证码无效：{0}",
 	msgCaptchaRefusedRetry: "验证码无效：{0}；请重新发送原请求以获取新的验证码",
 	msgCaptchaRefusedSolve: "验证码无效：{0}；请完成新的验证码",
+	msgTokenRefusedSolve:   "captcha_token 无效：{0}；请完成新的验证码",
 	msgRefreshLimit:        "已达到刷新上限；请回答此验证码",
 	msgUnknownUsed:         "验证码不存在或已使用",
 	msgUnknownUsedExpired:  "验证码不存在、已使用或已过期",
