@@ -51,8 +51,12 @@ type Options struct {
 	// again with Flow.Widget(r, err) inside it, with status Status(err).
 	// Required.
 	Render func(w http.ResponseWriter, r *http.Request, err error)
-	// Lang is the audio language the widget asks for (en, ru, zh, ja, pt).
-	// Default en.
+	// Lang, if set, is the language of every widget and of the gate's
+	// errors on the Flow's routes (one of captchagate.Languages: en, ru,
+	// zh, ja, pt, es, de, fr); the audio speaks it where it can (en, ru, zh,
+	// ja, pt), else English. Default: each request's language
+	// (captchagate.Gate.Language: captchagate.WithLanguage,
+	// Accept-Language, Config.DefaultLanguage).
 	Lang string
 }
 
@@ -80,12 +84,8 @@ func New(gate *captchagate.Gate, o Options) (*Flow, error) {
 	if o.SessionName == "" {
 		o.SessionName = "captchagate"
 	}
-	switch o.Lang {
-	case "":
-		o.Lang = "en"
-	case "en", "ru", "zh", "ja", "pt":
-	default:
-		return nil, errors.New("htmlform: Options.Lang must be one of en, ru, zh, ja, pt")
+	if _, ok := texts[o.Lang]; !ok && o.Lang != "" {
+		return nil, errors.New("htmlform: Options.Lang must be one of " + strings.Join(captchagate.Languages(), ", "))
 	}
 	u, err := url.Parse(gate.URL(""))
 	if err != nil {
@@ -111,7 +111,7 @@ func (f *Flow) Middleware(next http.Handler) http.Handler {
 		if isFormPost(r) {
 			cs.ErrorHandler = f.formError
 		}
-		next.ServeHTTP(w, captchagate.WithSession(r, cs))
+		next.ServeHTTP(w, captchagate.WithSession(f.withLanguage(r), cs))
 	})
 }
 
@@ -224,7 +224,7 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session unavailable", http.StatusInternalServerError)
 		return
 	}
-	r = captchagate.WithSession(r, &captchagate.Session{ID: s.Values[valueID].([]byte)})
+	r = captchagate.WithSession(f.withLanguage(r), &captchagate.Session{ID: s.Values[valueID].([]byte)})
 	pending, _ := s.Values[valuePending].(string)
 	if pending == "" {
 		captchagate.WriteError(w, r, &captchagate.Error{Code: captchagate.CodeNotFound, Description: "no captcha to refresh"})
@@ -232,8 +232,11 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := f.gate.Refresh(r, pending)
 	if err != nil {
-		captchagate.WriteError(w, r, err)
+		f.gate.Error(w, r, err) // in r's language
 		return
+	}
+	if c.AudioURL != "" && f.lang == "" {
+		w.Header().Add("Vary", "Accept-Language")
 	}
 	s.Values[valuePending] = c.ID
 	if err := s.Save(r, w); err != nil {
@@ -249,6 +252,8 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 // field, and err in words. It returns only the message when err is a limit
 // with no captcha, and nothing when there is neither captcha nor error.
 func (f *Flow) Widget(r *http.Request, err error) template.HTML {
+	r = f.withLanguage(r)
+	lang := f.Language(r)
 	var ce *captchagate.Error
 	errors.As(err, &ce)
 	var c *captchagate.Captcha
@@ -259,9 +264,9 @@ func (f *Flow) Widget(r *http.Request, err error) template.HTML {
 			c, _ = f.gate.Lookup(r, id)
 		}
 	}
-	msg := message(err)
+	msg := message(err, lang)
 	if c == nil && msg == "" {
 		return ""
 	}
-	return f.widget(c, msg, ce)
+	return f.widget(c, msg, ce, lang)
 }
