@@ -21,6 +21,11 @@
 //
 // Whichever way, a captcha or token issued in one session is useless in
 // another.
+//
+// The widget speaks the request's language (Flow.Language: Options.Lang, or
+// the gate's choice from captchagate.WithLanguage, Accept-Language and
+// Config.DefaultLanguage), and so do the gate's errors and, where it can,
+// the captcha's audio; see docs/protocol.md, "Languages".
 package htmlform
 
 import (
@@ -249,7 +254,7 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 // Widget returns the captcha widget to put inside the form of the page r
 // renders: the captcha the session is waiting on (or the one err carries),
 // its image with alt text, audio and refresh buttons, the labelled answer
-// field, and err in words. It returns only the message when err is a limit
+// field, and err in words, all in r's language (Flow.Language). It returns only the message when err is a limit
 // with no captcha, and nothing when there is neither captcha nor error.
 func (f *Flow) Widget(r *http.Request, err error) template.HTML {
 	r = f.withLanguage(r)
