@@ -32,6 +32,8 @@ func TestMatchLanguage(t *testing.T) {
 		{"en;q=0, de", "de"},              // q=0: not acceptable
 		{"ko, ru;q=0.5", "ru"},            // the first the gate speaks
 		{"*;q=0.5, fr", "fr"},             // * matches nothing of its own
+		{"zh-TW", "zh"},                   // x/text: traditional readers read simplified
+		{"be", "ru"},                      // x/text judges Russian readable
 		{"*", ""},                         // anything: the default
 		{"ko", ""},                        // unsupported
 		{"garbage!!", ""},                 // unparsable
