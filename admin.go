@@ -60,7 +60,7 @@ func (gd *Guard) Reset(ctx context.Context, key, value string) error {
 func (g *Gate) Reset(ctx context.Context, policy, key, value string) error {
 	gd, ok := g.policy(policy)
 	if !ok {
-		return invalid(CodeUnknownPolicy, "policy", "policy names no guarded policy")
+		return invalid(CodeUnknownPolicy, "policy", msgPolicyUnknown)
 	}
 	return gd.Reset(ctx, key, value)
 }

@@ -109,7 +109,10 @@
 // Every error is JSON (docs/protocol.md) unless Config.ErrorHandler renders
 // it otherwise; it receives an *Error carrying the wire Code, the fresh
 // Captcha and RetryAfter, and matches the sentinels (ErrCaptchaRequired, ...)
-// with errors.Is. Store failures are logged, never shown to clients.
+// with errors.Is. Store failures are logged, never shown to clients. Its
+// Description is in the request's language (WithLanguage, else
+// Accept-Language, else Config.DefaultLanguage; Gate.Language says which):
+// en, ru, zh, ja, pt, es, de or fr. Codes and names are never translated.
 //
 // # Sessions and HTML forms
 //

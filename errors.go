@@ -134,6 +134,9 @@ type Error struct {
 	// guard's 428 and 429 answers (Config.RateLimitHeaders).
 	RateLimitPolicy, RateLimit string
 	Err                        error // the underlying cause; logged, never rendered
+
+	msg  msgID    // Description's message, said in the request's language by Gate.Error
+	args []string // msg's arguments
 }
 
 // Error returns "captchagate: <name>: <description>"; it never includes the
@@ -231,11 +234,11 @@ func unavailableError(err error) *Error { return failureError(CodeStoreUnavailab
 // of code; err is kept for logs, never rendered.
 func failureError(code Code, err error) *Error {
 	if code == CodeInternal {
-		return &Error{Code: code, Description: "internal error", Err: err}
+		return said(&Error{Code: code, Err: err}, msgInternal)
 	}
-	return &Error{Code: code, Description: "temporarily unavailable, retry later", RetryAfter: time.Second, Err: err}
+	return said(&Error{Code: code, RetryAfter: time.Second, Err: err}, msgUnavailable)
 }
 
-func invalid(code Code, param, desc string) *Error {
-	return &Error{Code: code, Param: param, Description: desc}
+func invalid(code Code, param string, id msgID, args ...string) *Error {
+	return said(&Error{Code: code, Param: param}, id, args...)
 }

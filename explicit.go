@@ -99,12 +99,12 @@ func (g *Gate) checkProof(p Proof) error {
 	switch {
 	case p.Token != "":
 		if !validToken(p.Token) {
-			return invalid(CodeMalformedCaptchaID, TokenField, "captcha_token is not a captcha token")
+			return invalid(CodeMalformedCaptchaID, TokenField, msgNotToken)
 		}
 	case p.CaptchaID != "":
 		return g.checkInline(p.CaptchaID, p.Answer)
 	case p.Answer != "":
-		return invalid(CodeMissingCaptchaID, IDField, "captcha_id is required with captcha_answer")
+		return invalid(CodeMissingCaptchaID, IDField, msgIDWithAnswer)
 	}
 	return nil
 }

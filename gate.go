@@ -172,6 +172,13 @@ type Config struct {
 	// Now returns the current time. Default time.Now. Tests inject a clock;
 	// the default store uses it too.
 	Now func() time.Time
+
+	// DefaultLanguage is the language of error descriptions (and of
+	// htmlform's widget) for a request that sets none (WithLanguage) and
+	// whose Accept-Language matches none of Languages(): "en", "ru", "zh",
+	// "ja", "pt", "es", "de" or "fr". Default "en". See docs/protocol.md,
+	// "Languages".
+	DefaultLanguage string
 }
 
 // Gate owns the store, the secret and the challenge. It hands out guards for
@@ -212,6 +219,7 @@ type Gate struct {
 	logger               *slog.Logger
 	mountChecked         atomic.Bool // Handler has looked at its first request's path (handlers.go)
 	now                  func() time.Time
+	defaultLang          string
 	macs                 sync.Pool
 
 	mu       sync.RWMutex
@@ -237,6 +245,7 @@ func New(c Config) (*Gate, error) {
 		rateLimits:   c.RateLimitHeaders,
 		logger:       cmp.Or(c.Logger, slog.Default()),
 		now:          c.Now,
+		defaultLang:  cmp.Or(c.DefaultLanguage, "en"),
 		renderSlots:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		policies:     map[string]*Guard{},
 	}
@@ -319,6 +328,8 @@ func (g *Gate) checkConfig(c *Config) error {
 		return errors.New("captchagate: unknown Config.StoreFailure")
 	case c.StoreTimeout < 0:
 		return errors.New("captchagate: Config.StoreTimeout must not be negative")
+	case tables[g.defaultLang] == nil:
+		return fmt.Errorf("captchagate: Config.DefaultLanguage %q must be one of %s", g.defaultLang, strings.Join(languages, ", "))
 	}
 	return nil
 }

@@ -77,19 +77,19 @@ func (g *Gate) serveEndpoint(w http.ResponseWriter, r *http.Request, rest string
 	if id, format, found := strings.Cut(rest, "."); found {
 		m, ok := g.mediaFormat(format)
 		if !ok {
-			return &Error{Code: CodeNotFound, Description: "no such endpoint"}
+			return said(&Error{Code: CodeNotFound}, msgNoEndpoint)
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			return &Error{Code: CodeMethodNotAllowed, Description: "use GET", Allow: "GET, HEAD"}
+			return said(&Error{Code: CodeMethodNotAllowed, Allow: "GET, HEAD"}, msgUseMethod, "GET")
 		}
 		return g.serveMedia(w, r, id, m)
 	}
 	own := rest == "verify" || rest == "refresh" || rest == "new"
 	if !own && len(g.dialects) == 0 {
-		return &Error{Code: CodeNotFound, Description: "no such endpoint"}
+		return said(&Error{Code: CodeNotFound}, msgNoEndpoint)
 	}
 	if r.Method != http.MethodPost {
-		return &Error{Code: CodeMethodNotAllowed, Description: "use POST", Allow: "POST"}
+		return said(&Error{Code: CodeMethodNotAllowed, Allow: "POST"}, msgUseMethod, "POST")
 	}
 	body, err := readBody(r, g.paramBody())
 	if err != nil {
@@ -108,7 +108,7 @@ func (g *Gate) serveEndpoint(w http.ResponseWriter, r *http.Request, rest string
 	case "new":
 		return g.serveNew(w, r, body)
 	}
-	return &Error{Code: CodeNotFound, Description: "no such endpoint"}
+	return said(&Error{Code: CodeNotFound}, msgNoEndpoint)
 }
 
 func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id string, m Media) error {
@@ -136,7 +136,7 @@ func (g *Gate) serveMedia(w http.ResponseWriter, r *http.Request, id string, m M
 func (g *Gate) RenderMedia(r *http.Request, id, format, lang string) (b []byte, contentType string, err error) {
 	m, ok := g.mediaFormat(format)
 	if !ok {
-		return nil, "", &Error{Code: CodeNotFound, Description: "no such format"}
+		return nil, "", said(&Error{Code: CodeNotFound}, msgNoFormat)
 	}
 	md, err := g.fetchMedia(r, id, m, lang)
 	if err != nil {
@@ -150,12 +150,12 @@ func (g *Gate) RenderMedia(r *http.Request, id, format, lang string) (b []byte, 
 // captcha id in m's format, held for the caller (release it).
 func (g *Gate) fetchMedia(r *http.Request, id string, m Media, lang string) (*media, error) {
 	if !validID(id) {
-		return nil, invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
+		return nil, invalid(CodeMalformedCaptchaID, IDField, msgNotCaptchaID)
 	}
 	if len(m.Langs) == 0 {
 		lang = ""
 	} else if lang = cmp.Or(lang, m.Langs[0]); !slices.Contains(m.Langs, lang) {
-		return nil, invalid(CodeUnsupportedLang, "lang", "lang must be one of "+strings.Join(m.Langs, ", "))
+		return nil, invalid(CodeUnsupportedLang, "lang", msgLangOneOf, strings.Join(m.Langs, ", "))
 	}
 	ctx, cancel := g.storeContext(r)
 	err := g.allowMedia(ctx, r)
@@ -188,23 +188,23 @@ func readParams(r *http.Request, body []byte) (params, error) {
 		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
 		if !isJSON && mt != "application/x-www-form-urlencoded" {
-			return p, invalid(CodeUnsupportedMedia, "", "Content-Type must be application/json or application/x-www-form-urlencoded")
+			return p, invalid(CodeUnsupportedMedia, "", msgContentType)
 		}
 		if !utf8.Valid(body) {
-			return p, invalid(CodeMalformedBody, "", "body is not valid UTF-8")
+			return p, invalid(CodeMalformedBody, "", msgBodyUTF8)
 		}
 		if isJSON {
 			if err := json.Unmarshal(body, &p); err != nil {
 				var te *json.UnmarshalTypeError
 				if errors.As(err, &te) && te.Field != "" {
-					return p, invalid(CodeMalformedBody, te.Field, te.Field+" must be a string")
+					return p, invalid(CodeMalformedBody, te.Field, msgMustBeString, te.Field)
 				}
-				return p, invalid(CodeMalformedBody, "", "body is not a valid JSON object")
+				return p, invalid(CodeMalformedBody, "", msgBodyJSON)
 			}
 		} else {
 			q, err := url.ParseQuery(string(body))
 			if err != nil {
-				return p, invalid(CodeMalformedBody, "", "body is not a valid form")
+				return p, invalid(CodeMalformedBody, "", msgBodyForm)
 			}
 			p.CaptchaID, p.Answer, p.Policy = q.Get(IDField), q.Get(AnswerField), q.Get("policy")
 		}
@@ -225,10 +225,10 @@ func readParams(r *http.Request, body []byte) (params, error) {
 
 func checkID(id string) error {
 	if id == "" {
-		return invalid(CodeMissingCaptchaID, IDField, "captcha_id is required")
+		return invalid(CodeMissingCaptchaID, IDField, msgIDRequired)
 	}
 	if !validID(id) {
-		return invalid(CodeMalformedCaptchaID, IDField, "captcha_id is not a captcha id")
+		return invalid(CodeMalformedCaptchaID, IDField, msgNotCaptchaID)
 	}
 	return nil
 }
@@ -260,13 +260,13 @@ func (g *Gate) serveVerify(w http.ResponseWriter, r *http.Request, body []byte) 
 // AnswerValidator), before any captcha is spent on it.
 func (g *Gate) checkAnswer(answer string) error {
 	if strings.TrimSpace(answer) == "" {
-		return invalid(CodeMissingAnswer, AnswerField, "captcha_answer is required")
+		return invalid(CodeMissingAnswer, AnswerField, msgAnswerRequired)
 	}
 	if len(answer) > g.maxAnswerLen() || !utf8.ValidString(answer) {
-		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+		return invalid(CodeMalformedAnswer, AnswerField, msgAnswerMalformed)
 	}
 	if v, ok := g.challenge.(AnswerValidator); ok && !v.ValidAnswer(answer) {
-		return invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is not an answer of this kind of captcha")
+		return invalid(CodeMalformedAnswer, AnswerField, msgAnswerKind)
 	}
 	return nil
 }
@@ -304,7 +304,7 @@ func (g *Gate) Verify(r *http.Request, s Solution) (Token, error) {
 	}
 	s.Sender = strings.TrimSpace(s.Sender)
 	if len(s.Sender) > maxKeyValue {
-		return Token{}, invalid(CodeMalformedSender, "sender", "sender is longer than 256 bytes")
+		return Token{}, invalid(CodeMalformedSender, "sender", msgSenderLong)
 	}
 	ctx, cancel := g.storeContext(r)
 	defer cancel()
@@ -342,7 +342,7 @@ func (g *Gate) canBindSender(ctx context.Context, r *http.Request, id string) er
 	switch {
 	case err == nil:
 		if gd, ok := g.policy(rec.policy); !ok || !gd.hasSender() {
-			return invalid(CodeMalformedSender, "sender", "sender cannot be bound: the captcha's policy has no Sender key")
+			return invalid(CodeMalformedSender, "sender", msgSenderUnbound)
 		}
 	case !errors.As(err, &e) || e.Code != CodeNotFound:
 		return err
@@ -355,9 +355,9 @@ func (g *Gate) canBindSender(ctx context.Context, r *http.Request, id string) er
 // flow (with its refresh count) when the captcha was found.
 func (g *Gate) refused(ctx context.Context, r *http.Request, id string, rec *record, found bool, reason string) error {
 	g.emit(Event{Kind: EventCaptchaRejected, Policy: rec.policy, CaptchaID: id, Reason: reason, Mode: g.modeOf(id), Request: r})
-	e := &Error{Code: CodeCaptchaInvalid, Description: "captcha " + reason}
+	e := said(&Error{Code: CodeCaptchaInvalid}, msgCaptchaRefused, reason)
 	if !found {
-		e.Description += "; retry the original request for a new one"
+		said(e, msgCaptchaRefusedRetry, reason)
 		return e
 	}
 	c, err := g.issue(ctx, r, bindingOf(rec), rec.refreshes)
@@ -367,7 +367,7 @@ func (g *Gate) refused(ctx context.Context, r *http.Request, id string, rec *rec
 	}
 	e.Captcha = c
 	if c != nil {
-		e.Description += "; solve the new captcha"
+		said(e, msgCaptchaRefusedSolve, reason)
 	}
 	return e
 }
@@ -381,6 +381,7 @@ func (g *Gate) serveRefresh(w http.ResponseWriter, r *http.Request, body []byte)
 	if err != nil {
 		return err
 	}
+	g.varyAudio(w, r, c)
 	writeJSON(w, http.StatusOK, captchaBody{Captcha: c})
 	return nil
 }
@@ -402,7 +403,7 @@ func (g *Gate) Refresh(r *http.Request, id string) (*Captcha, error) {
 		return nil, err
 	}
 	if int(rec.refreshes) >= g.maxRefreshes {
-		return nil, &Error{Code: CodeTooManyRequests, Description: "refresh limit reached; answer this captcha"}
+		return nil, said(&Error{Code: CodeTooManyRequests}, msgRefreshLimit)
 	}
 	if err := g.allowCreate(ctx, r); err != nil {
 		return nil, err
@@ -413,7 +414,7 @@ func (g *Gate) Refresh(r *http.Request, id string) (*Captcha, error) {
 		return nil, g.unavailable(r, rec.policy, err)
 	}
 	if !found {
-		return nil, &Error{Code: CodeNotFound, Description: "unknown or used captcha"}
+		return nil, said(&Error{Code: CodeNotFound}, msgUnknownUsed)
 	}
 	return g.issueAs(ctx, r, bindingOf(&rec), rec.refreshes+1, EventCaptchaRefreshed)
 }
@@ -430,7 +431,7 @@ func (g *Gate) Lookup(r *http.Request, id string) (*Captcha, error) {
 	if err != nil {
 		return nil, err
 	}
-	return g.describe(id, int(rec.refreshes)), nil
+	return g.describe(r, id, int(rec.refreshes)), nil
 }
 
 // pending reads captcha id without spending it, and reports it not_found
@@ -441,7 +442,7 @@ func (g *Gate) pending(ctx context.Context, r *http.Request, id string) (record,
 		return rec, g.unavailable(r, "", err)
 	}
 	if !found || g.now().UnixNano() >= rec.expires {
-		return rec, &Error{Code: CodeNotFound, Description: "unknown, used or expired captcha"}
+		return rec, said(&Error{Code: CodeNotFound}, msgUnknownUsedExpired)
 	}
 	return rec, nil
 }
@@ -455,6 +456,7 @@ func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request, body []byte) err
 	if err != nil {
 		return err
 	}
+	g.varyAudio(w, r, c)
 	writeJSON(w, http.StatusOK, captchaBody{Captcha: c})
 	return nil
 }
@@ -467,10 +469,10 @@ func (g *Gate) serveNew(w http.ResponseWriter, r *http.Request, body []byte) err
 // service_unavailable when the store fails.
 func (g *Gate) NewCaptcha(r *http.Request, policy string) (*Captcha, error) {
 	if policy == "" {
-		return nil, invalid(CodeMissingPolicy, "policy", "policy is required")
+		return nil, invalid(CodeMissingPolicy, "policy", msgPolicyRequired)
 	}
 	if _, ok := g.policy(policy); !ok {
-		return nil, invalid(CodeUnknownPolicy, "policy", "policy names no guarded policy")
+		return nil, invalid(CodeUnknownPolicy, "policy", msgPolicyUnknown)
 	}
 	ctx, cancel := g.storeContext(r)
 	defer cancel()

@@ -22,12 +22,12 @@ func (g *Gate) clientKey(r *http.Request, kind byte) string {
 
 // allowCreate takes one captcha creation from the client's budget.
 func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
-	return g.allowClient(ctx, r, 'n', g.createInterval, g.createBurst, "too many captchas requested; retry later")
+	return g.allowClient(ctx, r, 'n', g.createInterval, g.createBurst, msgTooManyCaptchas)
 }
 
 // allowClient takes one token from the client's bucket of kind; interval 0
 // means no limit.
-func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, interval time.Duration, burst int, desc string) error {
+func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, interval time.Duration, burst int, desc msgID) error {
 	if interval == 0 {
 		return nil
 	}
@@ -51,7 +51,7 @@ func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, inte
 		return nil
 	}
 	if !ok {
-		return &Error{Code: CodeTooManyRequests, Description: desc, RetryAfter: max(wait, time.Second)}
+		return said(&Error{Code: CodeTooManyRequests, RetryAfter: max(wait, time.Second)}, desc)
 	}
 	return nil
 }
@@ -98,10 +98,13 @@ func (g *Gate) issueAs(ctx context.Context, r *http.Request, b binding, refreshe
 		return nil, g.unavailable(r, b.policy, err)
 	}
 	g.emit(Event{Kind: kind, Policy: b.policy, CaptchaID: id, Mode: g.mode, Request: r})
-	return g.describe(id, int(refreshes)), nil
+	return g.describe(r, id, int(refreshes)), nil
 }
 
-func (g *Gate) describe(id string, refreshes int) *Captcha {
+// describe returns captcha id as clients see it. Its audio URL asks for r's
+// language (Gate.Language) with ?lang= where the audio speaks it and it is
+// not the audio's default.
+func (g *Gate) describe(r *http.Request, id string, refreshes int) *Captcha {
 	c := &Captcha{
 		Kind:          g.challenge.Kind(),
 		ID:            id,
@@ -118,7 +121,7 @@ func (g *Gate) describe(id string, refreshes int) *Captcha {
 			case "image_url":
 				c.ImageURL = cmp.Or(c.ImageURL, u)
 			case "audio_url":
-				c.AudioURL = cmp.Or(c.AudioURL, u)
+				c.AudioURL = cmp.Or(c.AudioURL, u+g.audioLang(r, m))
 			default:
 				c.setExtra(m.Member, u)
 			}

@@ -422,7 +422,7 @@ func (in *input) field(dst []byte, key, name string, query bool) ([]byte, bool) 
 	fok, jok = fok && len(f) > 0, jok && len(j) > 0
 	switch {
 	case fok && jok && !bytes.Equal(f, j):
-		in.err = invalid(CodeAmbiguousKey, key, "the body gives two values of "+key)
+		in.err = invalid(CodeAmbiguousKey, key, msgTwoValues, key)
 		return dst[:start], false
 	case fok:
 		return dst[:mid], true

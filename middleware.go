@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,7 +300,7 @@ func (gd *Guard) extract(r *http.Request, ev *eval) error {
 				return ev.in.err // read two ways by two parsers: refused
 			}
 			if k.Required {
-				return invalid(CodeMissingKey, k.name, "missing "+k.name)
+				return invalid(CodeMissingKey, k.name, msgMissingKey, k.name)
 			}
 			continue
 		}
@@ -353,7 +354,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, nil
 	}
 	if r.ContentLength > limit {
-		return nil, &Error{Code: CodeRequestTooLarge, Description: fmt.Sprintf("body larger than %d bytes", limit)}
+		return nil, said(&Error{Code: CodeRequestTooLarge}, msgBodyTooLarge, strconv.FormatInt(limit, 10))
 	}
 	size := r.ContentLength
 	if size < 0 || size > 4096 {
@@ -382,10 +383,10 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	rb.Reset(b)
 	r.Body = rb
 	if int64(len(b)) > limit {
-		return nil, &Error{Code: CodeRequestTooLarge, Description: fmt.Sprintf("body larger than %d bytes", limit)}
+		return nil, said(&Error{Code: CodeRequestTooLarge}, msgBodyTooLarge, strconv.FormatInt(limit, 10))
 	}
 	if err != nil {
-		return nil, &Error{Code: CodeMalformedBody, Description: "body could not be read", Err: err}
+		return nil, said(&Error{Code: CodeMalformedBody, Err: err}, msgBodyUnreadable)
 	}
 	return b, nil
 }
@@ -609,7 +610,7 @@ func (gd *Guard) judge(r *http.Request, ev *eval, from int, mode countMode) erro
 		return failed
 	}
 	if blocked && !(gd.dryRun && mode == serving) {
-		return gd.setRateLimits(&Error{Code: CodeTooManyRequests, Description: "limit reached; retry later", RetryAfter: max(retry, time.Second)}, ev)
+		return gd.setRateLimits(said(&Error{Code: CodeTooManyRequests, RetryAfter: max(retry, time.Second)}, msgLimitReached), ev)
 	}
 	return nil
 }
@@ -773,9 +774,9 @@ func (gd *Guard) prove(ctx context.Context, r *http.Request, ev *eval) error {
 		return err
 	}
 	if reason != "" {
-		return gd.setRateLimits(&Error{Code: CodeCaptchaInvalid, Description: reason + "; solve the new captcha", Captcha: c}, ev)
+		return gd.setRateLimits(said(&Error{Code: CodeCaptchaInvalid, Captcha: c}, msgSolveNew, reason), ev)
 	}
-	return gd.setRateLimits(&Error{Code: CodeCaptchaRequired, Description: "captcha_token required; solve the captcha and retry", Captcha: c}, ev)
+	return gd.setRateLimits(said(&Error{Code: CodeCaptchaRequired, Captcha: c}, msgTokenRequiredSolve), ev)
 }
 
 // spendToken checks token against the request and then consumes it, and
@@ -870,7 +871,7 @@ func (gd *Guard) readProof(r *http.Request, ev *eval) (tok, id, answer string, e
 			var long bool
 			answer, long = bodyField(r, ev.in.body, AnswerField, gd.g.maxAnswerLen())
 			if long {
-				return "", "", "", invalid(CodeMalformedAnswer, AnswerField, "captcha_answer is too long or not text")
+				return "", "", "", invalid(CodeMalformedAnswer, AnswerField, msgAnswerMalformed)
 			}
 		}
 	}
@@ -961,7 +962,7 @@ func (gd *Guard) Check(r *http.Request) error {
 		return err
 	}
 	if ev.tripped != 0 {
-		return &Error{Code: CodeCaptchaRequired, Description: "captcha_token required"}
+		return said(&Error{Code: CodeCaptchaRequired}, msgTokenRequired)
 	}
 	return nil
 }

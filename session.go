@@ -55,8 +55,11 @@ func (g *Gate) sessionHash(r *http.Request) *[16]byte {
 
 // Error answers err as the gate answers its own errors: with the request's
 // Session.ErrorHandler if it has one, else Config.ErrorHandler. A Dialect
-// answers its failures through it.
+// answers its failures through it. The handler gets the gate's own errors
+// with their Description in the request's language (Gate.Language), and
+// Vary: Accept-Language when that header chose it.
 func (g *Gate) Error(w http.ResponseWriter, r *http.Request, err error) {
+	err = g.localize(w, r, err)
 	if s := SessionFrom(r); s != nil && s.ErrorHandler != nil {
 		s.ErrorHandler(w, r, err)
 		return

@@ -21,6 +21,11 @@
 //
 // Whichever way, a captcha or token issued in one session is useless in
 // another.
+//
+// The widget speaks the request's language (Flow.Language: Options.Lang, or
+// the gate's choice from captchagate.WithLanguage, Accept-Language and
+// Config.DefaultLanguage), and so do the gate's errors and, where it can,
+// the captcha's audio; see docs/protocol.md, "Languages".
 package htmlform
 
 import (
@@ -51,8 +56,12 @@ type Options struct {
 	// again with Flow.Widget(r, err) inside it, with status Status(err).
 	// Required.
 	Render func(w http.ResponseWriter, r *http.Request, err error)
-	// Lang is the audio language the widget asks for (en, ru, zh, ja, pt).
-	// Default en.
+	// Lang, if set, is the language of every widget and of the gate's
+	// errors on the Flow's routes (one of captchagate.Languages: en, ru,
+	// zh, ja, pt, es, de, fr); the audio speaks it where it can (en, ru, zh,
+	// ja, pt), else English. Default: each request's language
+	// (captchagate.Gate.Language: captchagate.WithLanguage,
+	// Accept-Language, Config.DefaultLanguage).
 	Lang string
 }
 
@@ -80,12 +89,8 @@ func New(gate *captchagate.Gate, o Options) (*Flow, error) {
 	if o.SessionName == "" {
 		o.SessionName = "captchagate"
 	}
-	switch o.Lang {
-	case "":
-		o.Lang = "en"
-	case "en", "ru", "zh", "ja", "pt":
-	default:
-		return nil, errors.New("htmlform: Options.Lang must be one of en, ru, zh, ja, pt")
+	if _, ok := texts[o.Lang]; !ok && o.Lang != "" {
+		return nil, errors.New("htmlform: Options.Lang must be one of " + strings.Join(captchagate.Languages(), ", "))
 	}
 	u, err := url.Parse(gate.URL(""))
 	if err != nil {
@@ -111,7 +116,7 @@ func (f *Flow) Middleware(next http.Handler) http.Handler {
 		if isFormPost(r) {
 			cs.ErrorHandler = f.formError
 		}
-		next.ServeHTTP(w, captchagate.WithSession(r, cs))
+		next.ServeHTTP(w, captchagate.WithSession(f.withLanguage(r), cs))
 	})
 }
 
@@ -224,7 +229,7 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "session unavailable", http.StatusInternalServerError)
 		return
 	}
-	r = captchagate.WithSession(r, &captchagate.Session{ID: s.Values[valueID].([]byte)})
+	r = captchagate.WithSession(f.withLanguage(r), &captchagate.Session{ID: s.Values[valueID].([]byte)})
 	pending, _ := s.Values[valuePending].(string)
 	if pending == "" {
 		captchagate.WriteError(w, r, &captchagate.Error{Code: captchagate.CodeNotFound, Description: "no captcha to refresh"})
@@ -232,8 +237,11 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := f.gate.Refresh(r, pending)
 	if err != nil {
-		captchagate.WriteError(w, r, err)
+		f.gate.Error(w, r, err) // in r's language
 		return
+	}
+	if c.AudioURL != "" && f.lang == "" {
+		w.Header().Add("Vary", "Accept-Language")
 	}
 	s.Values[valuePending] = c.ID
 	if err := s.Save(r, w); err != nil {
@@ -246,9 +254,11 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 // Widget returns the captcha widget to put inside the form of the page r
 // renders: the captcha the session is waiting on (or the one err carries),
 // its image with alt text, audio and refresh buttons, the labelled answer
-// field, and err in words. It returns only the message when err is a limit
+// field, and err in words, all in r's language (Flow.Language). It returns only the message when err is a limit
 // with no captcha, and nothing when there is neither captcha nor error.
 func (f *Flow) Widget(r *http.Request, err error) template.HTML {
+	r = f.withLanguage(r)
+	lang := f.Language(r)
 	var ce *captchagate.Error
 	errors.As(err, &ce)
 	var c *captchagate.Captcha
@@ -259,9 +269,9 @@ func (f *Flow) Widget(r *http.Request, err error) template.HTML {
 			c, _ = f.gate.Lookup(r, id)
 		}
 	}
-	msg := message(err)
+	msg := message(err, lang)
 	if c == nil && msg == "" {
 		return ""
 	}
-	return f.widget(c, msg, ce)
+	return f.widget(c, msg, ce, lang)
 }

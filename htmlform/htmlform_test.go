@@ -35,7 +35,8 @@ type app struct {
 
 func newApp(t *testing.T) *app { return newAppWith(t, gatetest.KnownDigits{}) }
 
-func newAppWith(t *testing.T, ch captchagate.Challenge) *app {
+// newAppWith is newApp with challenge ch, and opts adjusting the Options.
+func newAppWith(t *testing.T, ch captchagate.Challenge, opts ...func(*htmlform.Options)) *app {
 	gate, err := captchagate.New(captchagate.Config{Secret: gatetest.Secret, Challenge: ch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
@@ -43,10 +44,14 @@ func newAppWith(t *testing.T, ch captchagate.Challenge) *app {
 	store := sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef"))
 	store.Options = &sessions.Options{Path: "/", HttpOnly: true}
 	a := &app{}
-	a.flow, err = htmlform.New(gate, htmlform.Options{Sessions: store, Render: func(w http.ResponseWriter, r *http.Request, err error) {
+	o := htmlform.Options{Sessions: store, Render: func(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(htmlform.Status(err))
 		io.WriteString(w, `<form>`+string(a.flow.Widget(r, err))+`</form>`)
-	}})
+	}}
+	for _, f := range opts {
+		f(&o)
+	}
+	a.flow, err = htmlform.New(gate, o)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/captcha/", a.flow.Handler())

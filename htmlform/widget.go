@@ -4,49 +4,51 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/captchagate/captchagate"
 )
 
-// message says err in words for the visitor.
-func message(err error) string {
+// message says err in words for the visitor, in lang.
+func message(err error, lang string) string {
 	if err == nil {
 		return ""
 	}
 	var ce *captchagate.Error
 	if !errors.As(err, &ce) {
-		return "Something went wrong. Please try again."
+		return say(lang, tWentWrong)
 	}
 	switch ce.Code {
 	case captchagate.CodeCaptchaRequired:
-		return "Please type the digits in the picture to continue."
+		return say(lang, tRequired)
 	case captchagate.CodeCaptchaInvalid:
-		return "That answer was not right, or it expired. Please try this new picture."
+		return say(lang, tInvalid)
 	case captchagate.CodeTooManyRequests:
 		if ce.Captcha == nil {
-			return "Too many attempts. Please try again in " + humanize(ce.RetryAfter) + "."
+			return say(lang, tTooManyIn, humanize(ce.RetryAfter, lang))
 		}
-		return "Please wait a moment before asking for another picture."
+		return say(lang, tRefreshWait)
 	case captchagate.CodeStoreUnavailable, captchagate.CodeVerifierUnavailable, captchagate.CodeRenderUnavailable:
-		return "The security check is unavailable right now. Please try again in a minute."
+		return say(lang, tUnavailable)
 	}
-	return "Please check the form and try again."
+	return say(lang, tCheckForm)
 }
 
-func humanize(d time.Duration) string {
+func humanize(d time.Duration, lang string) string {
 	switch {
 	case d <= time.Minute:
-		return "a minute"
+		return say(lang, tMinute)
 	case d < time.Hour:
-		return fmt.Sprintf("%d minutes", int((d+time.Minute-1)/time.Minute))
+		return say(lang, tMinutes, strconv.Itoa(int((d+time.Minute-1)/time.Minute)))
 	case d < 2*time.Hour:
-		return "an hour"
+		return say(lang, tHour)
 	}
-	return fmt.Sprintf("%d hours", int((d+time.Hour-1)/time.Hour))
+	return say(lang, tHours, strconv.Itoa(int((d+time.Hour-1)/time.Hour)))
 }
 
 type widgetData struct {
@@ -57,31 +59,40 @@ type widgetData struct {
 	AudioURL   string
 	ScriptURL  string
 	StyleURL   string
-	Lang       string
+	Lang       string // the text's language
+	AudioLang  string // the audio's, for widget.js
+	Text       widgetText
+	TextJSON   string // the text widget.js says, in Lang (data-cg-text)
 	// Other kinds than digits: the captcha as JSON for widget.js to mount.
 	Mount string
 }
 
+// widgetText is the text of the server-rendered widget.
+type widgetText struct {
+	Legend, NoScript, ImageAlt, Play, NewPicture, AudioHelp, AnswerLabel string
+}
+
 var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="stylesheet" href="{{.StyleURL}}">
-<fieldset class="captchagate" data-captchagate data-cg-refresh-url="{{.RefreshURL}}" data-cg-lang="{{.Lang}}">
-<legend>Security check</legend>
+<fieldset class="captchagate" data-captchagate lang="{{.Lang}}" data-cg-refresh-url="{{.RefreshURL}}" data-cg-lang="{{.AudioLang}}"
+ data-cg-text="{{.TextJSON}}">
+<legend>{{.Text.Legend}}</legend>
 {{- if .Message}}
 <p class="captchagate-message" id="captchagate-message"{{if .Alert}} role="alert"{{end}} data-cg-message>{{.Message}}</p>
 {{- end}}
 {{- if .Mount}}
 <div data-cg-mount data-cg-captcha="{{.Mount}}"></div>
 <input type="hidden" name="captcha_token" data-cg-token>
-<noscript><p class="captchagate-message" role="alert">This security check needs JavaScript.</p></noscript>
+<noscript><p class="captchagate-message" role="alert">{{.Text.NoScript}}</p></noscript>
 {{- else}}{{with .Captcha}}
 <img class="captchagate-image" data-cg-image src="{{.ImageURL}}" width="240" height="80"
- alt="Security check picture of digits. If you cannot read it, use Play audio to hear the digits, or New picture.">
+ alt="{{$.Text.ImageAlt}}">
 <div class="captchagate-buttons">
-<button type="button" data-cg-play aria-describedby="captchagate-audio-help">Play audio</button>
-<button type="button" data-cg-refresh>New picture</button>
+<button type="button" data-cg-play aria-describedby="captchagate-audio-help">{{$.Text.Play}}</button>
+<button type="button" data-cg-refresh>{{$.Text.NewPicture}}</button>
 <audio data-cg-audio preload="none" src="{{$.AudioURL}}"></audio>
-<span id="captchagate-audio-help" class="captchagate-hint">Plays the digits aloud.</span>
+<span id="captchagate-audio-help" class="captchagate-hint">{{$.Text.AudioHelp}}</span>
 </div>
-<label for="captchagate-answer">Type the digits you see or hear</label>
+<label for="captchagate-answer">{{$.Text.AnswerLabel}}</label>
 <input id="captchagate-answer" name="captcha_answer" type="text" inputmode="numeric" autocomplete="off"
  autocapitalize="off" spellcheck="false" maxlength="32" required{{if $.Message}} aria-describedby="captchagate-message"{{end}}>
 <p class="captchagate-status" data-cg-status aria-live="polite"></p>
@@ -90,7 +101,7 @@ var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="styleshe
 <script src="{{.ScriptURL}}" defer></script>
 `))
 
-func (f *Flow) widget(c *captchagate.Captcha, msg string, ce *captchagate.Error) template.HTML {
+func (f *Flow) widget(c *captchagate.Captcha, msg string, ce *captchagate.Error, lang string) template.HTML {
 	d := widgetData{
 		Captcha:    c,
 		Message:    msg,
@@ -98,7 +109,17 @@ func (f *Flow) widget(c *captchagate.Captcha, msg string, ce *captchagate.Error)
 		RefreshURL: f.gate.URL("refresh"),
 		ScriptURL:  f.gate.URL("widget.js"),
 		StyleURL:   f.gate.URL("widget.css"),
-		Lang:       f.lang,
+		Lang:       lang,
+		AudioLang:  "en",
+		Text: widgetText{
+			Legend: say(lang, tLegend), NoScript: say(lang, tNoScript), ImageAlt: say(lang, tImageAlt),
+			Play: say(lang, tPlay), NewPicture: say(lang, tNewPicture), AudioHelp: say(lang, tAudioHelp),
+			AnswerLabel: say(lang, tAnswerLabel),
+		},
+		TextJSON: textJSON(lang),
+	}
+	if slices.Contains(audioLangs, lang) {
+		d.AudioLang = lang
 	}
 	if c != nil && c.Kind != "digits" {
 		// The other kinds' pieces are built by widget.js, which puts the
@@ -106,7 +127,12 @@ func (f *Flow) widget(c *captchagate.Captcha, msg string, ce *captchagate.Error)
 		b, _ := json.Marshal(c)
 		d.Mount = string(b)
 	} else if c != nil {
-		d.AudioURL = c.AudioURL + "?lang=" + f.lang
+		// The gate's URL asks for the language where it is not the
+		// audio's default; the widget asks for the default by name.
+		d.AudioURL = c.AudioURL
+		if !strings.Contains(d.AudioURL, "?") {
+			d.AudioURL += "?lang=" + d.AudioLang
+		}
 	}
 	var b bytes.Buffer
 	if err := widgetTmpl.Execute(&b, d); err != nil {

@@ -1,6 +1,9 @@
 /* captchagate widget: no dependencies. Wires every [data-captchagate] the
  * server rendered (form pages), and offers captchagate.solve(container, body)
- * for fetch() clients that receive captcha_required / captcha_invalid. */
+ * for fetch() clients that receive captcha_required / captcha_invalid.
+ * Its text is English unless the server rendered the text of another
+ * language in a data-cg-text attribute (JSON) on the widget, the container
+ * or an ancestor (htmlform's Flow.WidgetText), or solve gets opts.text. */
 (function () {
   "use strict";
 
@@ -9,8 +12,48 @@
     captcha_invalid: "That answer was not right, or it expired. Please try this new picture.",
     too_many_requests: "Too many attempts. Please wait a little and try again.",
     service_unavailable: "The security check is unavailable right now. Please try again in a minute.",
-    network: "The connection failed. Please try again."
+    network: "The connection failed. Please try again.",
+    legend: "Security check",
+    image_alt: "Security check picture of digits. If you cannot read it, use Play audio to hear the digits, or New picture.",
+    play: "Play audio",
+    new_picture: "New picture",
+    answer_label: "Type the digits you see or hear",
+    playing: "Playing the digits.",
+    no_audio: "Your browser could not play the audio.",
+    loaded: "New picture loaded.",
+    verify: "Verify",
+    type_first: "Please type the digits first.",
+    complete: "Security check complete. You can send the form now.",
+    slider_hint: "Slide the piece into the gap in the picture.",
+    slider_alt: "Puzzle picture with a gap. Move the piece with the slider below.",
+    piece_position: "Piece position",
+    check_position: "Check position",
+    checking: "Checking\u2026",
+    altcha_hint: "Checking that you are not a robot. This takes a moment.",
+    verifying: "Verifying\u2026",
+    load_failed: "The security check could not load. Please reload the page.",
+    hosted_hint: "Please complete the security check."
   };
+
+  // texts returns the text function of node: the nearest data-cg-text's
+  // (or opts.text), English where it says nothing.
+  function texts(node, opts) {
+    var t = opts && opts.text;
+    for (var n = node; !t && n && n.getAttribute; n = n.parentNode) {
+      var s = n.getAttribute("data-cg-text");
+      if (s) { try { t = JSON.parse(s); } catch (e) { t = null; } }
+    }
+    return function (k) { return (t && t[k]) || messages[k]; };
+  }
+
+  // problem says the error of a response body: the widget's words for its
+  // kind, else the server's description (in the request's language).
+  var errorNames = { captcha_required: 1, captcha_invalid: 1, too_many_requests: 1, service_unavailable: 1 };
+  function problem(T, data) {
+    data = data || {};
+    if (Object.prototype.hasOwnProperty.call(errorNames, data.error)) { return T(data.error); }
+    return data.error_description || T("network");
+  }
 
   function $(root, sel) { return root.querySelector(sel); }
 
@@ -34,7 +77,7 @@
 
   function show(root, c) {
     var img = $(root, "[data-cg-image]"), audio = $(root, "[data-cg-audio]"), input = $(root, "input");
-    var lang = root.getAttribute("data-cg-lang") || "en";
+    var lang = root.getAttribute("data-cg-lang") || "en"; // the audio's
     root.setAttribute("data-cg-id", c.id);
     img.src = c.image_url;
     if (audio) {
@@ -51,12 +94,13 @@
   // refresh goes and what it sends.
   function wire(root, refreshRequest) {
     var play = $(root, "[data-cg-play]"), refresh = $(root, "[data-cg-refresh]"), audio = $(root, "[data-cg-audio]");
+    var T = root._cgText || texts(root);
     if (play && audio) {
       play.addEventListener("click", function () {
         audio.currentTime = 0;
         var p = audio.play();
-        say(root, "Playing the digits.");
-        if (p && p.catch) { p.catch(function () { say(root, "Your browser could not play the audio."); }); }
+        say(root, T("playing"));
+        if (p && p.catch) { p.catch(function () { say(root, T("no_audio")); }); }
       });
     }
     if (refresh) {
@@ -66,15 +110,15 @@
         post(req.url, req.body).then(function (r) {
           if (r.status === 200 && r.data.captcha) {
             show(root, r.data.captcha);
-            say(root, "New picture loaded.");
+            say(root, T("loaded"));
             $(root, "input").focus();
           } else {
             refresh.disabled = false;
-            say(root, messages[r.data.error] || r.data.error_description || messages.network);
+            say(root, problem(T, r.data));
           }
         }, function () {
           refresh.disabled = false;
-          say(root, messages.network);
+          say(root, T("network"));
         });
       });
     }
@@ -102,29 +146,31 @@
     opts = opts || {};
     var c = body && body.captcha;
     if (!c) { return Promise.reject(new Error("captchagate: the response carries no captcha")); }
-    if (kinds[c.kind]) { return kinds[c.kind](container, body, opts); }
+    var T = texts(container, opts);
+    if (kinds[c.kind]) { return kinds[c.kind](container, body, opts, T); }
     var n = ++seq, msgId = "captchagate-msg-" + n, inputId = "captchagate-in-" + n;
     container.textContent = "";
     var form = el("form", { "class": "captchagate-form", "data-captchagate": "", "data-cg-lang": opts.lang || "en", novalidate: "" });
     form._cgRefreshURL = c.refresh_url.split("?")[0];
+    form._cgText = T;
     var fs = el("fieldset", { "class": "captchagate" });
-    fs.appendChild(el("legend", {}, "Security check"));
+    fs.appendChild(el("legend", {}, T("legend")));
     var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
-      messages[body.error] || messages.captcha_required);
+      body.error && body.error !== "captcha_required" ? problem(T, body) : T("captcha_required"));
     if (body.error && body.error !== "captcha_required") { msg.setAttribute("role", "alert"); }
     fs.appendChild(msg);
     fs.appendChild(el("img", { "class": "captchagate-image", "data-cg-image": "", width: "240", height: "80",
-      alt: "Security check picture of digits. If you cannot read it, use Play audio to hear the digits, or New picture." }));
+      alt: T("image_alt") }));
     var buttons = el("div", { "class": "captchagate-buttons" });
-    buttons.appendChild(el("button", { type: "button", "data-cg-play": "" }, "Play audio"));
-    buttons.appendChild(el("button", { type: "button", "data-cg-refresh": "" }, "New picture"));
+    buttons.appendChild(el("button", { type: "button", "data-cg-play": "" }, T("play")));
+    buttons.appendChild(el("button", { type: "button", "data-cg-refresh": "" }, T("new_picture")));
     buttons.appendChild(el("audio", { "data-cg-audio": "", preload: "none" }));
     fs.appendChild(buttons);
-    fs.appendChild(el("label", { "for": inputId }, "Type the digits you see or hear"));
+    fs.appendChild(el("label", { "for": inputId }, T("answer_label")));
     fs.appendChild(el("input", { id: inputId, name: "captcha_answer", type: "text", inputmode: "numeric",
       autocomplete: "off", autocapitalize: "off", spellcheck: "false", maxlength: "32", required: "",
       "aria-describedby": msgId }));
-    fs.appendChild(el("button", { type: "submit", "data-cg-submit": "" }, opts.submitLabel || "Verify"));
+    fs.appendChild(el("button", { type: "submit", "data-cg-submit": "" }, opts.submitLabel || T("verify")));
     fs.appendChild(el("p", { "class": "captchagate-status", "data-cg-status": "", "aria-live": "polite" }));
     form.appendChild(fs);
     container.appendChild(form);
@@ -138,7 +184,7 @@
       form.addEventListener("submit", function (ev) {
         ev.preventDefault();
         var answer = input.value.trim();
-        if (!answer) { msg.textContent = "Please type the digits first."; msg.setAttribute("role", "alert"); input.focus(); return; }
+        if (!answer) { msg.textContent = T("type_first"); msg.setAttribute("role", "alert"); input.focus(); return; }
         var submit = $(form, "[data-cg-submit]");
         submit.disabled = true;
         post(verifyURL, { captcha_id: form.getAttribute("data-cg-id"), captcha_answer: answer }).then(function (r) {
@@ -148,14 +194,14 @@
             resolve(r.data.captcha_token);
             return;
           }
-          msg.textContent = messages[r.data.error] || r.data.error_description || messages.network;
+          msg.textContent = problem(T, r.data);
           msg.setAttribute("role", "alert");
           say(form, "");
           if (r.data.captcha) { show(form, r.data.captcha); }
           input.focus();
         }, function () {
           submit.disabled = false;
-          msg.textContent = messages.network;
+          msg.textContent = T("network");
         });
       });
     });
@@ -180,24 +226,24 @@
     node._cgWired = true;
     var root = node.parentNode, c;
     try { c = JSON.parse(node.getAttribute("data-cg-captcha")); } catch (e) { return; }
-    var msg = $(root, "[data-cg-message]");
+    var msg = $(root, "[data-cg-message]"), T = texts(node);
     solve(node, { error: "captcha_required", captcha: c }, { inline: true }).then(function (tok) {
       $(root, "[data-cg-token]").value = tok;
-      node.textContent = "Security check complete. You can send the form now.";
+      node.textContent = T("complete");
       if (msg) { msg.removeAttribute("role"); msg.textContent = ""; }
     });
   }
 
   // frame builds the fieldset every kind shares and returns its parts.
-  function frame(container, body, hint, opts) {
+  function frame(container, body, hint, opts, T) {
     var n = ++seq, msgId = "captchagate-msg-" + n;
     container.textContent = "";
     // Mounted inside a server-rendered form, the piece must not be a form.
     var form = el(opts.inline ? "div" : "form", { "class": "captchagate-form", "data-captchagate": "", novalidate: "" });
     var fs = el(opts.inline ? "div" : "fieldset", { "class": opts.inline ? "captchagate-inline" : "captchagate" });
-    if (!opts.inline) { fs.appendChild(el("legend", {}, "Security check")); }
+    if (!opts.inline) { fs.appendChild(el("legend", {}, T("legend"))); }
     var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
-      body.error && body.error !== "captcha_required" ? (messages[body.error] || body.error_description) : hint);
+      body.error && body.error !== "captcha_required" ? problem(T, body) : hint);
     if (body.error && body.error !== "captcha_required") { msg.setAttribute("role", "alert"); }
     fs.appendChild(msg);
     var slot = el("div", { "class": "captchagate-slot" });
@@ -214,7 +260,7 @@
   // verifyAnswer posts an answer (or, for the slider with opts.sender, the
   // seed's point_json/token/sender with opts.headers) and resolves to
   // {token} or {error, captcha}.
-  function verifyAnswer(c, answer, opts) {
+  function verifyAnswer(c, answer, opts, T) {
     var body = { captcha_id: c.id, captcha_answer: answer };
     var init = { method: "POST", credentials: "same-origin", headers: { "Accept": "application/json", "Content-Type": "application/json" } };
     if (c.kind === "slider" && opts.sender) {
@@ -225,17 +271,17 @@
     return fetch(c.verify_url, init).then(function (res) {
       return res.json().catch(function () { return {}; }).then(function (data) {
         if (res.status === 200 && data.captcha_token) { return { token: data.captcha_token }; }
-        return { error: messages[data.error] || data.error_description || messages.network, captcha: data.captcha };
+        return { error: problem(T, data), captcha: data.captcha };
       });
-    }, function () { return { error: messages.network }; });
+    }, function () { return { error: T("network") }; });
   }
 
   var kinds = {};
 
   // The slider: drag the piece (or the range under it) to the gap; arrow
   // keys move it one pixel, Page Up/Down ten, and Enter or Check sends it.
-  kinds.slider = function (container, body, opts) {
-    var f = frame(container, body, "Slide the piece into the gap in the picture.", opts);
+  kinds.slider = function (container, body, opts, T) {
+    var f = frame(container, body, T("slider_hint"), opts, T);
     var c = body.captcha;
     return new Promise(function (resolve) {
       var board, bg, piece, range, check, busy = false;
@@ -243,18 +289,18 @@
         var g = c.slider || { width: 320, height: 160, piece_width: 48, y: 5 };
         f.slot.textContent = "";
         board = el("div", { "class": "captchagate-board", style: "position:relative;width:" + g.width + "px;height:" + g.height + "px;touch-action:none" });
-        bg = el("img", { src: c.image_url, width: g.width, height: g.height, alt: "Puzzle picture with a gap. Move the piece with the slider below.", draggable: "false" });
+        bg = el("img", { src: c.image_url, width: g.width, height: g.height, alt: T("slider_alt"), draggable: "false" });
         piece = el("img", { src: c.piece_url, width: g.piece_width, height: g.height, alt: "", draggable: "false", "data-cg-piece": "",
           style: "position:absolute;top:0;left:0;cursor:grab" });
         board.appendChild(bg);
         board.appendChild(piece);
         f.slot.appendChild(board);
         var id = f.msgId + "-range";
-        f.slot.appendChild(el("label", { "for": id }, "Piece position"));
+        f.slot.appendChild(el("label", { "for": id }, T("piece_position")));
         range = el("input", { id: id, type: "range", min: "0", max: String(g.width - g.piece_width), step: "1", value: "0",
           "data-cg-range": "", "aria-describedby": f.msgId, style: "width:" + g.width + "px" });
         f.slot.appendChild(range);
-        check = el("button", { type: "button", "data-cg-submit": "" }, "Check position");
+        check = el("button", { type: "button", "data-cg-submit": "" }, T("check_position"));
         f.slot.appendChild(check);
         range.addEventListener("input", function () { piece.style.left = range.value + "px"; });
         range.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); send(); } });
@@ -276,9 +322,9 @@
       function send() {
         if (busy) { return; }
         busy = true;
-        f.status.textContent = "Checking…";
+        f.status.textContent = T("checking");
         var y = (c.slider && c.slider.y) || 5;
-        verifyAnswer(c, JSON.stringify({ x: +range.value, y: y }), opts).then(function (r) {
+        verifyAnswer(c, JSON.stringify({ x: +range.value, y: y }), opts, T).then(function (r) {
           busy = false;
           if (r.token) { container.textContent = ""; resolve(r.token); return; }
           f.status.textContent = "";
@@ -296,8 +342,8 @@
   // verifies its payload when it has solved it (no picture, no input). The
   // first challenge solves itself; after a refusal the next one waits for
   // the visitor's click, so a refusing server never sets off a loop.
-  kinds.altcha = function (container, body, opts) {
-    var f = frame(container, body, "Checking that you are not a robot. This takes a moment.", opts);
+  kinds.altcha = function (container, body, opts, T) {
+    var f = frame(container, body, T("altcha_hint"), opts, T);
     var c = body.captcha;
     var first = true;
     return new Promise(function (resolve) {
@@ -310,8 +356,8 @@
         first = false;
         w.setAttribute("hidefooter", "");
         w.addEventListener("verified", function (ev) {
-          f.status.textContent = "Verifying…";
-          verifyAnswer(c, ev.detail.payload, opts).then(function (r) {
+          f.status.textContent = T("verifying");
+          verifyAnswer(c, ev.detail.payload, opts, T).then(function (r) {
             if (r.token) { container.textContent = ""; resolve(r.token); return; }
             f.status.textContent = "";
             f.problem(r.error);
@@ -321,7 +367,7 @@
         f.slot.appendChild(w);
       }
       if (!window.customElements || !customElements.get("altcha-widget")) {
-        f.problem("The security check could not load. Please reload the page.");
+        f.problem(T("load_failed"));
       }
       build();
     });
@@ -349,14 +395,14 @@
     return loading[url];
   }
   function hostedKind(kind) {
-    return function (container, body, opts) {
-      var f = frame(container, body, "Please complete the security check.", opts);
+    return function (container, body, opts, T) {
+      var f = frame(container, body, T("hosted_hint"), opts, T);
       var c = body.captcha, spec = hosted[kind];
       var url = opts.scriptURL || (kind === "recaptcha_v3" ? spec.url + encodeURIComponent(c.site_key) : spec.url);
       return new Promise(function (resolve) {
         function done(response) {
-          f.status.textContent = "Verifying…";
-          verifyAnswer(c, response, opts).then(function (r) {
+          f.status.textContent = T("verifying");
+          verifyAnswer(c, response, opts, T).then(function (r) {
             if (r.token) { container.textContent = ""; resolve(r.token); return; }
             f.status.textContent = "";
             f.problem(r.error);
@@ -376,7 +422,7 @@
           if (c.action && kind === "turnstile") { o.action = c.action; }
           api.render(box, o);
         }
-        load(kind, url).then(render, function () { f.problem("The security check could not load. Please reload the page."); });
+        load(kind, url).then(render, function () { f.problem(T("load_failed")); });
       });
     };
   }
