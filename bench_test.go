@@ -48,9 +48,17 @@ func BenchmarkGuardAllowedIP(b *testing.B) {
 	benchGuard(b, captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1 << 30, Window: time.Hour}}})
 }
 
+// BenchmarkGuardAllowedIPRateLimitHeaders: BenchmarkGuardAllowedIP with
+// the RateLimit header fields on every answer (RateLimitHeaders.Allowed),
+// what that option costs.
+func BenchmarkGuardAllowedIPRateLimitHeaders(b *testing.B) {
+	benchGuard(b, captchagate.Policy{Name: "ip", Keys: []captchagate.Key{{Source: captchagate.ClientIP(), MaxFailures: 1 << 30, Window: time.Hour}}},
+		func(c *captchagate.Config) { c.RateLimitHeaders.Allowed = true })
+}
+
 // benchGuard serves one body-less request under p, over and over.
-func benchGuard(b *testing.B, p captchagate.Policy) {
-	h := benchGate(b).Guard(p)(okHandler)
+func benchGuard(b *testing.B, p captchagate.Policy, mutate ...func(*captchagate.Config)) {
+	h := benchGate(b, mutate...).Guard(p)(okHandler)
 	r := httptest.NewRequest("GET", "/", nil)
 	w := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()

@@ -29,8 +29,9 @@ type Guard struct {
 	// The RateLimit header fields (ratelimit.go): the RateLimit-Policy
 	// value ("" when they are off) and the quoted item name of each key's
 	// limits (failures, failure ceiling, ceiling, rate).
-	rlPolicy string
-	rlNames  [maxKeysInPolicy][4]string
+	rlPolicy    string
+	rlPolicyHdr []string // {rlPolicy}, len == cap
+	rlNames     [maxKeysInPolicy][4]string
 	// scoped are the keys a proof must be bound to when they trip: the
 	// account keys and the per-client ones (Identity, Sender,
 	// ResetOnSuccess). reset are the keys a success resets.

@@ -68,6 +68,7 @@ func (gd *Guard) compileRateLimits() {
 		}
 	}
 	gd.rlPolicy = strings.Join(items, ", ")
+	gd.rlPolicyHdr = []string{gd.rlPolicy}
 }
 
 func kindIndex(kind counterKind) int {
@@ -181,7 +182,7 @@ func (gd *Guard) allowedRateLimits(h http.Header, ev *eval) {
 	if !gd.g.rateLimits.Allowed || gd.rlPolicy == "" {
 		return
 	}
-	var b []byte
+	b := ev.rateLimit[:0]
 	now := gd.g.now()
 	for j := range ev.ops {
 		op, note := &ev.ops[j], ev.notes[j]
@@ -202,8 +203,17 @@ func (gd *Guard) allowedRateLimits(h http.Header, ev *eval) {
 			b = strconv.AppendInt(append(b, ";t="...), seconds(op.Reset.Sub(now)), 10)
 		}
 	}
-	h.Set("RateLimit-Policy", gd.rlPolicy)
+	// Canonical keys set directly (Header.Set would canonicalise them
+	// each time); the policy's value is shared, len == cap, so an Add to
+	// it copies.
+	h[hdrRateLimitPolicy] = gd.rlPolicyHdr
 	if len(b) > 0 {
-		h.Set("RateLimit", string(b))
+		h[hdrRateLimit] = []string{string(b)}
 	}
+	ev.rateLimit = b[:0]
 }
+
+var (
+	hdrRateLimitPolicy = http.CanonicalHeaderKey("RateLimit-Policy")
+	hdrRateLimit       = http.CanonicalHeaderKey("RateLimit")
+)
