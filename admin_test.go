@@ -260,3 +260,12 @@ func TestEventModeAndOutcome(t *testing.T) {
 	solve(t, a.mux, c.ID)
 	assert.Equal(t, []string{"solved/image"}, outcomes(), "no sound fetched: read")
 }
+
+// EventHooks calls each hook in turn and skips nil ones.
+func TestEventHooks(t *testing.T) {
+	var got []string
+	h := captchagate.EventHooks(func(e captchagate.Event) { got = append(got, "a:"+e.Outcome()) }, nil,
+		func(e captchagate.Event) { got = append(got, "b:"+e.Outcome()) })
+	h(captchagate.Event{Kind: captchagate.EventTripped})
+	assert.Equal(t, []string{"a:tripped", "b:tripped"}, got)
+}

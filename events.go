@@ -107,6 +107,25 @@ func (e Event) Outcome() string {
 	return "unknown"
 }
 
+// EventHooks returns one Config.OnEvent that calls each of hooks in turn,
+// skipping nil ones, so that metrics and the application's own hooks share
+// it:
+//
+//	captchagate.Config{OnEvent: captchagate.EventHooks(prom.Observe, auditLockouts)}
+func EventHooks(hooks ...func(Event)) func(Event) {
+	var hs []func(Event)
+	for _, h := range hooks {
+		if h != nil {
+			hs = append(hs, h)
+		}
+	}
+	return func(e Event) {
+		for _, h := range hs {
+			h(e)
+		}
+	}
+}
+
 func (g *Gate) emit(e Event) {
 	if g.onEvent != nil {
 		if e.Request != nil {

@@ -13,7 +13,7 @@ import (
 
 // Metrics returns the demo's Prometheus metrics, on a registry of its own:
 // hook counts the gate's events (set it as Config.OnEvent, or call it from
-// the application's own hook; see promgate.Chain), and handler serves them
+// the application's own hook; see captchagate.EventHooks), and handler serves them
 // with the Go runtime's and the process's metrics.
 func Metrics() (hook func(captchagate.Event), handler http.Handler, err error) {
 	reg := prometheus.NewRegistry()

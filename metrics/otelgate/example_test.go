@@ -36,7 +36,7 @@ func Example() {
 		}
 	}
 	gate, err := captchagate.New(captchagate.Config{
-		OnEvent: otelgate.Chain(metrics.Observe, lockouts),
+		OnEvent: captchagate.EventHooks(metrics.Observe, lockouts),
 		Logger:  slog.New(slog.DiscardHandler), // quiet for the example
 	})
 	if err != nil {

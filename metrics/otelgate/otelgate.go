@@ -67,7 +67,7 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 
 // Observe counts e, in the context of e's request when it has one. Use it
 // as captchagate.Config.OnEvent, or call it from the application's own hook
-// (see Chain). It never reads e.Value.
+// (see captchagate.EventHooks). It never reads e.Value.
 func (m *Metrics) Observe(e captchagate.Event) {
 	ctx := context.Background()
 	if e.Request != nil {
@@ -89,23 +89,4 @@ func (m *Metrics) attributes(l labels) metric.MeasurementOption {
 	}
 	o, _ := m.sets.LoadOrStore(l, metric.WithAttributeSet(attribute.NewSet(kvs...)))
 	return o.(metric.MeasurementOption)
-}
-
-// Chain returns one hook that calls each of hooks in turn, skipping nil ones,
-// so that Observe and the application's own hooks share
-// captchagate.Config.OnEvent:
-//
-//	captchagate.Config{OnEvent: otelgate.Chain(m.Observe, auditLockouts)}
-func Chain(hooks ...func(captchagate.Event)) func(captchagate.Event) {
-	var hs []func(captchagate.Event)
-	for _, h := range hooks {
-		if h != nil {
-			hs = append(hs, h)
-		}
-	}
-	return func(e captchagate.Event) {
-		for _, h := range hs {
-			h(e)
-		}
-	}
 }

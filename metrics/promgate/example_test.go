@@ -31,7 +31,7 @@ func Example() {
 		}
 	}
 	gate, err := captchagate.New(captchagate.Config{
-		OnEvent: promgate.Chain(metrics.Observe, lockouts),
+		OnEvent: captchagate.EventHooks(metrics.Observe, lockouts),
 		Logger:  slog.New(slog.DiscardHandler), // quiet for the example
 	})
 	if err != nil {

@@ -66,7 +66,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 // Observe counts e. Use it as captchagate.Config.OnEvent, or call it from
-// the application's own hook (see Chain). It never reads e.Value.
+// the application's own hook (see captchagate.EventHooks). It never reads e.Value.
 func (m *Metrics) Observe(e captchagate.Event) {
 	// Label values must be UTF-8 (WithLabelValues panics otherwise): names
 	// come from the configuration, but a hook must never panic mid-request.
@@ -74,22 +74,3 @@ func (m *Metrics) Observe(e captchagate.Event) {
 }
 
 func valid(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
-
-// Chain returns one hook that calls each of hooks in turn, skipping nil ones,
-// so that Observe and the application's own hooks share
-// captchagate.Config.OnEvent:
-//
-//	captchagate.Config{OnEvent: promgate.Chain(m.Observe, auditLockouts)}
-func Chain(hooks ...func(captchagate.Event)) func(captchagate.Event) {
-	var hs []func(captchagate.Event)
-	for _, h := range hooks {
-		if h != nil {
-			hs = append(hs, h)
-		}
-	}
-	return func(e captchagate.Event) {
-		for _, h := range hs {
-			h(e)
-		}
-	}
-}

@@ -95,7 +95,7 @@ func newAppOn(t *testing.T, raw bool, store captchagate.Store) *app {
 		Challenge:      gatetest.KnownDigits{}, // every answer is gatetest.Answer
 		Now:            a.clock.Now,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnEvent:        promgate.Chain(m.Observe, nil, a.rec.hook),
+		OnEvent:        captchagate.EventHooks(m.Observe, nil, a.rec.hook),
 		RawEventValues: raw,
 		Store:          store,
 	})
