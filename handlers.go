@@ -405,7 +405,7 @@ func (g *Gate) Refresh(r *http.Request, id string) (*Captcha, error) {
 	if int(rec.refreshes) >= g.maxRefreshes {
 		return nil, said(&Error{Code: CodeTooManyRequests}, msgRefreshLimit)
 	}
-	if err := g.allowCreate(ctx, r); err != nil {
+	if err := g.allowCreate(ctx, r, rec.policy); err != nil {
 		return nil, err
 	}
 	// Taken, not read: of concurrent refreshes of one captcha, one wins.

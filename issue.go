@@ -20,14 +20,16 @@ func (g *Gate) clientKey(r *http.Request, kind byte) string {
 	return string(kind) + ":" + b64.EncodeToString(sum[:16])
 }
 
-// allowCreate takes one captcha creation from the client's budget.
-func (g *Gate) allowCreate(ctx context.Context, r *http.Request) error {
-	return g.allowClient(ctx, r, 'n', g.createInterval, g.createBurst, msgTooManyCaptchas)
+// allowCreate takes one captcha creation, for policy, from the client's
+// budget.
+func (g *Gate) allowCreate(ctx context.Context, r *http.Request, policy string) error {
+	return g.allowClient(ctx, r, policy, 'n', g.createInterval, g.createBurst, msgTooManyCaptchas)
 }
 
 // allowClient takes one token from the client's bucket of kind; interval 0
-// means no limit.
-func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, interval time.Duration, burst int, desc msgID) error {
+// means no limit. policy names, in the events of a store failure, the
+// policy the budget was charged for ("" for media).
+func (g *Gate) allowClient(ctx context.Context, r *http.Request, policy string, kind byte, interval time.Duration, burst int, desc msgID) error {
 	if interval == 0 {
 		return nil
 	}
@@ -37,11 +39,11 @@ func (g *Gate) allowClient(ctx context.Context, r *http.Request, kind byte, inte
 		// A full store has no room for a new client's budget: the client
 		// is served without one rather than refused (a captcha it gets is
 		// sealed, and renders are bounded by the render slots).
-		g.storeError(r, "", err)
+		g.storeError(r, policy, err)
 		return nil
 	}
 	if err != nil {
-		return g.unavailable(r, "", err)
+		return g.unavailable(r, policy, err)
 	}
 	if !ok && g.estimatedBucket(key) {
 		// An in-memory store at its bound read the client's budget from
@@ -71,7 +73,7 @@ func (g *Gate) estimatedBucket(key string) bool {
 // budget. With the in-memory store it is sealed in its id and nothing is
 // stored for it until it is answered (seal.go).
 func (g *Gate) issue(ctx context.Context, r *http.Request, b binding, refreshes uint8) (*Captcha, error) {
-	if err := g.allowCreate(ctx, r); err != nil {
+	if err := g.allowCreate(ctx, r, b.policy); err != nil {
 		return nil, err
 	}
 	return g.issueUncharged(ctx, r, b, refreshes)

@@ -186,5 +186,5 @@ func putRenderBuffer(b *bytes.Buffer) {
 
 // allowMedia takes one media fetch from the client's budget.
 func (g *Gate) allowMedia(ctx context.Context, r *http.Request) error {
-	return g.allowClient(ctx, r, 'm', g.mediaInterval, g.mediaBurst, msgTooManyMedia)
+	return g.allowClient(ctx, r, "", 'm', g.mediaInterval, g.mediaBurst, msgTooManyMedia)
 }
