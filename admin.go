@@ -128,7 +128,7 @@ func (g *Gate) compileAllow(k *guardKey) error {
 	for _, v := range k.Allow {
 		c, err := g.canonicalValue(k, v, nil)
 		if err != nil {
-			return fmt.Errorf("Allow: %w", err)
+			return fmt.Errorf("in its Allow list: %w", err)
 		}
 		k.allow[string(c)] = struct{}{}
 	}
