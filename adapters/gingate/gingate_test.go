@@ -6,12 +6,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/adapters/gingate"
@@ -45,29 +43,7 @@ func TestLoginFlow(t *testing.T) {
 	r.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
 	r.POST("/login", gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), func(c *gin.Context) { calls.Add(1); login(c) })
 	base := flowtest.Serve(t, r)
-
-	for i := 1; i <= 5; i++ {
-		a := flowtest.Post(t, base+"/login", flowtest.Wrong)
-		require.Equal(t, http.StatusUnauthorized, a.Status, "wrong password %d", i)
-		require.Equal(t, "invalid_credentials", a.Body.Error)
-	}
-	a := flowtest.Post(t, base+"/login", flowtest.Wrong)
-	require.Equal(t, http.StatusPreconditionRequired, a.Status, "the sixth: %s", a.Raw)
-	assert.Equal(t, 4001, a.Body.Code)
-	assert.Equal(t, int32(5), calls.Load(), "the handler did not run for the guard's answer")
-	assert.Equal(t, http.StatusPreconditionRequired, flowtest.Post(t, base+"/login", flowtest.Right).Status, "the right password needs the captcha too")
-
-	tok := e.Solve(t, base, a)
-	in := flowtest.Post(t, base+"/login", flowtest.Right, captchagate.TokenHeader, tok)
-	assert.Equal(t, http.StatusOK, in.Status, in.Raw)
-	assert.True(t, in.Body.OK)
-
-	again := flowtest.Post(t, base+"/login", flowtest.Right, captchagate.TokenHeader, tok)
-	assert.Equal(t, http.StatusForbidden, again.Status, "a token works once: %s", again.Raw)
-	assert.Equal(t, "captcha_invalid", again.Body.Error)
-	assert.Equal(t, int32(6), calls.Load())
-	assert.NotContains(t, e.Log.String(), "saw no outcome", "the guard sees every outcome")
-	assert.NotContains(t, e.Log.String(), tok, "no token in the log")
+	e.LoginOnce(t, base, `{"error":"invalid_credentials"}`, &calls)
 }
 
 // An SMS send route counted by phone: past its send rate the client needs a
@@ -77,37 +53,14 @@ func TestSendCodeRateAndCeiling(t *testing.T) {
 	t.Parallel()
 	e := flowtest.NewEnv(t, captchagate.Config{})
 	var sent atomic.Int32
-	policy := captchagate.Policy{Name: "send-code", Keys: []captchagate.Key{{
-		Source: captchagate.JSONField("phone"), Identity: captchagate.IdentityPhone,
-		Rate: rate.Every(time.Minute), Burst: 2, Ceiling: 3, CeilingWindow: time.Hour,
-	}}}
 	r := gin.New()
 	r.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
-	r.POST("/send-code", gingate.Wrap(e.Gate.Guard(policy)), func(c *gin.Context) {
+	r.POST("/send-code", gingate.Wrap(e.Gate.Guard(flowtest.SendCodePolicy)), func(c *gin.Context) {
 		sent.Add(1)
 		c.JSON(http.StatusOK, gin.H{"ok": true})
 	})
 	base := flowtest.Serve(t, r)
-	const phone = `{"phone":"+1 202 555 0143"}`
-
-	for i := 1; i <= 2; i++ {
-		require.Equal(t, http.StatusOK, flowtest.Post(t, base+"/send-code", phone).Status, "send %d, within the burst", i)
-	}
-	first := flowtest.Post(t, base+"/send-code", phone)
-	second := flowtest.Post(t, base+"/send-code", phone)
-	tokA, tokB := e.Solve(t, base, first), e.Solve(t, base, second)
-	assert.Equal(t, int32(2), sent.Load(), "nothing sent past the rate without a captcha")
-
-	a := flowtest.Post(t, base+"/send-code", phone, captchagate.TokenHeader, tokA)
-	require.Equal(t, http.StatusOK, a.Status, "the third send, with a captcha: %s", a.Raw)
-	c := flowtest.Post(t, base+"/send-code", phone, captchagate.TokenHeader, tokB)
-	assert.Equal(t, http.StatusTooManyRequests, c.Status, "past the ceiling, even with a token: %s", c.Raw)
-	assert.Equal(t, "too_many_requests", c.Body.Error)
-	assert.NotEmpty(t, c.RetryAfter)
-	assert.Equal(t, int32(3), sent.Load())
-
-	e.Clock.Advance(time.Hour + time.Minute)
-	assert.Equal(t, http.StatusOK, flowtest.Post(t, base+"/send-code", phone).Status, "a new ceiling window")
+	e.SendCode(t, base, &sent)
 }
 
 // failureShapes are the ways a gin handler answers 401.
@@ -237,20 +190,10 @@ func TestFailWithRequest(t *testing.T) {
 func TestPathValueKey(t *testing.T) {
 	t.Parallel()
 	e := flowtest.NewEnv(t, captchagate.Config{})
-	policy := captchagate.Policy{Name: "unlock", MaxFailures: 3, Keys: []captchagate.Key{{
-		Source: captchagate.SourceFunc("item", func(r *http.Request) (string, bool) {
-			v := r.PathValue("id")
-			return v, v != ""
-		}),
-	}}}
 	r := gin.New()
-	r.POST("/items/:id/unlock", gingate.Wrap(e.Gate.Guard(policy)), func(c *gin.Context) { c.Status(http.StatusForbidden) })
+	r.POST("/items/:id/unlock", gingate.Wrap(e.Gate.Guard(flowtest.ItemPolicy)), func(c *gin.Context) { c.Status(http.StatusForbidden) })
 	base := flowtest.Serve(t, r)
-	for i := 1; i <= 3; i++ {
-		require.Equal(t, http.StatusForbidden, flowtest.Post(t, base+"/items/1/unlock", `{}`).Status, "item 1, try %d", i)
-	}
-	assert.Equal(t, http.StatusPreconditionRequired, flowtest.Post(t, base+"/items/1/unlock", `{}`).Status, "item 1 tripped")
-	assert.Equal(t, http.StatusForbidden, flowtest.Post(t, base+"/items/2/unlock", `{}`).Status, "item 2 counts on its own")
+	flowtest.PerItem(t, base)
 }
 
 // Mounted in a route group, the captcha endpoints are where Config.Prefix
@@ -263,13 +206,5 @@ func TestMountInGroup(t *testing.T) {
 	auth.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
 	auth.POST("/login", gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), login)
 	base := flowtest.Serve(t, r)
-	for range 5 {
-		require.Equal(t, http.StatusUnauthorized, flowtest.Post(t, base+"/auth/login", flowtest.Wrong).Status)
-	}
-	a := flowtest.Post(t, base+"/auth/login", flowtest.Wrong)
-	require.NotNil(t, a.Body.Captcha, a.Raw)
-	assert.True(t, strings.HasPrefix(a.Body.Captcha.ImageURL, "/auth/captcha/"), a.Body.Captcha.ImageURL)
-	tok := e.Solve(t, base, a)
-	assert.Equal(t, http.StatusOK, flowtest.Post(t, base+"/auth/login", flowtest.Right, captchagate.TokenHeader, tok).Status)
-	assert.NotContains(t, e.Log.String(), "outside Config.Prefix")
+	e.InGroup(t, base)
 }
