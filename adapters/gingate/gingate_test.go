@@ -3,7 +3,6 @@ package gingate_test
 import (
 	"errors"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -123,16 +122,7 @@ func TestFailureShapesCount(t *testing.T) {
 			e := flowtest.NewEnv(t, captchagate.Config{})
 			var outer atomic.Int32
 			base := flowtest.Serve(t, route(e, gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), shape.fail, &outer))
-			for i := 1; i <= 5; i++ {
-				a := flowtest.Post(t, base+"/login", flowtest.Wrong)
-				require.Equal(t, http.StatusUnauthorized, a.Status, "wrong password %d", i)
-				assert.Equal(t, shape.body, strings.TrimSpace(a.Raw))
-				assert.Equal(t, int32(http.StatusUnauthorized), outer.Load(), "c.Request and c.Writer restored for the middleware before")
-			}
-			a := flowtest.Post(t, base+"/login", flowtest.Wrong)
-			assert.Equal(t, http.StatusPreconditionRequired, a.Status, "the sixth wrong password: %s", a.Raw)
-			assert.Equal(t, "captcha_required", a.Body.Error)
-			assert.Equal(t, int32(http.StatusPreconditionRequired), outer.Load())
+			flowtest.FailuresTrip(t, base, shape.body, &outer)
 		})
 	}
 }

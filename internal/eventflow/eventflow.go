@@ -90,36 +90,19 @@ func Start(t *testing.T, o Options) *App {
 	return a
 }
 
-// Get fetches path from the App and returns the response's body.
+// Get fetches path from the App, requires 200, and returns the body.
 func (a *App) Get(t *testing.T, path string) []byte {
 	t.Helper()
-	res, err := a.srv.Client().Get(a.URL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: status %d: %s", path, res.StatusCode, b)
+	status, _, b := a.send(t, "GET", path, nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %s", path, status, b)
 	}
 	return b
 }
 
-// Answer is a response as the scenario reads it.
-type Answer struct {
-	Status  int
-	Token   string `json:"captcha_token"`
-	Captcha *struct {
-		ID       string `json:"id"`
-		AudioURL string `json:"audio_url"`
-	} `json:"captcha"`
-}
-
-// do sends a request (a JSON body if body is not nil) and decodes a JSON answer.
-func (a *App) do(t *testing.T, method, path string, body any, header ...string) Answer {
+// send sends a request (a JSON body if body is not nil) and returns the
+// response's status, Content-Type and body.
+func (a *App) send(t *testing.T, method, path string, body any, header ...string) (int, string, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -143,8 +126,25 @@ func (a *App) do(t *testing.T, method, path string, body any, header ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ans := Answer{Status: res.StatusCode}
-	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+	return res.StatusCode, res.Header.Get("Content-Type"), b
+}
+
+// Answer is a response as the scenario reads it.
+type Answer struct {
+	Status  int
+	Token   string `json:"captcha_token"`
+	Captcha *struct {
+		ID       string `json:"id"`
+		AudioURL string `json:"audio_url"`
+	} `json:"captcha"`
+}
+
+// do sends a request (a JSON body if body is not nil) and decodes a JSON answer.
+func (a *App) do(t *testing.T, method, path string, body any, header ...string) Answer {
+	t.Helper()
+	status, ctype, b := a.send(t, method, path, body, header...)
+	ans := Answer{Status: status}
+	if strings.HasPrefix(ctype, "application/json") {
 		if err := json.Unmarshal(b, &ans); err != nil {
 			t.Fatalf("%s %s: %v: %s", method, path, err, b)
 		}
@@ -247,7 +247,7 @@ func (a *App) AssertNoValue(t *testing.T, text, what string) {
 	secret := append(values, Account, strings.ToLower(Account), Phone, "+15550007391", "5550007391")
 	for _, v := range secret {
 		if strings.Contains(text, v) {
-			t.Errorf("%s shows %q", what, v)
+			t.Errorf("%s: %q found", what, v)
 		}
 	}
 }
