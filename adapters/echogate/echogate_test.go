@@ -1,173 +1,25 @@
 package echogate_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/adapters/echogate"
-	"github.com/captchagate/captchagate/internal/gatetest"
-)
-
-// clock is the gates' time, moved by the tests (Config.Now): no test sleeps.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer is a log both the server's goroutines and the test use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-type env struct {
-	gate  *captchagate.Gate
-	spy   *gatetest.Spy
-	clock *clock
-	log   *syncBuffer
-}
-
-// newEnv returns a gate on the in-memory store whose Digits captchas tell
-// the test their answers once rendered (gatetest.Spy), on an injected
-// clock, logging into a buffer.
-func newEnv(t *testing.T) *env { return newEnvPrefix(t, "") }
-
-// newEnvPrefix is newEnv with Config.Prefix set to prefix.
-func newEnvPrefix(t *testing.T, prefix string) *env {
-	e := &env{spy: &gatetest.Spy{}, clock: &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &syncBuffer{}}
-	gate, err := captchagate.New(captchagate.Config{
-		Challenge: e.spy,
-		Prefix:    prefix,
-		Now:       e.clock.Now,
-		Logger:    slog.New(slog.NewTextHandler(e.log, nil)),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { gate.Close() })
-	e.gate = gate
-	return e
-}
-
-func serve(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
-var loginPolicy = captchagate.Policy{
-	Name:        "login",
-	MaxFailures: 5,
-	Window:      15 * time.Minute,
-	Keys: []captchagate.Key{
-		captchagate.Username(captchagate.JSONField("username")),
-		{Source: captchagate.ClientIP(), MaxFailures: 20, Window: time.Hour},
-	},
-}
-
-type credentials struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
-
-// answer is a response as the tests read it.
-type answer struct {
-	Status     int
-	RetryAfter string
-	Body       struct {
-		Error   string `json:"error"`
-		Code    int    `json:"error_code"`
-		OK      bool   `json:"ok"`
-		Token   string `json:"captcha_token"`
-		Captcha *struct {
-			ID        string `json:"id"`
-			ImageURL  string `json:"image_url"`
-			VerifyURL string `json:"verify_url"`
-		} `json:"captcha"`
-	}
-	Raw string
-}
-
-func post(t *testing.T, url, body string, header ...string) answer {
-	t.Helper()
-	req, err := http.NewRequest("POST", url, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	a := answer{Status: res.StatusCode, RetryAfter: res.Header.Get("Retry-After"), Raw: string(b)}
-	if len(bytes.TrimSpace(b)) > 0 && b[0] == '{' {
-		require.NoError(t, json.Unmarshal(b, &a.Body), "%s answered %d %q", url, res.StatusCode, b)
-	}
-	return a
-}
-
-// solve fetches the captcha's image, as a client shows it, and posts its
-// answer to the verify URL; it returns the captcha_token.
-func solve(t *testing.T, base string, e *env, a answer) string {
-	t.Helper()
-	require.Equal(t, http.StatusPreconditionRequired, a.Status, a.Raw)
-	require.Equal(t, "captcha_required", a.Body.Error)
-	require.NotNil(t, a.Body.Captcha, a.Raw)
-	res, err := http.Get(base + a.Body.Captcha.ImageURL)
-	require.NoError(t, err)
-	img, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, res.StatusCode, "the image URL %s", a.Body.Captcha.ImageURL)
-	assert.Equal(t, "image/png", res.Header.Get("Content-Type"))
-	require.True(t, bytes.HasPrefix(img, []byte("\x89PNG\r\n\x1a\n")), "a PNG")
-	digits, ok := e.spy.Answer(a.Body.Captcha.ID)
-	require.True(t, ok, "the image was rendered")
-	v := post(t, base+a.Body.Captcha.VerifyURL, `{"captcha_id":"`+a.Body.Captcha.ID+`","captcha_answer":"`+digits+`"}`)
-	require.Equal(t, http.StatusOK, v.Status, v.Raw)
-	require.NotEmpty(t, v.Body.Token)
-	return v.Body.Token
-}
-
-const (
-	wrong = `{"username":"alice","password":"nope"}`
-	right = `{"username":"alice","password":"wonderland"}`
+	"github.com/captchagate/captchagate/internal/flowtest"
 )
 
 // login answers 200 to alice's password and returns a 401 error to
 // anything else, as echo handlers usually do.
 func login(c echo.Context) error {
-	var req credentials
+	var req flowtest.Credentials
 	if err := json.NewDecoder(c.Request().Body).Decode(&req); err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest)
 	}
@@ -177,10 +29,10 @@ func login(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]bool{"ok": true})
 }
 
-func newEcho(e *env) *echo.Echo {
+func newEcho(e *flowtest.Env) *echo.Echo {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
-	ec.Any("/captcha/*", echo.WrapHandler(e.gate.Handler()))
+	ec.Any("/captcha/*", echo.WrapHandler(e.Gate.Handler()))
 	return ec
 }
 
@@ -190,34 +42,12 @@ func newEcho(e *env) *echo.Echo {
 // request the guard answered.
 func TestLoginFlow(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	var calls atomic.Int32
 	ec := newEcho(e)
-	ec.POST("/login", func(c echo.Context) error { calls.Add(1); return login(c) }, echogate.Wrap(e.gate.Guard(loginPolicy)))
-	base := serve(t, ec)
-
-	for i := 1; i <= 5; i++ {
-		a := post(t, base+"/login", wrong)
-		require.Equal(t, http.StatusUnauthorized, a.Status, "wrong password %d", i)
-		require.Equal(t, `{"message":"invalid_credentials"}`, strings.TrimSpace(a.Raw))
-	}
-	a := post(t, base+"/login", wrong)
-	require.Equal(t, http.StatusPreconditionRequired, a.Status, "the sixth: %s", a.Raw)
-	assert.Equal(t, 4001, a.Body.Code)
-	assert.Equal(t, int32(5), calls.Load(), "the handler did not run for the guard's answer")
-	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/login", right).Status, "the right password needs the captcha too")
-
-	tok := solve(t, base, e, a)
-	in := post(t, base+"/login", right, captchagate.TokenHeader, tok)
-	assert.Equal(t, http.StatusOK, in.Status, in.Raw)
-	assert.True(t, in.Body.OK)
-
-	again := post(t, base+"/login", right, captchagate.TokenHeader, tok)
-	assert.Equal(t, http.StatusForbidden, again.Status, "a token works once: %s", again.Raw)
-	assert.Equal(t, "captcha_invalid", again.Body.Error)
-	assert.Equal(t, int32(6), calls.Load())
-	assert.NotContains(t, e.log.String(), "saw no outcome", "the guard sees every outcome")
-	assert.NotContains(t, e.log.String(), tok, "no token in the log")
+	ec.POST("/login", func(c echo.Context) error { calls.Add(1); return login(c) }, echogate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)))
+	base := flowtest.Serve(t, ec)
+	e.LoginOnce(t, base, `{"message":"invalid_credentials"}`, &calls)
 }
 
 // An SMS send route counted by phone: past its send rate the client needs a
@@ -225,38 +55,15 @@ func TestLoginFlow(t *testing.T) {
 // Retry-After even with a token; after the ceiling's window it sends again.
 func TestSendCodeRateAndCeiling(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	var sent atomic.Int32
-	policy := captchagate.Policy{Name: "send-code", Keys: []captchagate.Key{{
-		Source: captchagate.JSONField("phone"), Identity: captchagate.IdentityPhone,
-		Rate: rate.Every(time.Minute), Burst: 2, Ceiling: 3, CeilingWindow: time.Hour,
-	}}}
 	ec := newEcho(e)
 	ec.POST("/send-code", func(c echo.Context) error {
 		sent.Add(1)
 		return c.JSON(http.StatusOK, map[string]bool{"ok": true})
-	}, echogate.Wrap(e.gate.Guard(policy)))
-	base := serve(t, ec)
-	const phone = `{"phone":"+1 202 555 0143"}`
-
-	for i := 1; i <= 2; i++ {
-		require.Equal(t, http.StatusOK, post(t, base+"/send-code", phone).Status, "send %d, within the burst", i)
-	}
-	first := post(t, base+"/send-code", phone)
-	second := post(t, base+"/send-code", phone)
-	tokA, tokB := solve(t, base, e, first), solve(t, base, e, second)
-	assert.Equal(t, int32(2), sent.Load(), "nothing sent past the rate without a captcha")
-
-	a := post(t, base+"/send-code", phone, captchagate.TokenHeader, tokA)
-	require.Equal(t, http.StatusOK, a.Status, "the third send, with a captcha: %s", a.Raw)
-	c := post(t, base+"/send-code", phone, captchagate.TokenHeader, tokB)
-	assert.Equal(t, http.StatusTooManyRequests, c.Status, "past the ceiling, even with a token: %s", c.Raw)
-	assert.Equal(t, "too_many_requests", c.Body.Error)
-	assert.NotEmpty(t, c.RetryAfter)
-	assert.Equal(t, int32(3), sent.Load())
-
-	e.clock.Add(time.Hour + time.Minute)
-	assert.Equal(t, http.StatusOK, post(t, base+"/send-code", phone).Status, "a new ceiling window")
+	}, echogate.Wrap(e.Gate.Guard(flowtest.SendCodePolicy)))
+	base := flowtest.Serve(t, ec)
+	e.SendCode(t, base, &sent)
 }
 
 // errBadPassword is an application's error, which its HTTPErrorHandler maps
@@ -286,7 +93,7 @@ var failureShapes = []struct {
 // route mounts the captcha endpoints and POST /login, whose wrong
 // passwords fail in the given shape, behind guard, with a custom
 // HTTPErrorHandler that maps errBadPassword to 401.
-func route(e *env, guard echo.MiddlewareFunc, fail echo.HandlerFunc, outer *atomic.Int32) *echo.Echo {
+func route(e *flowtest.Env, guard echo.MiddlewareFunc, fail echo.HandlerFunc, outer *atomic.Int32) *echo.Echo {
 	ec := newEcho(e)
 	ec.HTTPErrorHandler = func(err error, c echo.Context) {
 		if errors.Is(err, errBadPassword) { // as many do, without checking c.Response().Committed
@@ -320,7 +127,7 @@ func route(e *env, guard echo.MiddlewareFunc, fail echo.HandlerFunc, outer *atom
 		fail = func(c echo.Context) error { return echo.ErrUnauthorized }
 	}
 	ec.POST("/login", func(c echo.Context) error {
-		var req credentials
+		var req flowtest.Credentials
 		_ = json.NewDecoder(c.Request().Body).Decode(&req)
 		if req.Password != "wonderland" {
 			return fail(c)
@@ -338,19 +145,10 @@ func TestFailureShapesCount(t *testing.T) {
 	for _, shape := range failureShapes {
 		t.Run(shape.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := flowtest.NewEnv(t, captchagate.Config{})
 			var outer atomic.Int32
-			base := serve(t, route(e, echogate.Wrap(e.gate.Guard(loginPolicy)), shape.fail, &outer))
-			for i := 1; i <= 5; i++ {
-				a := post(t, base+"/login", wrong)
-				require.Equal(t, http.StatusUnauthorized, a.Status, "wrong password %d", i)
-				assert.Equal(t, shape.body, strings.TrimSpace(a.Raw))
-				assert.Equal(t, int32(http.StatusUnauthorized), outer.Load(), "request and response restored for the middleware before")
-			}
-			a := post(t, base+"/login", wrong)
-			assert.Equal(t, http.StatusPreconditionRequired, a.Status, "the sixth wrong password: %s", a.Raw)
-			assert.Equal(t, "captcha_required", a.Body.Error)
-			assert.Equal(t, int32(http.StatusPreconditionRequired), outer.Load())
+			base := flowtest.Serve(t, route(e, echogate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), shape.fail, &outer))
+			flowtest.FailuresTrip(t, base, shape.body, &outer)
 		})
 	}
 }
@@ -364,19 +162,19 @@ func TestWrapMiddlewareMissesErrors(t *testing.T) {
 	for _, shape := range failureShapes {
 		t.Run(shape.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := flowtest.NewEnv(t, captchagate.Config{})
 			var outer atomic.Int32
-			base := serve(t, route(e, echo.WrapMiddleware(e.gate.Guard(loginPolicy)), shape.fail, &outer))
+			base := flowtest.Serve(t, route(e, echo.WrapMiddleware(e.Gate.Guard(flowtest.LoginPolicy)), shape.fail, &outer))
 			statuses := map[int]int{}
 			for range 12 {
-				statuses[post(t, base+"/login", wrong).Status]++
+				statuses[flowtest.Post(t, base+"/login", flowtest.Wrong).Status]++
 			}
 			if shape.naiveTrips {
 				assert.Equal(t, map[int]int{http.StatusUnauthorized: 5, http.StatusPreconditionRequired: 7}, statuses)
 				return
 			}
 			assert.Equal(t, map[int]int{http.StatusUnauthorized: 12}, statuses, "never tripped")
-			assert.Contains(t, e.log.String(), "saw no outcome", "the core's warning")
+			assert.Contains(t, e.Log.String(), "saw no outcome", "the core's warning")
 		})
 	}
 }
@@ -385,57 +183,39 @@ func TestWrapMiddlewareMissesErrors(t *testing.T) {
 // wrong password but calls Fail still trips it.
 func TestFailWithRequest(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	ec := newEcho(e)
 	ec.POST("/login", func(c echo.Context) error {
 		captchagate.Fail(c.Request())
 		return c.JSON(http.StatusOK, map[string]bool{"ok": false})
-	}, echogate.Wrap(e.gate.Guard(loginPolicy)))
-	base := serve(t, ec)
+	}, echogate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)))
+	base := flowtest.Serve(t, ec)
 	for i := 1; i <= 5; i++ {
-		require.Equal(t, http.StatusOK, post(t, base+"/login", wrong).Status)
+		require.Equal(t, http.StatusOK, flowtest.Post(t, base+"/login", flowtest.Wrong).Status)
 	}
-	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/login", wrong).Status)
+	assert.Equal(t, http.StatusPreconditionRequired, flowtest.Post(t, base+"/login", flowtest.Wrong).Status)
 }
 
 // A key read from the route's parameter (r.PathValue) counts each item on
 // its own: failures on one item trip that item only.
 func TestPathValueKey(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	policy := captchagate.Policy{Name: "unlock", MaxFailures: 3, Keys: []captchagate.Key{{
-		Source: captchagate.SourceFunc("item", func(r *http.Request) (string, bool) {
-			v := r.PathValue("id")
-			return v, v != ""
-		}),
-	}}}
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	ec := newEcho(e)
-	ec.POST("/items/:id/unlock", func(c echo.Context) error { return echo.ErrForbidden }, echogate.Wrap(e.gate.Guard(policy)))
-	base := serve(t, ec)
-	for i := 1; i <= 3; i++ {
-		require.Equal(t, http.StatusForbidden, post(t, base+"/items/1/unlock", `{}`).Status, "item 1, try %d", i)
-	}
-	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/items/1/unlock", `{}`).Status, "item 1 tripped")
-	assert.Equal(t, http.StatusForbidden, post(t, base+"/items/2/unlock", `{}`).Status, "item 2 counts on its own")
+	ec.POST("/items/:id/unlock", func(c echo.Context) error { return echo.ErrForbidden }, echogate.Wrap(e.Gate.Guard(flowtest.ItemPolicy)))
+	base := flowtest.Serve(t, ec)
+	flowtest.PerItem(t, base)
 }
 
 // Mounted in a route group, the captcha endpoints are where Config.Prefix
 // says: the URLs sent to the client work, and the gate warns of nothing.
 func TestMountInGroup(t *testing.T) {
 	t.Parallel()
-	e := newEnvPrefix(t, "/auth/captcha/")
+	e := flowtest.NewEnv(t, captchagate.Config{Prefix: "/auth/captcha/"})
 	ec := echo.New()
 	auth := ec.Group("/auth")
-	auth.Any("/captcha/*", echo.WrapHandler(e.gate.Handler()))
-	auth.POST("/login", login, echogate.Wrap(e.gate.Guard(loginPolicy)))
-	base := serve(t, ec)
-	for range 5 {
-		require.Equal(t, http.StatusUnauthorized, post(t, base+"/auth/login", wrong).Status)
-	}
-	a := post(t, base+"/auth/login", wrong)
-	require.NotNil(t, a.Body.Captcha, a.Raw)
-	assert.True(t, strings.HasPrefix(a.Body.Captcha.ImageURL, "/auth/captcha/"), a.Body.Captcha.ImageURL)
-	tok := solve(t, base, e, a)
-	assert.Equal(t, http.StatusOK, post(t, base+"/auth/login", right, captchagate.TokenHeader, tok).Status)
-	assert.NotContains(t, e.log.String(), "outside Config.Prefix")
+	auth.Any("/captcha/*", echo.WrapHandler(e.Gate.Handler()))
+	auth.POST("/login", login, echogate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)))
+	base := flowtest.Serve(t, ec)
+	e.InGroup(t, base)
 }

@@ -6,7 +6,6 @@ require (
 	github.com/captchagate/captchagate v0.0.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/stretchr/testify v1.12.1
-	golang.org/x/time v0.16.0
 )
 
 require (
@@ -20,6 +19,7 @@ require (
 	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/sys v0.46.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )
 
 replace github.com/captchagate/captchagate => ../..

@@ -1,174 +1,25 @@
 package gingate_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/adapters/gingate"
-	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/internal/flowtest"
 )
 
 func init() { gin.SetMode(gin.TestMode) }
 
-// clock is the gates' time, moved by the tests (Config.Now): no test sleeps.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// syncBuffer is a log both the server's goroutines and the test use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-type env struct {
-	gate  *captchagate.Gate
-	spy   *gatetest.Spy
-	clock *clock
-	log   *syncBuffer
-}
-
-// newEnv returns a gate on the in-memory store whose Digits captchas tell
-// the test their answers once rendered (gatetest.Spy), on an injected
-// clock, logging into a buffer.
-func newEnv(t *testing.T) *env { return newEnvPrefix(t, "") }
-
-// newEnvPrefix is newEnv with Config.Prefix set to prefix.
-func newEnvPrefix(t *testing.T, prefix string) *env {
-	e := &env{spy: &gatetest.Spy{}, clock: &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, log: &syncBuffer{}}
-	gate, err := captchagate.New(captchagate.Config{
-		Challenge: e.spy,
-		Prefix:    prefix,
-		Now:       e.clock.Now,
-		Logger:    slog.New(slog.NewTextHandler(e.log, nil)),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { gate.Close() })
-	e.gate = gate
-	return e
-}
-
-func serve(t *testing.T, h http.Handler) string {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
-var loginPolicy = captchagate.Policy{
-	Name:        "login",
-	MaxFailures: 5,
-	Window:      15 * time.Minute,
-	Keys: []captchagate.Key{
-		captchagate.Username(captchagate.JSONField("username")),
-		{Source: captchagate.ClientIP(), MaxFailures: 20, Window: time.Hour},
-	},
-}
-
-type credentials struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
-
-// answer is a response as the tests read it.
-type answer struct {
-	Status     int
-	RetryAfter string
-	Body       struct {
-		Error   string `json:"error"`
-		Code    int    `json:"error_code"`
-		OK      bool   `json:"ok"`
-		Token   string `json:"captcha_token"`
-		Captcha *struct {
-			ID        string `json:"id"`
-			ImageURL  string `json:"image_url"`
-			VerifyURL string `json:"verify_url"`
-		} `json:"captcha"`
-	}
-	Raw string
-}
-
-func post(t *testing.T, url, body string, header ...string) answer {
-	t.Helper()
-	req, err := http.NewRequest("POST", url, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	a := answer{Status: res.StatusCode, RetryAfter: res.Header.Get("Retry-After"), Raw: string(b)}
-	if len(bytes.TrimSpace(b)) > 0 && b[0] == '{' {
-		require.NoError(t, json.Unmarshal(b, &a.Body), "%s answered %d %q", url, res.StatusCode, b)
-	}
-	return a
-}
-
-// solve fetches the captcha's image, as a client shows it, and posts its
-// answer to the verify URL; it returns the captcha_token.
-func solve(t *testing.T, base string, e *env, a answer) string {
-	t.Helper()
-	require.Equal(t, http.StatusPreconditionRequired, a.Status, a.Raw)
-	require.Equal(t, "captcha_required", a.Body.Error)
-	require.NotNil(t, a.Body.Captcha, a.Raw)
-	res, err := http.Get(base + a.Body.Captcha.ImageURL)
-	require.NoError(t, err)
-	img, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, res.StatusCode, "the image URL %s", a.Body.Captcha.ImageURL)
-	assert.Equal(t, "image/png", res.Header.Get("Content-Type"))
-	require.True(t, bytes.HasPrefix(img, []byte("\x89PNG\r\n\x1a\n")), "a PNG")
-	digits, ok := e.spy.Answer(a.Body.Captcha.ID)
-	require.True(t, ok, "the image was rendered")
-	v := post(t, base+a.Body.Captcha.VerifyURL, `{"captcha_id":"`+a.Body.Captcha.ID+`","captcha_answer":"`+digits+`"}`)
-	require.Equal(t, http.StatusOK, v.Status, v.Raw)
-	require.NotEmpty(t, v.Body.Token)
-	return v.Body.Token
-}
-
-const (
-	wrong = `{"username":"alice","password":"nope"}`
-	right = `{"username":"alice","password":"wonderland"}`
-)
-
 // login answers 200 to alice's password and 401, as JSON, to anything else.
 func login(c *gin.Context) {
-	var req credentials
+	var req flowtest.Credentials
 	if err := c.ShouldBindJSON(&req); err != nil {
 		c.AbortWithStatus(http.StatusBadRequest)
 		return
@@ -185,35 +36,13 @@ func login(c *gin.Context) {
 // works once. The handler never runs for a request the guard answered.
 func TestLoginFlow(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	var calls atomic.Int32
 	r := gin.New()
-	r.Any("/captcha/*path", gin.WrapH(e.gate.Handler()))
-	r.POST("/login", gingate.Wrap(e.gate.Guard(loginPolicy)), func(c *gin.Context) { calls.Add(1); login(c) })
-	base := serve(t, r)
-
-	for i := 1; i <= 5; i++ {
-		a := post(t, base+"/login", wrong)
-		require.Equal(t, http.StatusUnauthorized, a.Status, "wrong password %d", i)
-		require.Equal(t, "invalid_credentials", a.Body.Error)
-	}
-	a := post(t, base+"/login", wrong)
-	require.Equal(t, http.StatusPreconditionRequired, a.Status, "the sixth: %s", a.Raw)
-	assert.Equal(t, 4001, a.Body.Code)
-	assert.Equal(t, int32(5), calls.Load(), "the handler did not run for the guard's answer")
-	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/login", right).Status, "the right password needs the captcha too")
-
-	tok := solve(t, base, e, a)
-	in := post(t, base+"/login", right, captchagate.TokenHeader, tok)
-	assert.Equal(t, http.StatusOK, in.Status, in.Raw)
-	assert.True(t, in.Body.OK)
-
-	again := post(t, base+"/login", right, captchagate.TokenHeader, tok)
-	assert.Equal(t, http.StatusForbidden, again.Status, "a token works once: %s", again.Raw)
-	assert.Equal(t, "captcha_invalid", again.Body.Error)
-	assert.Equal(t, int32(6), calls.Load())
-	assert.NotContains(t, e.log.String(), "saw no outcome", "the guard sees every outcome")
-	assert.NotContains(t, e.log.String(), tok, "no token in the log")
+	r.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
+	r.POST("/login", gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), func(c *gin.Context) { calls.Add(1); login(c) })
+	base := flowtest.Serve(t, r)
+	e.LoginOnce(t, base, `{"error":"invalid_credentials"}`, &calls)
 }
 
 // An SMS send route counted by phone: past its send rate the client needs a
@@ -221,39 +50,16 @@ func TestLoginFlow(t *testing.T) {
 // Retry-After even with a token; after the ceiling's window it sends again.
 func TestSendCodeRateAndCeiling(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	var sent atomic.Int32
-	policy := captchagate.Policy{Name: "send-code", Keys: []captchagate.Key{{
-		Source: captchagate.JSONField("phone"), Identity: captchagate.IdentityPhone,
-		Rate: rate.Every(time.Minute), Burst: 2, Ceiling: 3, CeilingWindow: time.Hour,
-	}}}
 	r := gin.New()
-	r.Any("/captcha/*path", gin.WrapH(e.gate.Handler()))
-	r.POST("/send-code", gingate.Wrap(e.gate.Guard(policy)), func(c *gin.Context) {
+	r.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
+	r.POST("/send-code", gingate.Wrap(e.Gate.Guard(flowtest.SendCodePolicy)), func(c *gin.Context) {
 		sent.Add(1)
 		c.JSON(http.StatusOK, gin.H{"ok": true})
 	})
-	base := serve(t, r)
-	const phone = `{"phone":"+1 202 555 0143"}`
-
-	for i := 1; i <= 2; i++ {
-		require.Equal(t, http.StatusOK, post(t, base+"/send-code", phone).Status, "send %d, within the burst", i)
-	}
-	first := post(t, base+"/send-code", phone)
-	second := post(t, base+"/send-code", phone)
-	tokA, tokB := solve(t, base, e, first), solve(t, base, e, second)
-	assert.Equal(t, int32(2), sent.Load(), "nothing sent past the rate without a captcha")
-
-	a := post(t, base+"/send-code", phone, captchagate.TokenHeader, tokA)
-	require.Equal(t, http.StatusOK, a.Status, "the third send, with a captcha: %s", a.Raw)
-	c := post(t, base+"/send-code", phone, captchagate.TokenHeader, tokB)
-	assert.Equal(t, http.StatusTooManyRequests, c.Status, "past the ceiling, even with a token: %s", c.Raw)
-	assert.Equal(t, "too_many_requests", c.Body.Error)
-	assert.NotEmpty(t, c.RetryAfter)
-	assert.Equal(t, int32(3), sent.Load())
-
-	e.clock.Add(time.Hour + time.Minute)
-	assert.Equal(t, http.StatusOK, post(t, base+"/send-code", phone).Status, "a new ceiling window")
+	base := flowtest.Serve(t, r)
+	e.SendCode(t, base, &sent)
 }
 
 // failureShapes are the ways a gin handler answers 401.
@@ -272,7 +78,7 @@ var failureShapes = []struct {
 
 // route mounts the captcha endpoints and POST /login, whose wrong
 // passwords fail in the given shape, behind guard.
-func route(e *env, guard gin.HandlerFunc, fail gin.HandlerFunc, outer *atomic.Int32) *gin.Engine {
+func route(e *flowtest.Env, guard gin.HandlerFunc, fail gin.HandlerFunc, outer *atomic.Int32) *gin.Engine {
 	r := gin.New()
 	r.Use(func(c *gin.Context) { // a logging middleware: sees the status the client gets
 		req, w := c.Request, c.Writer
@@ -283,7 +89,7 @@ func route(e *env, guard gin.HandlerFunc, fail gin.HandlerFunc, outer *atomic.In
 		}
 		outer.Store(int32(c.Writer.Status()))
 	})
-	r.Any("/captcha/*path", gin.WrapH(e.gate.Handler()))
+	r.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
 	handlers := []gin.HandlerFunc{guard}
 	if fail == nil { // the failure comes from an auth middleware behind the guard
 		handlers = append(handlers, func(c *gin.Context) {
@@ -294,7 +100,7 @@ func route(e *env, guard gin.HandlerFunc, fail gin.HandlerFunc, outer *atomic.In
 		fail = func(c *gin.Context) { c.Status(http.StatusUnauthorized) }
 	}
 	handlers = append(handlers, func(c *gin.Context) {
-		var req credentials
+		var req flowtest.Credentials
 		_ = c.ShouldBindJSON(&req)
 		if req.Password != "wonderland" {
 			fail(c)
@@ -313,19 +119,10 @@ func TestFailureShapesCount(t *testing.T) {
 	for _, shape := range failureShapes {
 		t.Run(shape.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := flowtest.NewEnv(t, captchagate.Config{})
 			var outer atomic.Int32
-			base := serve(t, route(e, gingate.Wrap(e.gate.Guard(loginPolicy)), shape.fail, &outer))
-			for i := 1; i <= 5; i++ {
-				a := post(t, base+"/login", wrong)
-				require.Equal(t, http.StatusUnauthorized, a.Status, "wrong password %d", i)
-				assert.Equal(t, shape.body, strings.TrimSpace(a.Raw))
-				assert.Equal(t, int32(http.StatusUnauthorized), outer.Load(), "c.Request and c.Writer restored for the middleware before")
-			}
-			a := post(t, base+"/login", wrong)
-			assert.Equal(t, http.StatusPreconditionRequired, a.Status, "the sixth wrong password: %s", a.Raw)
-			assert.Equal(t, "captcha_required", a.Body.Error)
-			assert.Equal(t, int32(http.StatusPreconditionRequired), outer.Load())
+			base := flowtest.Serve(t, route(e, gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), shape.fail, &outer))
+			flowtest.FailuresTrip(t, base, shape.body, &outer)
 		})
 	}
 }
@@ -350,13 +147,13 @@ func TestNaiveAdapterNeverTrips(t *testing.T) {
 	for _, shape := range failureShapes {
 		t.Run(shape.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := flowtest.NewEnv(t, captchagate.Config{})
 			var outer atomic.Int32
-			base := serve(t, route(e, naive(e.gate.Guard(loginPolicy)), shape.fail, &outer))
+			base := flowtest.Serve(t, route(e, naive(e.Gate.Guard(flowtest.LoginPolicy)), shape.fail, &outer))
 			for i := 1; i <= 12; i++ {
-				assert.Equal(t, http.StatusUnauthorized, post(t, base+"/login", wrong).Status, "wrong password %d", i)
+				assert.Equal(t, http.StatusUnauthorized, flowtest.Post(t, base+"/login", flowtest.Wrong).Status, "wrong password %d", i)
 			}
-			assert.Contains(t, e.log.String(), "saw no outcome", "the core's warning")
+			assert.Contains(t, e.Log.String(), "saw no outcome", "the core's warning")
 		})
 	}
 }
@@ -365,57 +162,39 @@ func TestNaiveAdapterNeverTrips(t *testing.T) {
 // 200 to a wrong password but calls Fail still trips it.
 func TestFailWithRequest(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	r := gin.New()
-	r.POST("/login", gingate.Wrap(e.gate.Guard(loginPolicy)), func(c *gin.Context) {
+	r.POST("/login", gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), func(c *gin.Context) {
 		captchagate.Fail(c.Request)
 		c.JSON(http.StatusOK, gin.H{"ok": false})
 	})
-	base := serve(t, r)
+	base := flowtest.Serve(t, r)
 	for i := 1; i <= 5; i++ {
-		require.Equal(t, http.StatusOK, post(t, base+"/login", wrong).Status)
+		require.Equal(t, http.StatusOK, flowtest.Post(t, base+"/login", flowtest.Wrong).Status)
 	}
-	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/login", wrong).Status)
+	assert.Equal(t, http.StatusPreconditionRequired, flowtest.Post(t, base+"/login", flowtest.Wrong).Status)
 }
 
 // A key read from the route's parameter (r.PathValue) counts each item on
 // its own: failures on one item trip that item only.
 func TestPathValueKey(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	policy := captchagate.Policy{Name: "unlock", MaxFailures: 3, Keys: []captchagate.Key{{
-		Source: captchagate.SourceFunc("item", func(r *http.Request) (string, bool) {
-			v := r.PathValue("id")
-			return v, v != ""
-		}),
-	}}}
+	e := flowtest.NewEnv(t, captchagate.Config{})
 	r := gin.New()
-	r.POST("/items/:id/unlock", gingate.Wrap(e.gate.Guard(policy)), func(c *gin.Context) { c.Status(http.StatusForbidden) })
-	base := serve(t, r)
-	for i := 1; i <= 3; i++ {
-		require.Equal(t, http.StatusForbidden, post(t, base+"/items/1/unlock", `{}`).Status, "item 1, try %d", i)
-	}
-	assert.Equal(t, http.StatusPreconditionRequired, post(t, base+"/items/1/unlock", `{}`).Status, "item 1 tripped")
-	assert.Equal(t, http.StatusForbidden, post(t, base+"/items/2/unlock", `{}`).Status, "item 2 counts on its own")
+	r.POST("/items/:id/unlock", gingate.Wrap(e.Gate.Guard(flowtest.ItemPolicy)), func(c *gin.Context) { c.Status(http.StatusForbidden) })
+	base := flowtest.Serve(t, r)
+	flowtest.PerItem(t, base)
 }
 
 // Mounted in a route group, the captcha endpoints are where Config.Prefix
 // says: the URLs sent to the client work, and the gate warns of nothing.
 func TestMountInGroup(t *testing.T) {
 	t.Parallel()
-	e := newEnvPrefix(t, "/auth/captcha/")
+	e := flowtest.NewEnv(t, captchagate.Config{Prefix: "/auth/captcha/"})
 	r := gin.New()
 	auth := r.Group("/auth")
-	auth.Any("/captcha/*path", gin.WrapH(e.gate.Handler()))
-	auth.POST("/login", gingate.Wrap(e.gate.Guard(loginPolicy)), login)
-	base := serve(t, r)
-	for range 5 {
-		require.Equal(t, http.StatusUnauthorized, post(t, base+"/auth/login", wrong).Status)
-	}
-	a := post(t, base+"/auth/login", wrong)
-	require.NotNil(t, a.Body.Captcha, a.Raw)
-	assert.True(t, strings.HasPrefix(a.Body.Captcha.ImageURL, "/auth/captcha/"), a.Body.Captcha.ImageURL)
-	tok := solve(t, base, e, a)
-	assert.Equal(t, http.StatusOK, post(t, base+"/auth/login", right, captchagate.TokenHeader, tok).Status)
-	assert.NotContains(t, e.log.String(), "outside Config.Prefix")
+	auth.Any("/captcha/*path", gin.WrapH(e.Gate.Handler()))
+	auth.POST("/login", gingate.Wrap(e.Gate.Guard(flowtest.LoginPolicy)), login)
+	base := flowtest.Serve(t, r)
+	e.InGroup(t, base)
 }

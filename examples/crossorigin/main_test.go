@@ -19,6 +19,7 @@ import (
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/examples/internal/browsertest"
 	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/store/storetest"
 )
 
 // rig is the example's two servers on free loopback ports, and a third that
@@ -40,8 +41,7 @@ func newRig(t *testing.T) *rig {
 	spy := &gatetest.Spy{} // a test's stand-in: it tells the test each captcha's answer
 	cfg := GateConfig(apiURL, []string{spaOrigin}, slog.New(slog.DiscardHandler))
 	cfg.Challenge = spy
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	cfg.Now = func() time.Time { return now } // nothing expires during the test
+	cfg.Now = storetest.NewClock().Now // never advanced: nothing expires during the test
 	gate, err := captchagate.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { gate.Close() })

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -14,39 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/internal/flowtest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 	"github.com/captchagate/captchagate/internal/redistest"
 )
-
-type answer struct {
-	Status int
-	Body   struct {
-		Error   string `json:"error"`
-		OK      bool   `json:"ok"`
-		Token   string `json:"captcha_token"`
-		Captcha *struct {
-			ID        string `json:"id"`
-			ImageURL  string `json:"image_url"`
-			VerifyURL string `json:"verify_url"`
-		} `json:"captcha"`
-	}
-}
-
-func post(t *testing.T, url, body string, header ...string) answer {
-	t.Helper()
-	req, err := http.NewRequest("POST", url, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	a := answer{Status: res.StatusCode}
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&a.Body))
-	return a
-}
 
 // Two instances on one real redis-server: failures on A and B count
 // together, a captcha issued by B renders and verifies on A, and the token
@@ -68,30 +37,23 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 	}
 	a, b := start(), start()
 
-	const wrong, right = `{"username":"alice","password":"nope"}`, `{"username":"alice","password":"wonderland"}`
 	for i, base := range []string{a, b, a, b, a} {
-		assert.Equal(t, http.StatusUnauthorized, post(t, base+"/api/login", wrong).Status, "wrong password %d", i+1)
+		w := flowtest.Post(t, base+"/api/login", flowtest.Wrong)
+		assert.Equal(t, http.StatusUnauthorized, w.Status, "wrong password %d", i+1)
+		assert.True(t, w.JSON, "wrong password %d: %s", i+1, w.Raw)
 	}
-	tripped := post(t, b+"/api/login", wrong)
+	tripped := flowtest.Post(t, b+"/api/login", flowtest.Wrong)
 	require.Equal(t, http.StatusPreconditionRequired, tripped.Status, "the sixth failure, the third on B")
 	require.NotNil(t, tripped.Body.Captcha)
-	c := tripped.Body.Captcha
 
-	res, err := http.Get(a + c.ImageURL) // B's captcha, drawn by A
-	require.NoError(t, err)
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
-	digits, ok := spy.Answer(c.ID)
-	require.True(t, ok)
-	v := post(t, a+c.VerifyURL, `{"captcha_id":"`+c.ID+`","captcha_answer":"`+digits+`"}`)
-	require.Equal(t, http.StatusOK, v.Status, "B's captcha verified on A")
-	require.NotEmpty(t, v.Body.Token)
+	flowtest.Image(t, a, tripped)                // B's captcha, drawn by A
+	token := flowtest.Verify(t, a, spy, tripped) // and verified on A
 
-	in := post(t, b+"/api/login", right, "X-Captcha-Token", v.Body.Token)
+	in := flowtest.Post(t, b+"/api/login", flowtest.Right, "X-Captcha-Token", token)
 	assert.Equal(t, http.StatusOK, in.Status, "A's token on B")
 	assert.True(t, in.Body.OK)
 	for _, base := range []string{a, b} {
-		again := post(t, base+"/api/login", right, "X-Captcha-Token", v.Body.Token)
+		again := flowtest.Post(t, base+"/api/login", flowtest.Right, "X-Captcha-Token", token)
 		assert.Equal(t, http.StatusForbidden, again.Status, "the token used once on B, again")
 		assert.Equal(t, "captcha_invalid", again.Body.Error)
 	}

@@ -2,20 +2,10 @@ package promgate_test
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,177 +13,35 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/captchagate/captchagate"
-	"github.com/captchagate/captchagate/internal/gatetest"
+	"github.com/captchagate/captchagate/internal/eventflow"
 	"github.com/captchagate/captchagate/metrics/promgate"
 )
 
-// The account and the phone number the scenario is about, spelled so that
-// they cannot appear in an exposition by chance.
-const (
-	account = "Carol-Zx9q"
-	phone   = "+1 555 000 7391"
-)
-
-// clock is the gate's injected time: tests advance it instead of sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-// recorder is an application's own hook, chained beside the metrics: it
-// keeps every event, so tests know the Values the metrics must not show.
-type recorder struct {
-	mu     sync.Mutex
-	events []captchagate.Event
-}
-
-func (r *recorder) hook(e captchagate.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-}
-
-func (r *recorder) values() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var vs []string
-	for _, e := range r.events {
-		if e.Value != "" {
-			vs = append(vs, e.Value)
-		}
-	}
-	return vs
-}
-
-// app is a gate with a login (3 failures per account, then a captcha), an
-// SMS sender (2 codes per number, then 429) and a search in dry run (1
-// request per address, then it would refuse), its captcha endpoints and
-// /metrics, over real HTTP on loopback.
-type app struct {
-	srv   *httptest.Server
-	clock *clock
-	rec   *recorder
-}
-
-func newApp(t *testing.T, raw bool) *app { return newAppOn(t, raw, nil) }
-
-// newAppOn is newApp on store (the in-memory store if nil).
-func newAppOn(t *testing.T, raw bool, store captchagate.Store) *app {
+// newApp is the scenario's App counting on a registry of its own, served at
+// GET /metrics, with Config.RawEventValues set to raw, on store (the
+// in-memory store if nil).
+func newApp(t *testing.T, raw bool, store captchagate.Store) *eventflow.App {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := promgate.New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &app{clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, rec: &recorder{}}
-	gate, err := captchagate.New(captchagate.Config{
-		Secret:         gatetest.Secret,
-		Challenge:      gatetest.KnownDigits{}, // every answer is gatetest.Answer
-		Now:            a.clock.Now,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnEvent:        captchagate.EventHooks(m.Observe, nil, a.rec.hook),
+	return eventflow.Start(t, eventflow.Options{
+		Observe:        m.Observe,
 		RawEventValues: raw,
 		Store:          store,
+		Mount: func(mux *http.ServeMux) {
+			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gate.Close() })
-
-	fail := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux := http.NewServeMux()
-	mux.Handle("/captcha/", gate.Handler())
-	mux.Handle("POST /login", gate.Guard(captchagate.Policy{Name: "login", MaxFailures: 3, Window: time.Hour,
-		Keys: []captchagate.Key{captchagate.Username(captchagate.JSONField("username"))}})(fail))
-	mux.Handle("POST /sms", gate.Guard(captchagate.Policy{Name: "sms",
-		Keys: []captchagate.Key{{Source: captchagate.JSONField("phone"), Identity: captchagate.IdentityPhone, Ceiling: 2}}})(ok))
-	mux.Handle("GET /search", gate.Guard(captchagate.Policy{Name: "search", DryRun: true,
-		Keys: []captchagate.Key{{Source: captchagate.ClientIP(), Ceiling: 1}}})(ok))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	a.srv = httptest.NewServer(mux)
-	t.Cleanup(a.srv.Close)
-	return a
-}
-
-type answer struct {
-	Status  int
-	Token   string `json:"captcha_token"`
-	Captcha *struct {
-		ID       string `json:"id"`
-		AudioURL string `json:"audio_url"`
-	} `json:"captcha"`
-}
-
-// do sends a request (a JSON body if body is not nil) and decodes a JSON answer.
-func (a *app) do(t *testing.T, method, path string, body any, header ...string) answer {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, a.srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := a.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ans := answer{Status: res.StatusCode}
-	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(b, &ans); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
-	return ans
-}
-
-func (a *app) expect(t *testing.T, status int, ans answer, what string) answer {
-	t.Helper()
-	if ans.Status != status {
-		t.Fatalf("%s: status %d, want %d", what, ans.Status, status)
-	}
-	return ans
-}
-
-func (a *app) login(t *testing.T, header ...string) answer {
-	t.Helper()
-	return a.do(t, "POST", "/login", map[string]string{"username": account, "password": "guess"}, header...)
-}
-
-func (a *app) verify(t *testing.T, id, digits string) answer {
-	t.Helper()
-	return a.do(t, "POST", "/captcha/verify", map[string]string{"captcha_id": id, "captcha_answer": digits})
 }
 
 // scrape reads /metrics over HTTP and returns its raw text and the value of
-// each captchagate_events_total series, keyed by its labels.
-func (a *app) scrape(t *testing.T) (string, map[string]float64) {
+// each captchagate_events_total series, keyed by eventflow.Series.
+func scrape(t *testing.T, a *eventflow.App) (string, map[string]float64) {
 	t.Helper()
-	res, err := a.srv.Client().Get(a.srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	text, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := a.Get(t, "/metrics")
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(text))
 	if err != nil {
@@ -206,61 +54,10 @@ func (a *app) scrape(t *testing.T) (string, map[string]float64) {
 			for _, p := range m.GetLabel() {
 				l[p.GetName()] = p.GetValue()
 			}
-			got[series(l["policy"], l["key"], l["outcome"], l["mode"])] = m.GetCounter().GetValue()
+			got[eventflow.Series(l["policy"], l["key"], l["outcome"], l["mode"])] = m.GetCounter().GetValue()
 		}
 	}
 	return string(text), got
-}
-
-func series(policy, key, outcome, mode string) string {
-	return "policy=" + policy + " key=" + key + " outcome=" + outcome + " mode=" + mode
-}
-
-// run drives every outcome the issue names through the gate, as clients
-// would, and returns the counts it expects.
-func (a *app) run(t *testing.T) map[string]float64 {
-	t.Helper()
-	for i := 0; i < 3; i++ {
-		a.expect(t, http.StatusUnauthorized, a.login(t), "a wrong password")
-	}
-	c1 := a.expect(t, http.StatusPreconditionRequired, a.login(t), "the fourth login").Captcha // tripped, issued
-	if c1 == nil || c1.AudioURL == "" {
-		t.Fatal("no captcha with audio")
-	}
-	a.expect(t, http.StatusOK, a.do(t, "GET", c1.AudioURL, nil), "the audio")
-	c2 := a.expect(t, http.StatusForbidden, a.verify(t, c1.ID, "000000"), "a wrong answer").Captcha // wrong by ear, issued
-	c3 := a.expect(t, http.StatusOK, a.do(t, "POST", "/captcha/refresh", map[string]string{"captcha_id": c2.ID}), "refresh").Captcha
-	token := a.expect(t, http.StatusOK, a.verify(t, c3.ID, gatetest.Answer), "the right answer").Token         // solved by eye
-	a.expect(t, http.StatusForbidden, a.verify(t, c3.ID, gatetest.Answer), "a spent captcha")                  // refused
-	a.expect(t, http.StatusUnauthorized, a.login(t, captchagate.TokenHeader, token), "a login with the token") // tripped, token_accepted
-	c4 := a.expect(t, http.StatusForbidden, a.login(t, captchagate.TokenHeader, token), "the token again").Captcha
-	a.clock.Advance(5 * time.Minute)                                                                           // CaptchaTTL's deadline
-	c5 := a.expect(t, http.StatusForbidden, a.verify(t, c4.ID, gatetest.Answer), "an expired captcha").Captcha // expired, issued
-	a.expect(t, http.StatusOK, a.do(t, "GET", c5.AudioURL, nil), "the audio")
-	a.expect(t, http.StatusOK, a.verify(t, c5.ID, gatetest.Answer), "the right answer by ear") // solved by ear
-
-	for i := 0; i < 2; i++ {
-		a.expect(t, http.StatusOK, a.do(t, "POST", "/sms", map[string]string{"phone": phone}), "an SMS")
-	}
-	a.expect(t, http.StatusTooManyRequests, a.do(t, "POST", "/sms", map[string]string{"phone": phone}), "the third SMS") // ceiling
-	a.expect(t, http.StatusOK, a.do(t, "GET", "/search", nil), "a search")
-	a.expect(t, http.StatusOK, a.do(t, "GET", "/search", nil), "a search past the ceiling, in dry run") // ceiling, dry_run
-
-	return map[string]float64{
-		series("login", "json:username", "tripped", ""): 1,
-		series("login", "", "issued", "image"):          4, // on the trip, after the wrong answer, the reused token and the expiry
-		series("login", "", "refreshed", "image"):       1,
-		series("login", "", "wrong", "audio"):           1,
-		series("login", "", "solved", "image"):          1,
-		series("login", "", "solved", "audio"):          1,
-		series("login", "", "expired", "image"):         1,
-		series("login", "", "refused", "image"):         1,
-		series("login", "", "token_accepted", ""):       1,
-		series("login", "", "token_refused", ""):        1,
-		series("sms", "json:phone", "ceiling", ""):      1,
-		series("search", "ip", "ceiling", ""):           1,
-		series("search", "ip", "dry_run", ""):           1,
-	}
 }
 
 // Every outcome of the flow is counted once, by policy, key name (lockouts
@@ -268,20 +65,12 @@ func (a *app) run(t *testing.T) map[string]float64 {
 // exposition scraped over HTTP has exactly the series the scenario makes.
 func TestCountsEveryOutcome(t *testing.T) {
 	t.Parallel()
-	a := newApp(t, false)
-	want := a.run(t)
-	_, got := a.scrape(t)
+	a := newApp(t, false, nil)
+	want := a.Run(t)
+	_, got := scrape(t, a)
 	if !maps.Equal(got, want) {
-		t.Errorf("captchagate_events_total:\n got %s\nwant %s", dump(got), dump(want))
+		t.Errorf("captchagate_events_total:\n got %s\nwant %s", eventflow.Dump(got), eventflow.Dump(want))
 	}
-}
-
-func dump(m map[string]float64) string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		fmt.Fprintf(&b, "\n  %s: %v", k, m[k])
-	}
-	return b.String()
 }
 
 // The metrics never show which account, number or address a lockout was
@@ -292,22 +81,13 @@ func TestNoValueInExposition(t *testing.T) {
 	for _, raw := range []bool{false, true} {
 		t.Run(fmt.Sprintf("RawEventValues=%v", raw), func(t *testing.T) {
 			t.Parallel()
-			a := newApp(t, raw)
-			a.run(t)
-			text, got := a.scrape(t)
+			a := newApp(t, raw, nil)
+			a.Run(t)
+			text, got := scrape(t, a)
 			if len(got) == 0 {
 				t.Fatal("nothing counted")
 			}
-			values := a.rec.values()
-			if len(values) < 4 { // the trip, both ceilings and the dry run carry one
-				t.Fatalf("the events carried %d values, want at least 4", len(values))
-			}
-			secret := append(values, account, strings.ToLower(account), phone, "+15550007391", "5550007391")
-			for _, v := range secret {
-				if strings.Contains(text, v) {
-					t.Errorf("the exposition shows %q", v)
-				}
-			}
+			a.AssertNoValue(t, text, "the exposition")
 		})
 	}
 }
@@ -358,27 +138,11 @@ func TestObserveInvalidUTF8(t *testing.T) {
 // creation budget, which belongs to no policy; the request gets 503.
 func TestCountsStoreErrors(t *testing.T) {
 	t.Parallel()
-	a := newAppOn(t, false, failingStore{})
-	a.expect(t, http.StatusServiceUnavailable, a.login(t), "a login with the store down")
-	_, got := a.scrape(t)
-	want := map[string]float64{series("login", "", "store_error", ""): 2, series("", "", "store_error", ""): 1}
+	a := newApp(t, false, eventflow.FailingStore{})
+	eventflow.Expect(t, http.StatusServiceUnavailable, a.Login(t), "a login with the store down")
+	_, got := scrape(t, a)
+	want := map[string]float64{eventflow.Series("login", "", "store_error", ""): 2, eventflow.Series("", "", "store_error", ""): 1}
 	if !maps.Equal(got, want) {
-		t.Errorf("got %s\nwant %s", dump(got), dump(want))
+		t.Errorf("got %s\nwant %s", eventflow.Dump(got), eventflow.Dump(want))
 	}
 }
-
-// failingStore fails every operation.
-type failingStore struct{}
-
-var errDown = errors.New("store down")
-
-func (failingStore) Incr(context.Context, string, int64, time.Duration) (int64, time.Time, error) {
-	return 0, time.Time{}, errDown
-}
-func (failingStore) Reset(context.Context, string) error { return errDown }
-func (failingStore) Allow(context.Context, string, time.Duration, int, bool) (bool, time.Duration, error) {
-	return false, 0, errDown
-}
-func (failingStore) Put(context.Context, string, []byte, time.Duration) error { return errDown }
-func (failingStore) Get(context.Context, string) ([]byte, bool, error)        { return nil, false, errDown }
-func (failingStore) Take(context.Context, string) ([]byte, bool, error)       { return nil, false, errDown }

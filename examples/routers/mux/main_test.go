@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/captchagate/captchagate/examples/routers/internal/flowtest"
+	"github.com/captchagate/captchagate/internal/flowtest"
 )
 
 // Trip, captcha, verify, sign in with the token, once, on gorilla/mux.
