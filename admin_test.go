@@ -269,3 +269,22 @@ func TestEventHooks(t *testing.T) {
 	h(captchagate.Event{Kind: captchagate.EventTripped})
 	assert.Equal(t, []string{"a:tripped", "b:tripped"}, got)
 }
+
+// One account has one Event.Value across the policies that count it.
+func TestEventValueAcrossPolicies(t *testing.T) {
+	events := &eventLog{}
+	g, _ := newGate(t, func(c *captchagate.Config) { c.OnEvent = events.hook })
+	fail := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	login := g.Guard(captchagate.Policy{Name: "login", MaxFailures: 1, Keys: []captchagate.Key{captchagate.Username(captchagate.JSONField("username"))}})(fail)
+	reset := g.Guard(captchagate.Policy{Name: "reset", MaxFailures: 1, Keys: []captchagate.Key{captchagate.Username(captchagate.FormField("user"))}})(fail)
+	serve(login, "POST", "/login", `{"username":"Alice"}`, "Content-Type", "application/json")
+	serve(reset, "POST", "/reset", "user=ALICE", "Content-Type", "application/x-www-form-urlencoded")
+	var values []string
+	for _, e := range events.list {
+		if e.Kind == captchagate.EventTripped {
+			values = append(values, e.Policy+" "+e.Value)
+		}
+	}
+	require.Len(t, values, 2)
+	assert.Equal(t, values[0][len("login "):], values[1][len("reset "):])
+}

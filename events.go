@@ -53,9 +53,10 @@ type Event struct {
 	// Value says which value of Key the event is about (which account,
 	// number or address was locked out), for EventTripped,
 	// EventCeilingReached and EventDryRun: "h:" and 32 hex digits of an
-	// HMAC under the gate's Secret, the same for every spelling the key
-	// counts as one (so events of one account can be grouped) and
-	// meaningless without the Secret. With Config.RawEventValues it is the
+	// HMAC under the gate's Secret of the value as the key counts it, so
+	// the same for every spelling the key counts as one and for every
+	// policy and key counting that form (events of one account can be
+	// grouped), and meaningless without the Secret. With Config.RawEventValues it is the
 	// value itself, in the form the key counts it ("alice",
 	// "+15550001234"). Never use it as a metric label: it is unbounded.
 	Value     string
@@ -198,7 +199,7 @@ func (gd *Guard) eventValue(ev *eval, i int) string {
 		return string(v)
 	}
 	var sum [32]byte
-	gd.g.mac(&sum, []byte("event value\x00"), k.prefix, v)
+	gd.g.mac(&sum, []byte("event value\x00"), v) // not the policy's or key's name: one account, one hash, wherever it is counted
 	return "h:" + hex.EncodeToString(sum[:16])
 }
 
