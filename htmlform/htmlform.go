@@ -232,7 +232,7 @@ func (f *Flow) serveSessionRefresh(w http.ResponseWriter, r *http.Request) {
 	r = captchagate.WithSession(f.withLanguage(r), &captchagate.Session{ID: s.Values[valueID].([]byte)})
 	pending, _ := s.Values[valuePending].(string)
 	if pending == "" {
-		captchagate.WriteError(w, r, &captchagate.Error{Code: captchagate.CodeNotFound, Description: "no captcha to refresh"})
+		f.gate.Error(w, r, &captchagate.Error{Code: captchagate.CodeNotFound, Description: say(f.Language(r), tNoPending)})
 		return
 	}
 	c, err := f.gate.Refresh(r, pending)

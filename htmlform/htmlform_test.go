@@ -207,6 +207,9 @@ func TestAssetsAndOptions(t *testing.T) {
 	code, body := do(t, c, "POST", a.srv.URL+"/captcha/refresh", "", "")
 	assert.Equal(t, http.StatusNotFound, code, "no captcha pending")
 	assert.Contains(t, body, "not_found")
+	assert.Contains(t, body, `"error_description":"no captcha to refresh"`)
+	_, body = do(t, c, "POST", a.srv.URL+"/captcha/refresh", "", "", "Accept-Language", "de")
+	assert.Contains(t, body, `"error_description":"kein Captcha zum Aktualisieren"`, "in the request's language")
 
 	gate, err := captchagate.New(captchagate.Config{})
 	require.NoError(t, err)

@@ -37,4 +37,5 @@ var textDE = [textCount]string{
 	tVerifying:     "Wird überprüft…",
 	tLoadFailed:    "Die Sicherheitsprüfung konnte nicht geladen werden. Bitte laden Sie die Seite neu.",
 	tHostedHint:    "Bitte schließen Sie die Sicherheitsprüfung ab.",
+	tNoPending:     "kein Captcha zum Aktualisieren",
 }

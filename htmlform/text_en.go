@@ -42,6 +42,7 @@ const (
 	tVerifying
 	tLoadFailed
 	tHostedHint
+	tNoPending // a refresh with no captcha pending in the session (a JSON error)
 	textCount
 )
 
@@ -111,4 +112,5 @@ var textEN = [textCount]string{
 	tVerifying:     "Verifying…",
 	tLoadFailed:    "The security check could not load. Please reload the page.",
 	tHostedHint:    "Please complete the security check.",
+	tNoPending:     "no captcha to refresh",
 }

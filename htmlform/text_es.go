@@ -37,4 +37,5 @@ var textES = [textCount]string{
 	tVerifying:     "Verificando…",
 	tLoadFailed:    "No se pudo cargar la verificación de seguridad. Recargue la página.",
 	tHostedHint:    "Complete la verificación de seguridad.",
+	tNoPending:     "no hay captcha que actualizar",
 }

@@ -37,4 +37,5 @@ var textFR = [textCount]string{
 	tVerifying:     "Vérification…",
 	tLoadFailed:    "La vérification de sécurité n'a pas pu se charger. Rechargez la page.",
 	tHostedHint:    "Veuillez effectuer la vérification de sécurité.",
+	tNoPending:     "aucun captcha à actualiser",
 }

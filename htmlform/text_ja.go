@@ -37,4 +37,5 @@ var textJA = [textCount]string{
 	tVerifying:     "検証しています…",
 	tLoadFailed:    "セキュリティチェックを読み込めませんでした。ページを再読み込みしてください。",
 	tHostedHint:    "セキュリティチェックを完了してください。",
+	tNoPending:     "更新するキャプチャがありません",
 }

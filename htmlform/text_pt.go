@@ -37,4 +37,5 @@ var textPT = [textCount]string{
 	tVerifying:     "Verificando…",
 	tLoadFailed:    "Não foi possível carregar a verificação de segurança. Recarregue a página.",
 	tHostedHint:    "Conclua a verificação de segurança.",
+	tNoPending:     "não há captcha para atualizar",
 }

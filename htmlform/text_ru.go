@@ -37,4 +37,5 @@ var textRU = [textCount]string{
 	tVerifying:     "Проверяем…",
 	tLoadFailed:    "Не удалось загрузить проверку. Перезагрузите страницу.",
 	tHostedHint:    "Пройдите проверку безопасности.",
+	tNoPending:     "нет капчи для обновления",
 }

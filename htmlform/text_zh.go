@@ -37,4 +37,5 @@ var textZH = [textCount]string{
 	tVerifying:     "正在验证…",
 	tLoadFailed:    "安全验证无法加载。请刷新页面。",
 	tHostedHint:    "请完成安全验证。",
+	tNoPending:     "没有可刷新的验证码",
 }
