@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -96,4 +97,58 @@ func TestLoginPageInBrowser(t *testing.T) {
 	signIn("alice", "wonderland", answer)
 	assert.Equal(t, "Welcome, alice. You are signed in.", text("#welcome"))
 	shots.Take("welcome")
+}
+
+// The same page in a browser that asks for Russian: the widget's server
+// text, the text widget.js says after a refresh and while playing (which
+// it reads from data-cg-text), the error after a wrong answer and the audio
+// all speak Russian, and the flow still signs alice in.
+func TestLoginPageInRussian(t *testing.T) {
+	srv, spy := newServer(t)
+	ctx := browsertest.New(t, 90*time.Second)
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	text := func(sel string) string {
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		require.NoError(t, err, sel)
+		return s
+	}
+	signIn := func(user, pass, answer string) {
+		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
+		if answer != "" {
+			b(chromedp.SendKeys("#captchagate-answer", answer))
+		}
+		browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
+	}
+	_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
+	require.NoError(t, err)
+	_, err = chromedp.Call(ctx, network.SetExtraHTTPHeaders,
+		network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"}})
+	require.NoError(t, err)
+	b(chromedp.Navigate(srv.URL + "/"))
+	for range 6 {
+		signIn("alice", "nope", "")
+	}
+	browsertest.Wait(t, ctx, "the captcha image", browsertest.ImageLoaded(""))
+	assert.Equal(t, "Введите цифры с картинки, чтобы продолжить.", text("[data-cg-message]"))
+	assert.Equal(t, "Введите цифры, которые видите или слышите",
+		browsertest.Eval[string](t, ctx, `document.querySelector("label[for=captchagate-answer]").textContent`))
+	first := browsertest.ImageID(t, ctx)
+
+	b(chromedp.Click("[data-cg-refresh]"))
+	browsertest.Wait(t, ctx, "a new image", browsertest.ImageLoaded("/captcha/"+first+".png"))
+	assert.Equal(t, "Новая картинка загружена.", text("[data-cg-status]"), "widget.js speaks the page's language")
+	second := browsertest.ImageID(t, ctx)
+	assert.Equal(t, "/captcha/"+second+".wav?lang=ru", browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-audio]").getAttribute("src")`))
+	assert.Greater(t, browsertest.Eval[float64](t, ctx, browsertest.PlayableAudio), 1.0, "the Russian audio plays")
+	b(chromedp.Click("[data-cg-play]"))
+	browsertest.Wait(t, ctx, "the audio playing", `(function(){ const a = document.querySelector("[data-cg-audio]"); return a.currentTime > 0 || a.ended; })()`)
+	assert.Equal(t, "Воспроизводятся цифры.", text("[data-cg-status]"))
+
+	signIn("alice", "wonderland", "000000")
+	browsertest.Wait(t, ctx, "the new captcha", browsertest.ImageLoaded("/captcha/"+second+".png"))
+	assert.Equal(t, "Ответ неверный или устарел. Попробуйте эту новую картинку.", text("[role=alert][data-cg-message]"))
+	answer, ok := spy.Answer(browsertest.ImageID(t, ctx))
+	require.True(t, ok)
+	signIn("alice", "wonderland", answer)
+	assert.Equal(t, "Welcome, alice. You are signed in.", text("#welcome"))
 }
