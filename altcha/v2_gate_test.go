@@ -183,7 +183,8 @@ func TestV2RefusesForgedPayloads(t *testing.T) {
 		p.Challenge.Parameters.KeyPrefix = p.Solution.DerivedKey[:32]
 	}
 	forgeries := map[string]func(p altcha.PayloadV2) altcha.PayloadV2{
-		"next counter, its own key": func(p altcha.PayloadV2) altcha.PayloadV2 { p.Solution.Counter++; rederive(&p); return p },
+		"next counter, the issued key": func(p altcha.PayloadV2) altcha.PayloadV2 { p.Solution.Counter++; return p },
+		"next counter, its own key":    func(p altcha.PayloadV2) altcha.PayloadV2 { p.Solution.Counter++; rederive(&p); return p },
 		"wrong derived key": func(p altcha.PayloadV2) altcha.PayloadV2 {
 			p.Solution.DerivedKey = p.Challenge.Parameters.KeyPrefix + strings.Repeat("0", 32)
 			return p
@@ -276,33 +277,29 @@ func TestV2Expired(t *testing.T) {
 }
 
 // Failures past the threshold raise the level (TestV2CounterRange shows
-// the counter's range follow it); a token from a lower level does not open
-// a raised one.
+// the counter's range follow it), and a token earned at a lower level does
+// not open a raised one: it is refused with a captcha at the account's
+// level. (A constant Difficulty fails this test.)
 func TestV2DifficultyClimbs(t *testing.T) {
 	t.Parallel()
 	pow := altcha.ProofOfWorkV2{Algorithm: "SHA-256", Cost: 1, MaxCounter: 8, RaiseEvery: 1, MaxCounterLimit: 32}
 	a := newV2App(t, pow)
-	c := a.trip(t, "alice")
-	for range 4 {
-		p := solve(t, a.challenge(t, c))
-		w := a.verify(c.ID, p.Encode())
+	token := func(c *captchagate.Captcha) string {
+		w := a.verify(c.ID, solve(t, a.challenge(t, c)).Encode())
 		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-		w = a.login("alice", "wrong", "X-Captcha-Token", decode(t, w).Token)
-		require.Equal(t, http.StatusUnauthorized, w.Code)
-		w = a.login("alice", "wrong")
-		require.Equal(t, http.StatusPreconditionRequired, w.Code)
-		c = decode(t, w).Captcha
+		return decode(t, w).Token
 	}
-
-	// A captcha asked for up front (level 0) cannot open alice's raised
-	// level: its token is refused unspent, with a captcha at her level.
-	w := a.do("POST", "/captcha/new", `{"policy":"login"}`)
-	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	early := decode(t, w).Captcha
-	w = a.verify(early.ID, solve(t, a.challenge(t, early)).Encode())
-	require.Equal(t, http.StatusOK, w.Code)
-	w = a.login("alice", "right", "X-Captcha-Token", decode(t, w).Token)
-	assert.Equal(t, http.StatusForbidden, w.Code, "a level-0 token for a raised account")
+	// Two captchas at level 0 (each 428 issues one), both solved.
+	first, second := token(a.trip(t, "alice")), token(a.trip(t, "alice"))
+	// The first token's wrong password is a failure past the threshold:
+	// alice is at level 1 now.
+	require.Equal(t, http.StatusUnauthorized, a.login("alice", "wrong", "X-Captcha-Token", first).Code)
+	w := a.login("alice", "right", "X-Captcha-Token", second)
+	require.Equal(t, http.StatusForbidden, w.Code, "a level-0 token for a level-1 account: %s", w.Body.String())
+	next := decode(t, w).Captcha
+	require.NotNil(t, next, "with a captcha at her level")
+	// That captcha's token opens it.
+	assert.Equal(t, http.StatusOK, a.login("alice", "right", "X-Captcha-Token", token(next)).Code)
 }
 
 // Forty concurrent answers with one right payload: one token.
