@@ -1,7 +1,8 @@
 // Package altcha is an invisible proof-of-work kind of captcha for
-// captchagate, in the format the ALTCHA web component solves unmodified. It
-// is built on captchagate's exported Challenge, Renderer, AnswerLimiter and
-// AnswerValidator only.
+// captchagate, in the formats the ALTCHA web component solves unmodified:
+// ProofOfWork serves ALTCHA's v1 challenges, ProofOfWorkV2 its v2 ones (key
+// derivation with a cost). It is built on captchagate's exported Challenge,
+// Renderer, AnswerLimiter and AnswerValidator only.
 package altcha
 
 import (

@@ -5,7 +5,9 @@
 //	         slider puzzle through the identity-service seed's verify
 //	         (point_json, token, sender and device headers)
 //	/altcha  a sign-in form guarded per username, answered invisibly by the
-//	         unmodified ALTCHA widget's proof of work
+//	         unmodified ALTCHA widget's proof of work (ALTCHA's v1 format)
+//	/altcha2 the same with ALTCHA's v2 format (PBKDF2 key derivation with a
+//	         cost), which the same widget solves
 //	/hosted  the same sign-in form answered with Cloudflare Turnstile
 //
 // Whichever runs, the guard answers captcha_required naming the kind, a
@@ -64,9 +66,11 @@ var LoginPolicy = captchagate.Policy{
 // ClientID is the X-client-id the slider page sends and the gate accepts.
 const ClientID = "captchagate-demo"
 
-// Gates are the demo's three gates, one per kind; their Prefix must be
-// /slider/captcha/, /altcha/captcha/ and /hosted/captcha/.
-type Gates struct{ Slider, Altcha, Hosted *captchagate.Gate }
+// Gates are the demo's gates, one per kind; their Prefix must be
+// /slider/captcha/, /altcha/captcha/, /altcha2/captcha/ and
+// /hosted/captcha/. Altcha2 (ALTCHA v2) may be nil: its page is then left
+// out.
+type Gates struct{ Slider, Altcha, Altcha2, Hosted *captchagate.Gate }
 
 // Options: where the ALTCHA widget's file is and, for tests, where the
 // hosted service's script is loaded from.
@@ -78,7 +82,11 @@ type Options struct {
 // NewApp returns the demo's routes.
 func NewApp(g Gates, store sessions.Store, o Options) (http.Handler, error) {
 	mux := http.NewServeMux()
-	for name, gate := range map[string]*captchagate.Gate{"slider": g.Slider, "altcha": g.Altcha, "hosted": g.Hosted} {
+	gates := map[string]*captchagate.Gate{"slider": g.Slider, "altcha": g.Altcha, "hosted": g.Hosted}
+	if g.Altcha2 != nil {
+		gates["altcha2"] = g.Altcha2
+	}
+	for name, gate := range gates {
 		// htmlform's Handler serves the gate's endpoints and widget.js.
 		flow, err := htmlform.New(gate, htmlform.Options{Sessions: store, Render: captchagate.WriteError})
 		if err != nil {
@@ -103,6 +111,9 @@ func NewApp(g Gates, store sessions.Store, o Options) (http.Handler, error) {
 	})
 	mux.Handle("POST /altcha/api/login", g.Altcha.Guard(LoginPolicy)(login))
 	mux.Handle("POST /hosted/api/login", g.Hosted.Guard(LoginPolicy)(login))
+	if g.Altcha2 != nil {
+		mux.Handle("POST /altcha2/api/login", g.Altcha2.Guard(LoginPolicy)(login))
+	}
 	mux.HandleFunc("GET /vendor/altcha.js", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := os.Stat(o.AltchaScript); err != nil {
 			http.Error(w, "run: npm ci --prefix examples/challenges/web", http.StatusNotFound)
@@ -111,11 +122,15 @@ func NewApp(g Gates, store sessions.Store, o Options) (http.Handler, error) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		http.ServeFile(w, r, o.AltchaScript)
 	})
-	for _, p := range []pageData{
+	pages := []pageData{
 		{Kind: "slider", Title: "Get a sign-in code", Field: "phone", Label: "Phone number", Action: "/slider/api/send-code", Button: "Send me a code"},
 		{Kind: "altcha", Title: "Sign in (proof of work)", Field: "username", Label: "Username", Action: "/altcha/api/login", Button: "Sign in", Password: true, Module: "/vendor/altcha.js"},
 		{Kind: "hosted", Title: "Sign in (Turnstile)", Field: "username", Label: "Username", Action: "/hosted/api/login", Button: "Sign in", Password: true, ScriptURL: o.HostedScriptURL},
-	} {
+	}
+	if g.Altcha2 != nil {
+		pages = append(pages, pageData{Kind: "altcha2", Title: "Sign in (proof of work, ALTCHA v2)", Field: "username", Label: "Username", Action: "/altcha2/api/login", Button: "Sign in", Password: true, Module: "/vendor/altcha.js"})
+	}
+	for _, p := range pages {
 		p.ClientID = ClientID
 		mux.HandleFunc("GET /"+p.Kind, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -129,6 +144,7 @@ func NewApp(g Gates, store sessions.Store, o Options) (http.Handler, error) {
 <body style="font:16px/1.4 system-ui,sans-serif;margin:2em auto;max-width:30em"><h1>Kinds of challenge</h1><ul>
 <li><a href="/slider">Slider puzzle</a>: get a code for a phone number (twice in a minute trips it)</li>
 <li><a href="/altcha">Proof of work (ALTCHA)</a>: sign in (three wrong passwords trip it; the password is "demo")</li>
+<li><a href="/altcha2">Proof of work (ALTCHA v2, PBKDF2)</a>: the same sign-in</li>
 <li><a href="/hosted">Cloudflare Turnstile</a>: the same sign-in</li></ul></body></html>`)
 	})
 	return mux, nil
@@ -234,7 +250,10 @@ func main() {
 	gates := Gates{
 		Slider: newGate("/slider/captcha/", slider.Puzzle{}, idaas.Dialect{ClientIDs: []string{ClientID}}),
 		Altcha: newGate("/altcha/captcha/", altcha.ProofOfWork{}),
-		Hosted: newGate("/hosted/captcha/", hosted.Turnstile(siteKey, secret)),
+		// ALTCHA's v2 format: the widget fetches {"parameters":…,"signature":…}
+		// and derives keys with PBKDF2/SHA-256 (altcha.ProofOfWorkV2's defaults).
+		Altcha2: newGate("/altcha2/captcha/", altcha.ProofOfWorkV2{}),
+		Hosted:  newGate("/hosted/captcha/", hosted.Turnstile(siteKey, secret)),
 	}
 	key := make([]byte, 32)
 	if _, err := io.ReadFull(rand.Reader, key); err != nil {

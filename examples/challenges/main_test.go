@@ -118,10 +118,44 @@ func (e *gateEvents) counts() (map[captchagate.EventKind]int, []string) {
 type payloadSpy struct {
 	mu   sync.Mutex
 	took []string
+	v2   []v2Seen // the payloads posted to the v2 gate's verify
 	next http.Handler
 }
 
+// v2Seen is what payloadSpy notes of a v2 payload: its members' names and
+// the solution's time, as the widget wrote them.
+type v2Seen struct {
+	Members, Parameters, Solution []string
+	Time                          string
+}
+
 func (p *payloadSpy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/altcha2/captcha/verify" {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<14))
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		var v struct {
+			Answer string `json:"captcha_answer"`
+		}
+		var payload struct {
+			Challenge struct {
+				Parameters map[string]json.RawMessage `json:"parameters"`
+			} `json:"challenge"`
+			Solution map[string]json.RawMessage `json:"solution"`
+		}
+		var members map[string]json.RawMessage
+		if err == nil && json.Unmarshal(body, &v) == nil {
+			raw, err := base64.StdEncoding.DecodeString(v.Answer)
+			if err == nil && json.Unmarshal(raw, &payload) == nil && json.Unmarshal(raw, &members) == nil {
+				p.mu.Lock()
+				p.v2 = append(p.v2, v2Seen{Members: slices.Sorted(maps.Keys(members)), Parameters: slices.Sorted(maps.Keys(payload.Challenge.Parameters)),
+					Solution: slices.Sorted(maps.Keys(payload.Solution)), Time: string(payload.Solution["time"])})
+				p.mu.Unlock()
+			}
+		}
+	}
 	if r.Method == http.MethodPost && r.URL.Path == "/altcha/captcha/verify" {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<14))
 		r.Body = struct {
@@ -146,6 +180,12 @@ func (p *payloadSpy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.next.ServeHTTP(w, r)
 }
 
+func (p *payloadSpy) v2Payloads() []v2Seen {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.v2)
+}
+
 func (p *payloadSpy) tooks() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -153,10 +193,11 @@ func (p *payloadSpy) tooks() []string {
 }
 
 type demo struct {
-	srv    *httptest.Server
-	slider *gatetest.SliderSpy
-	altcha *gateEvents // what the ALTCHA gate answered
-	spy    *payloadSpy
+	srv     *httptest.Server
+	slider  *gatetest.SliderSpy
+	altcha  *gateEvents // what the ALTCHA gate answered
+	altcha2 *gateEvents // what the ALTCHA v2 gate answered
+	spy     *payloadSpy
 }
 
 // demoOptions adjust the demo for one test.
@@ -173,8 +214,9 @@ func newDemo(t *testing.T) *demo {
 func newDemoWith(t *testing.T, o demoOptions) *demo {
 	t.Helper()
 	d := &demo{
-		slider: &gatetest.SliderSpy{},
-		altcha: &gateEvents{n: map[captchagate.EventKind]int{}},
+		slider:  &gatetest.SliderSpy{},
+		altcha:  &gateEvents{n: map[captchagate.EventKind]int{}},
+		altcha2: &gateEvents{n: map[captchagate.EventKind]int{}},
 	}
 	fake := &fakeTurnstile{tokens: map[string]bool{}}
 	mux := http.NewServeMux()
@@ -195,6 +237,9 @@ func newDemoWith(t *testing.T, o demoOptions) *demo {
 				o.altcha(&cfg)
 			}
 		}
+		if prefix == "/altcha2/captcha/" {
+			cfg.OnEvent = d.altcha2.record
+		}
 		g, err := captchagate.New(cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { g.Close() })
@@ -206,7 +251,10 @@ func newDemoWith(t *testing.T, o demoOptions) *demo {
 	app, err := NewApp(Gates{
 		Slider: newGate("/slider/captcha/", d.slider, idaas.Dialect{ClientIDs: []string{ClientID}}),
 		Altcha: newGate("/altcha/captcha/", altcha.ProofOfWork{MaxNumber: 20_000}),
-		Hosted: newGate("/hosted/captcha/", ts),
+		// ALTCHA v2 at its defaults (PBKDF2/SHA-256, cost 1,000, counter up
+		// to 1,000), as the demo serves it.
+		Altcha2: newGate("/altcha2/captcha/", altcha.ProofOfWorkV2{}),
+		Hosted:  newGate("/hosted/captcha/", ts),
 	}, store, Options{AltchaScript: altchaScript(), HostedScriptURL: "/fake/turnstile.js"})
 	require.NoError(t, err)
 	mux.Handle("/", app)
@@ -285,16 +333,25 @@ func altchaPage(t *testing.T, d *demo, shotsName string) (context.Context, *brow
 	t.Helper()
 	ctx := browsertest.New(t, 90*time.Second)
 	shots := browsertest.NewShots(t, ctx, shotsName)
+	b, clear := openAltcha(t, ctx, d, "/altcha", "alice")
+	return ctx, shots, b, clear
+}
+
+// openAltcha opens the ALTCHA page at path of d in the browser ctx and
+// fails user's login three times, then returns helpers to run actions and
+// clear the page's state.
+func openAltcha(t *testing.T, ctx context.Context, d *demo, path, user string) (func(...chromedp.Action[chromedp.Void]), func()) {
+	t.Helper()
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
 	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
-	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SendKeys("#username", "alice"), chromedp.SendKeys("#password", "nope"))
+	b(chromedp.Navigate(d.srv.URL+path), chromedp.SendKeys("#username", user), chromedp.SendKeys("#password", "nope"))
 	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
 	for i := range 3 {
 		clear()
 		b(chromedp.Click("#go"))
 		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
 	}
-	return ctx, shots, b, clear
+	return b, clear
 }
 
 // ALTCHA's own widget, installed from npm and unmodified, solves the
@@ -338,6 +395,53 @@ func TestAltchaPageInBrowser(t *testing.T) {
 	tooks := d.spy.tooks()
 	assert.Len(t, tooks, solves, "one payload a solve")
 	t.Logf("the widget's payloads said took %v", tooks)
+}
+
+// The unmodified ALTCHA widget solves the gate's v2 challenges
+// (ProofOfWorkV2 at its defaults: PBKDF2/SHA-256 in the widget's workers):
+// three accounts, each tripped, then two solves each (the first with the
+// wrong password, the second signing in). The gate's own events show that
+// every solve is one verification and that nothing was refused: the
+// widget's first payload passed every time.
+func TestAltchaV2PageInBrowser(t *testing.T) {
+	needAltcha(t)
+	d := newDemo(t)
+	ctx := browsertest.New(t, 150*time.Second)
+	shots := browsertest.NewShots(t, ctx, "altcha2")
+	solves := 0
+	for run, user := range []string{"alice", "bob", "carol"} {
+		b, clear := openAltcha(t, ctx, d, "/altcha2", user)
+		for i := range 2 {
+			if i == 1 {
+				b(chromedp.SetValue("#password", "demo"))
+			}
+			clear()
+			start := time.Now()
+			b(chromedp.Click("#go"))
+			if i == 1 {
+				assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as "+user)
+			} else {
+				assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "run %d", run+1)
+			}
+			solves++
+			n, refused := d.altcha2.counts()
+			require.Empty(t, refused, "run %d solve %d: the gate refused what the widget sent (%+v)", run+1, i+1, d.spy.v2Payloads())
+			require.Equal(t, solves, n[captchagate.EventCaptchaVerified], "run %d solve %d: one verification a solve", run+1, i+1)
+			require.Equal(t, solves, n[captchagate.EventTokenAccepted], "run %d solve %d: its token let the sign-in through", run+1, i+1)
+			t.Logf("run %d solve %d took %v", run+1, i+1, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	shots.Take("signed-in")
+	seen := d.spy.v2Payloads()
+	require.Len(t, seen, solves, "one payload a solve")
+	for _, s := range seen {
+		// The widget answered in the v2 format, not v1.
+		assert.Equal(t, []string{"challenge", "solution"}, s.Members)
+		assert.Equal(t, []string{"algorithm", "cost", "expiresAt", "keyLength", "keyPrefix", "nonce", "salt"}, s.Parameters)
+		assert.Equal(t, []string{"counter", "derivedKey", "time"}, s.Solution)
+	}
+	n, _ := d.altcha.counts()
+	assert.Zero(t, n[captchagate.EventCaptchaIssued], "the v1 gate was not involved")
 }
 
 // needAltcha skips t without the npm-installed ALTCHA widget, or fails it
