@@ -176,7 +176,9 @@ func (d Dialect) spend(ctx context.Context, id string, expires time.Time) bool {
 	if maxWrong <= 0 {
 		maxWrong = 3
 	}
-	window := max(time.Until(expires), time.Minute)
+	// As long as the challenge lives, by the wall clock (the gate's own
+	// clock is not the dialect's to read), between a minute and a day.
+	window := min(max(time.Until(expires), time.Minute), 24*time.Hour)
 	sum := sha256.Sum256([]byte("capwidget wrong\x00" + id))
 	n, _, err := d.Store.Incr(ctx, "capwidget:wrong:"+base64.RawURLEncoding.EncodeToString(sum[:16]), 1, window)
 	return err != nil || n >= int64(maxWrong)
