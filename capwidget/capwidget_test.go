@@ -148,16 +148,12 @@ type redeemed struct {
 	Expires int64  `json:"expires"`
 }
 
-func wrong(sol []uint64) []uint64 {
+// wrongFor returns solutions of pairs that do not solve them: sol with its
+// last number raised (more than once if the next number solves a short
+// target too).
+func wrongFor(pairs [][2]string, sol []uint64) []uint64 {
 	w := append([]uint64(nil), sol...)
 	w[len(w)-1]++
-	// One more may still solve a short target; count up until it does not.
-	return w
-}
-
-// wrongFor returns solutions of pairs that do not solve them.
-func wrongFor(pairs [][2]string, sol []uint64) []uint64 {
-	w := wrong(sol)
 	for capwidget.Solves(pairs, w) {
 		w[len(w)-1]++
 	}

@@ -42,8 +42,9 @@ const TokenField = "cap-token"
 // nothing, up to MaxWrong of them per challenge counted in Store; the
 // MaxWrong-th is passed to Verify, which spends the captcha as it does any
 // wrong answer and issues a fresh one for the flow. Failures are written
-// by Gate.Error (the widget shows the "error" member's text): a spent,
-// expired or unknown captcha is not_found, a wrong proof captcha_invalid.
+// by Gate.Error (the widget shows the "error" member's text): a wrong proof
+// is captcha_invalid; a spent, expired or unknown captcha is not_found
+// (captcha_invalid from Verify when the dialect has no Store).
 //
 // As a captchagate.ProofReader it finds the token on guarded requests in
 // a cap-token member of a JSON body or field of a URL-encoded form (the
