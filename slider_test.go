@@ -99,19 +99,40 @@ var deviceHeaders = []string{
 	"X-client-id", "nTo1eRIub60vPb54WeE6aojPwYwImtl4",
 }
 
+// seedError is the seed's error body (dialect/idaas): its string
+// error_code and error_msg beside the gate's members, the gate's numeric
+// code in "code".
+type seedError struct {
+	SeedCode    string               `json:"error_code"`
+	SeedMsg     string               `json:"error_msg"`
+	Error       string               `json:"error"`
+	Code        int                  `json:"code"`
+	Description string               `json:"error_description"`
+	Param       string               `json:"param"`
+	Captcha     *captchagate.Captcha `json:"captcha"`
+}
+
+// seedVerify posts the seed's verify. Its error, in the seed's shape, is
+// returned as an apiError (ErrorCode the gate's code) and as a seedError.
 func seedVerify(h http.Handler, body map[string]string, hdr ...string) (int, apiError, string) {
+	code, e, _, tok := seedVerifyAll(h, body, hdr...)
+	return code, e, tok
+}
+
+func seedVerifyAll(h http.Handler, body map[string]string, hdr ...string) (int, apiError, seedError, string) {
 	b, _ := json.Marshal(body)
 	if hdr == nil {
 		hdr = deviceHeaders
 	}
 	w := serve(h, "POST", "/captcha/verify", string(b), hdr...)
-	var e apiError
-	json.Unmarshal(w.Body.Bytes(), &e)
+	var se seedError
+	json.Unmarshal(w.Body.Bytes(), &se)
+	e := apiError{Error: se.Error, ErrorCode: se.Code, Description: se.Description, Param: se.Param, Captcha: se.Captcha}
 	var tok struct {
 		Token string `json:"captcha_token"`
 	}
 	json.Unmarshal(w.Body.Bytes(), &tok)
-	return w.Code, e, tok.Token
+	return w.Code, e, se, tok.Token
 }
 
 func point(x float64) string { return fmt.Sprintf(`{"x":%.1f,"y":5.0}`, x) }
@@ -196,12 +217,17 @@ func TestSliderTolerance(t *testing.T) {
 		c, x := a.puzzle(t, "1520000"+strconv.Itoa(int(tc.dx*10)+1000))
 		code, e, _ := seedVerify(a.mux, map[string]string{"point_json": point(float64(x) + tc.dx), "token": c.ID, "sender": "1"})
 		if !tc.ok {
-			require.Equal(t, http.StatusForbidden, code, "dx %v", tc.dx)
+			// The seed's failed check: 400 IDAAS.SDK.CAPTCHA.0002, with the
+			// gate's captcha_invalid and a fresh puzzle beside it.
+			require.Equal(t, http.StatusBadRequest, code, "dx %v", tc.dx)
 			assert.Equal(t, 4002, e.ErrorCode)
+			assert.Equal(t, "captcha_invalid", e.Error)
 			require.NotNil(t, e.Captcha, "a fresh puzzle for the same flow")
 			// One attempt per puzzle: the right answer now fails too.
-			code, _, _ = seedVerify(a.mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "1"})
-			assert.Equal(t, http.StatusForbidden, code)
+			code, _, se, _ := seedVerifyAll(a.mux, map[string]string{"point_json": point(float64(x)), "token": c.ID, "sender": "1"})
+			assert.Equal(t, http.StatusBadRequest, code)
+			assert.Equal(t, "IDAAS.SDK.CAPTCHA.0002", se.SeedCode)
+			assert.Equal(t, "Graphic verification code verification failed", se.SeedMsg)
 			continue
 		}
 		// The phone "1" is not the puzzle's phone, but a sender needs no
@@ -242,23 +268,26 @@ func TestSliderSeedParameterErrors(t *testing.T) {
 		hdr   []string
 		code  int
 		param string
+		seed  string
 	}{
-		{"no OS version", good, without("X-operating-sys-version"), 4111, "X-operating-sys-version"},
-		{"no fingerprint", good, without("X-device-fingerprint"), 4111, "X-device-fingerprint"},
-		{"no agent", good, without("X-agent"), 4111, "X-agent"},
-		{"no client id", good, without("X-client-id"), 4112, "X-client-id"},
-		{"unregistered client", good, other, 4113, "X-client-id"},
-		{"no point", with("point_json", ""), nil, 4114, "point_json"},
-		{"point not json", with("point_json", "237"), nil, 4115, "point_json"},
-		{"point without y", with("point_json", `{"x":237}`), nil, 4115, "point_json"},
-		{"point x not a number", with("point_json", `{"x":"237","y":5}`), nil, 4115, "point_json"},
-		{"no token", with("token", ""), nil, 4116, "token"},
-		{"token not an id", with("token", "71dd26999e314f9abb0c635336976635"), nil, 4102, "token"},
-		{"no sender", with("sender", ""), nil, 4117, "sender"},
-		{"sender too long", with("sender", string(bytes.Repeat([]byte("9"), 300))), nil, 4118, "sender"},
+		{"no OS version", good, without("X-operating-sys-version"), 4111, "X-operating-sys-version", "IDAAS.SDK.PARAM.0001"},
+		{"no fingerprint", good, without("X-device-fingerprint"), 4111, "X-device-fingerprint", "IDAAS.SDK.PARAM.0001"},
+		{"no agent", good, without("X-agent"), 4111, "X-agent", "IDAAS.SDK.PARAM.0001"},
+		{"no client id", good, without("X-client-id"), 4112, "X-client-id", "IDAAS.SDK.PARAM.0002"},
+		{"unregistered client", good, other, 4113, "X-client-id", "IDAAS.SDK.PARAM.0003"},
+		{"no point", with("point_json", ""), nil, 4114, "point_json", "IDAAS.SDK.PARAM.0004"},
+		{"point not json", with("point_json", "237"), nil, 4115, "point_json", "IDAAS.SDK.PARAM.0004"},
+		{"point without y", with("point_json", `{"x":237}`), nil, 4115, "point_json", "IDAAS.SDK.PARAM.0004"},
+		{"point x not a number", with("point_json", `{"x":"237","y":5}`), nil, 4115, "point_json", "IDAAS.SDK.PARAM.0004"},
+		{"no token", with("token", ""), nil, 4116, "token", "IDAAS.SDK.PARAM.0005"},
+		{"token not an id", with("token", "71dd26999e314f9abb0c635336976635"), nil, 4102, "token", "IDAAS.SDK.PARAM.0005"},
+		{"no sender", with("sender", ""), nil, 4117, "sender", "IDAAS.SDK.PARAM.0006"},
+		{"sender too long", with("sender", string(bytes.Repeat([]byte("9"), 300))), nil, 4118, "sender", "IDAAS.SDK.PARAM.0006"},
 	} {
-		code, e, tok := seedVerify(a.mux, tc.body, tc.hdr...)
+		code, e, se, tok := seedVerifyAll(a.mux, tc.body, tc.hdr...)
 		assert.Equal(t, http.StatusBadRequest, code, tc.name)
+		assert.Equal(t, tc.seed, se.SeedCode, tc.name)
+		assert.NotEmpty(t, se.SeedMsg, tc.name)
 		assert.Equal(t, tc.code, e.ErrorCode, tc.name)
 		assert.Equal(t, tc.param, e.Param, tc.name)
 		assert.Equal(t, "invalid_request", e.Error, tc.name)

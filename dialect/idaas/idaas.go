@@ -7,11 +7,14 @@
 //	{"point_json":"{\"x\":237.0,\"y\":5.0}","token":"<the captcha's id>","sender":"15200000000"}
 //
 // answered {"captcha_token":"…","expires_in":…}, the token bound to the
-// sender (the captcha's policy needs a Key.Sender key). Each missing or
-// malformed parameter has its own code, checked in the seed's order (see
-// docs/challenges.md); a wrong point is the gate's captcha_invalid with a
-// fresh puzzle. Requests without point_json, token and sender are left to
-// the gate's own verify.
+// sender (the captcha's policy needs a Key.Sender key). Errors are the
+// seed's: HTTP 400 with a string error_code (IDAAS.SDK.PARAM.0001 to 0006
+// for each missing or malformed parameter, checked in the seed's order,
+// IDAAS.SDK.CAPTCHA.0002 for a failed check) and error_msg, beside the
+// gate's own members (error, code, error_description, param, and for a
+// failed check the fresh puzzle in captcha); see docs/challenges.md.
+// Requests without point_json, token and sender are left to the gate's own
+// verify.
 //
 // It is built on captchagate's exported Dialect hook and Gate.Verify only,
 // as a third party would build one:
@@ -80,7 +83,7 @@ func (d Dialect) ServeEndpoint(g *captchagate.Gate, w http.ResponseWriter, r *ht
 	}
 	tok, err := d.verify(g, r, p)
 	if err != nil {
-		g.Error(w, r, err)
+		writeError(g, w, r, err)
 		return true
 	}
 	b, _ := json.Marshal(struct {
@@ -116,6 +119,58 @@ func parse(r *http.Request, body []byte) (request, bool) {
 		return p, false
 	}
 	return p, p.PointJSON != "" || p.Token != "" || p.Sender != ""
+}
+
+// seedCodes are the seed's error codes and messages for the gate's codes
+// its verify answers with: each parameter's own, and the failed check's.
+var seedCodes = map[captchagate.Code][2]string{
+	CodeDeviceIncomplete:               {"IDAAS.SDK.PARAM.0001", "Device information is incomplete"},
+	CodeMissingClientID:                {"IDAAS.SDK.PARAM.0002", "clientId cannot be empty"},
+	CodeUnknownClientID:                {"IDAAS.SDK.PARAM.0003", "The app is not registered, please register the app first"},
+	CodeMissingPoint:                   {"IDAAS.SDK.PARAM.0004", "Point json cannot be empty"},
+	CodeMalformedPoint:                 {"IDAAS.SDK.PARAM.0004", "Point json is not valid"},
+	CodeMissingToken:                   {"IDAAS.SDK.PARAM.0005", "Token cannot be empty"},
+	captchagate.CodeMalformedCaptchaID: {"IDAAS.SDK.PARAM.0005", "Token is not valid"},
+	CodeMissingSender:                  {"IDAAS.SDK.PARAM.0006", "Sender cannot be empty"},
+	captchagate.CodeMalformedSender:    {"IDAAS.SDK.PARAM.0006", "Sender is not valid"},
+	captchagate.CodeCaptchaInvalid:     {"IDAAS.SDK.CAPTCHA.0002", "Graphic verification code verification failed"},
+}
+
+// seedError is the seed's error body, HTTP 400: its string error_code and
+// error_msg, with the gate's own members beside them (error, code,
+// error_description, param, and for a failed check the fresh puzzle in
+// captcha), which the seed's clients ignore and the gate's widget reads.
+type seedError struct {
+	SeedCode    string               `json:"error_code"`
+	SeedMsg     string               `json:"error_msg"`
+	Error       string               `json:"error"`
+	Code        captchagate.Code     `json:"code"`
+	Description string               `json:"error_description,omitempty"`
+	Param       string               `json:"param,omitempty"`
+	Captcha     *captchagate.Captcha `json:"captcha,omitempty"`
+}
+
+// writeError answers err in the seed's shape when the seed has a code for
+// it (a parameter, or the failed check), and in the gate's otherwise (too
+// many requests, a store failure).
+func writeError(g *captchagate.Gate, w http.ResponseWriter, r *http.Request, err error) {
+	var e *captchagate.Error
+	if !errors.As(err, &e) {
+		g.Error(w, r, err)
+		return
+	}
+	seed, ok := seedCodes[e.Code]
+	if !ok {
+		g.Error(w, r, err)
+		return
+	}
+	b, _ := json.Marshal(seedError{seed[0], seed[1], e.Code.Name(), e.Code, e.Description, e.Param, e.Captcha})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusBadRequest)
+	w.Write(append(b, '\n'))
 }
 
 func invalid(code captchagate.Code, param, desc string) error {
