@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/captchagate/captchagate"
 	"github.com/captchagate/captchagate/altcha"
+	"github.com/captchagate/captchagate/examples/internal/nodetest"
 )
 
 // nodeAltchaDir is the npm directory of altcha-lib (npm ci --prefix it).
@@ -33,23 +32,7 @@ const nodeAltchaDir = "node-altcha"
 // CAPTCHAGATE_REQUIRE_BROWSER=1, as CI sets).
 func needNodeAltcha(t *testing.T) string {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	msg := ""
-	switch {
-	case err != nil:
-		msg = "node not found; install Node.js 20+ to run the altcha-lib test"
-	default:
-		if _, err := os.Stat(filepath.Join(nodeAltchaDir, "node_modules", "altcha-lib", "package.json")); err != nil {
-			msg = "altcha-lib is not installed; run: npm ci --prefix examples/challenges/node-altcha"
-		}
-	}
-	if msg != "" {
-		if os.Getenv("CAPTCHAGATE_REQUIRE_BROWSER") == "1" {
-			t.Fatal(msg + " (CAPTCHAGATE_REQUIRE_BROWSER=1 is set)")
-		}
-		t.Skip(msg)
-	}
-	return node
+	return nodetest.Need(t, nodeAltchaDir, "altcha-lib", "examples/challenges/node-altcha")
 }
 
 // nodeResult is what solve.mjs prints.

@@ -7,11 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/examples/internal/nodetest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
@@ -26,42 +25,7 @@ import (
 // node or the npm-installed SDK (fails it with CAPTCHAGATE_REQUIRE_BROWSER=1).
 func needSDK(t *testing.T) (node, driver string) {
 	t.Helper()
-	msg := ""
-	node, err := exec.LookPath("node")
-	if err != nil {
-		msg = "node is not installed (apt-get install npm); "
-	}
-	if _, err := os.Stat(filepath.Join("web", "node_modules", "@cloudbase", "oauth", "package.json")); err != nil {
-		msg += "the CloudBase SDK is not installed; run: npm ci --prefix examples/cloudbase/web"
-	}
-	if msg != "" {
-		if os.Getenv("CAPTCHAGATE_REQUIRE_BROWSER") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return node, filepath.Join("web", "driver.js")
-}
-
-// counts records the gate's events by kind.
-type counts struct {
-	mu sync.Mutex
-	n  map[captchagate.EventKind]int
-}
-
-func (c *counts) record(ev captchagate.Event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[captchagate.EventKind]int{}
-	}
-	c.n[ev.Kind]++
-}
-
-func (c *counts) get(k captchagate.EventKind) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[k]
+	return nodetest.Need(t, "web", "@cloudbase/oauth", "examples/cloudbase/web"), filepath.Join("web", "driver.js")
 }
 
 // TestSDKFlows runs driver.js, the unmodified SDK, against the server, three
@@ -83,11 +47,11 @@ func sdkFlow(t *testing.T, node, driver string) {
 	require.NoError(t, err)
 	defer d.Close()
 	spy := &gatetest.Spy{Digits: d.Challenge()}
-	var c counts
+	var c gatetest.EventCounts
 	gate, err := captchagate.New(Config(captchagate.Config{
 		Secret:    gatetest.Secret,
 		Challenge: spy,
-		OnEvent:   c.record,
+		OnEvent:   c.Record,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, d))
 	require.NoError(t, err)
@@ -168,10 +132,10 @@ loop:
 	assert.Equal(t, want, got, "stderr:\n%s", stderr.String())
 	require.Equal(t, 4, len(tokens), "captchas shown")
 	assert.NotEqual(t, tokens[0], tokens[1], "the refresh after the wrong answer shows a new captcha")
-	assert.Equal(t, 1, c.get(captchagate.EventCaptchaRejected), "only the wrong answer was refused")
-	assert.Equal(t, 3, c.get(captchagate.EventCaptchaVerified), "every right answer accepted at once")
-	assert.Equal(t, 3, c.get(captchagate.EventTokenAccepted), "each retry passed with its own token")
-	assert.Zero(t, c.get(captchagate.EventTokenRefused), "the SDK never replayed a spent token")
+	assert.Equal(t, 1, c.Count(captchagate.EventCaptchaRejected), "only the wrong answer was refused")
+	assert.Equal(t, 3, c.Count(captchagate.EventCaptchaVerified), "every right answer accepted at once")
+	assert.Equal(t, 3, c.Count(captchagate.EventTokenAccepted), "each retry passed with its own token")
+	assert.Zero(t, c.Count(captchagate.EventTokenRefused), "the SDK never replayed a spent token")
 }
 
 // describe is an event without its captcha id.

@@ -8,11 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/examples/internal/nodetest"
 	"github.com/captchagate/captchagate/internal/gatetest"
 )
 
@@ -30,19 +28,7 @@ const nodeDir = "node"
 // CAPTCHAGATE_REQUIRE_BROWSER=1 (as CI sets it).
 func needSDK(t *testing.T) {
 	t.Helper()
-	msg := ""
-	if _, err := exec.LookPath("node"); err != nil {
-		msg = "node is not installed; install nodejs and npm"
-	} else if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "@webex", "plugin-meetings", "package.json")); err != nil {
-		msg = "@webex/plugin-meetings is not installed; run: npm ci --prefix examples/webex/node"
-	}
-	if msg == "" {
-		return
-	}
-	if os.Getenv("CAPTCHAGATE_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg + " (CAPTCHAGATE_REQUIRE_BROWSER=1 is set)")
-	}
-	t.Skip(msg)
+	nodetest.Need(t, nodeDir, "@webex/plugin-meetings", "examples/webex/node")
 }
 
 // stepReport is one line the driver writes.
@@ -72,27 +58,6 @@ type stepReport struct {
 	RefreshURL  string `json:"refreshURL"`
 }
 
-// events counts the gate's events by kind.
-type events struct {
-	mu sync.Mutex
-	n  map[captchagate.EventKind]int
-}
-
-func (e *events) on(ev captchagate.Event) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.n == nil {
-		e.n = map[captchagate.EventKind]int{}
-	}
-	e.n[ev.Kind]++
-}
-
-func (e *events) count(k captchagate.EventKind) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.n[k]
-}
-
 // TestWebexSDK drives the unmodified @webex/plugin-meetings (its Meeting's
 // verifyPassword, fetchMeetingInfo and refreshCaptcha) against the example
 // on loopback through four flows: wrong passwords, the captcha, right code
@@ -111,11 +76,11 @@ func driveSDK(t *testing.T) {
 	spy := &gatetest.Spy{Digits: captchagate.Digits{Length: 5}} // the digit count is configurable
 	start := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return start } // nothing in the flows waits
-	var ev events
+	var ev gatetest.EventCounts
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	base := "http://" + ln.Addr().String()
-	app, err := NewApp(base, gatetest.Secret, Options{Challenge: spy, Now: clock, OnEvent: ev.on})
+	app, err := NewApp(base, gatetest.Secret, Options{Challenge: spy, Now: clock, OnEvent: ev.Record})
 	require.NoError(t, err)
 	defer app.Close()
 	srv := &http.Server{Handler: app}
@@ -273,9 +238,9 @@ func driveSDK(t *testing.T) {
 
 	// Every code the SDK sent was the first it was given: five right ones
 	// and the one made wrong on purpose.
-	assert.Equal(t, 5, ev.count(captchagate.EventCaptchaVerified))
-	assert.Equal(t, 1, ev.count(captchagate.EventCaptchaRejected))
-	assert.Equal(t, 2, ev.count(captchagate.EventCaptchaRefreshed))
+	assert.Equal(t, 5, ev.Count(captchagate.EventCaptchaVerified))
+	assert.Equal(t, 1, ev.Count(captchagate.EventCaptchaRejected))
+	assert.Equal(t, 2, ev.Count(captchagate.EventCaptchaRefreshed))
 
 	// Single use held: the used captcha of flow 4, with its right code and
 	// the right password, is refused with a new captcha; its refresh after

@@ -111,3 +111,27 @@ func (s *SliderSpy) Gap(id string) (int, bool) {
 	x, ok := s.gaps[id]
 	return x, ok
 }
+
+// EventCounts counts a gate's events by kind: set its Record as
+// Config.OnEvent. Safe for concurrent use.
+type EventCounts struct {
+	mu sync.Mutex
+	n  map[captchagate.EventKind]int
+}
+
+// Record counts e.
+func (c *EventCounts) Record(e captchagate.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[captchagate.EventKind]int{}
+	}
+	c.n[e.Kind]++
+}
+
+// Count returns how many events of kind were recorded.
+func (c *EventCounts) Count(kind captchagate.EventKind) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[kind]
+}
