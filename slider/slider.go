@@ -44,6 +44,16 @@ import (
 // (`{"x":237.0,"y":5.0}`) or a bare x ("237"). The seed's own verify request
 // (point_json, token, sender and device headers) is the dialect of package
 // dialect/idaas; see docs/challenges.md.
+//
+// A puzzle also offers a way through that needs no sight and no pointer:
+// its secret carries, besides the gap, the secret of a captchagate.Digits
+// captcha of the default six digits, drawn apart from the gap with its own
+// crypto/rand, whose picture and sound the gate serves beside the puzzle's
+// ("digits_image_url", and "audio_url" in the Digits' five voices) and
+// draws as Digits does, noise and all. An answer of six digits (spaces and
+// dashes ignored, as Digits ignores them) is checked against those digits,
+// any other against the gap. Either answer spends the one captcha, under the
+// one binding and the same limits: no second captcha, no second id.
 type Puzzle struct {
 	Width     int // picture width in pixels, default 320
 	Height    int // picture height, default 160
@@ -116,9 +126,45 @@ func (Puzzle) Kind() string { return "slider" }
 // Mode implements captchagate.Moder: "slider".
 func (Puzzle) Mode() string { return "slider" }
 
-// Media implements captchagate.Renderer: the picture and the piece.
-func (Puzzle) Media() []captchagate.Media {
-	return []captchagate.Media{{Format: "png", Member: "image_url"}, {Format: "piece.png", Member: "piece_url"}}
+// Media implements captchagate.Renderer: the picture and the piece, and
+// the digits' picture and sound.
+func (Puzzle) Media() []captchagate.Media { return media }
+
+// digits is the puzzle's way through for who cannot see or drag it: the
+// default Digits, whose picture and sound the puzzle serves as its own.
+var digits = captchagate.Digits{}
+
+// digitsLen is the number of digits, and the length of a digits answer:
+// Digits' default. A Digits secret is the digits and a seed of 16 bytes.
+const (
+	digitsLen       = 6
+	digitsSecretLen = digitsLen + 16
+)
+
+var media = func() []captchagate.Media {
+	m := []captchagate.Media{{Format: "png", Member: "image_url"}, {Format: "piece.png", Member: "piece_url"}}
+	for _, d := range digits.Media() {
+		switch d.Format {
+		case "png":
+			d.Format, d.Member = "digits.png", "digits_image_url"
+		case "wav":
+			d.Member = "audio_url"
+		}
+		m = append(m, d)
+	}
+	return m
+}()
+
+// digitsFormat returns the Digits format that the puzzle's format names
+// ("digits.png" is Digits' "png"), or "" if it is the puzzle's own.
+func digitsFormat(format string) string {
+	switch format {
+	case "digits.png":
+		return "png"
+	case "wav":
+		return "wav"
+	}
+	return ""
 }
 
 // Describe implements captchagate.Describer: the puzzle's Geometry, as the
@@ -132,25 +178,48 @@ func (s Puzzle) Describe() map[string]any {
 // than digits.
 func (Puzzle) MaxAnswerLen() int { return 128 }
 
-// Issue implements captchagate.Challenge.
-func (s Puzzle) Issue(captchagate.IssueInfo) ([]byte, error) {
+// Issue implements captchagate.Challenge: the gap and the picture's
+// variation, then the secret of a Digits captcha, each from crypto/rand.
+func (s Puzzle) Issue(info captchagate.IssueInfo) ([]byte, error) {
 	s = s.withDefaults()
 	b := make([]byte, slidersecret.Len)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
+	d, err := digits.Issue(info)
+	if err != nil {
+		return nil, err
+	}
+
 	// The gap sits right of the piece's starting place, clear of the edges.
 	lo, hi := sliderPiece+8, s.Width-sliderPiece-4
 	x := lo + int(binary.BigEndian.Uint16(b[0:2]))%(hi-lo+1)
 	y := 4 + int(binary.BigEndian.Uint16(b[2:4]))%(s.Height-sliderPiece-8+1)
 	binary.BigEndian.PutUint16(b[0:2], uint16(x))
 	binary.BigEndian.PutUint16(b[2:4], uint16(y))
-	return b, nil
+	return append(b, d...), nil
 }
 
-// Render implements captchagate.Renderer.
+// split returns the puzzle's part of secret and the Digits secret after it
+// (nil in a secret issued before the digits were added).
+func split(secret []byte) (puzzle, digits []byte) {
+	if len(secret) <= slidersecret.Len {
+		return secret, nil
+	}
+	return secret[:slidersecret.Len], secret[slidersecret.Len:]
+}
+
+// Render implements captchagate.Renderer. The digits' media are drawn from
+// the digits' secret alone: nothing of the gap goes into them.
 func (s Puzzle) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
 	s = s.withDefaults()
+	secret, ds := split(secret)
+	if f := digitsFormat(format); f != "" {
+		if len(ds) != digitsSecretLen {
+			return "", errors.New("slider: no digits in the secret")
+		}
+		return digits.Render(w, id, ds, f, lang)
+	}
 	p, ok := slidersecret.Parse(secret)
 	if !ok || p.X+sliderPiece > s.Width || p.Y+sliderPiece > s.Height {
 		return "", errors.New("slider: malformed secret")
@@ -372,10 +441,19 @@ func pieceDist(x, y float64) float64 {
 	return math.Min(d, math.Min(top, right))
 }
 
-// Check implements captchagate.Challenge: the answer is point_json or a
-// bare x, within Tolerance of the gap.
-func (s Puzzle) Check(_ context.Context, c captchagate.CheckInfo) (bool, error) {
-	p, ok := slidersecret.Parse(c.Secret)
+// Check implements captchagate.Challenge: the answer is the six digits,
+// checked as Digits checks them, or point_json or a bare x, within
+// Tolerance of the gap.
+func (s Puzzle) Check(ctx context.Context, c captchagate.CheckInfo) (bool, error) {
+	secret, ds := split(c.Secret)
+	if isDigits(c.Answer) {
+		if len(ds) != digitsSecretLen {
+			return false, nil
+		}
+		c.Secret = ds
+		return digits.Check(ctx, c)
+	}
+	p, ok := slidersecret.Parse(secret)
 	if !ok {
 		return false, nil
 	}
@@ -389,11 +467,32 @@ func (s Puzzle) Check(_ context.Context, c captchagate.CheckInfo) (bool, error) 
 	return math.Abs(x-float64(p.X)) <= tol, nil
 }
 
-// ValidAnswer implements captchagate.AnswerValidator: answer is a point or an x on the
-// picture.
+// ValidAnswer implements captchagate.AnswerValidator: answer is six digits,
+// or a point or an x on the picture.
 func (Puzzle) ValidAnswer(answer string) bool {
+	if isDigits(answer) {
+		return true
+	}
 	_, ok := parseAnswer(answer)
 	return ok
+}
+
+// isDigits reports whether answer is a digits answer: six digits (ASCII or
+// fullwidth), with spaces and dashes between them and nothing else. An x
+// has at most four digits before its point (x <= 1024), so no x the
+// widget or the seed sends reads as digits.
+func isDigits(answer string) bool {
+	n := 0
+	for _, r := range answer {
+		switch {
+		case r >= '0' && r <= '9', r >= '０' && r <= '９':
+			n++
+		case r == ' ' || r == '-':
+		default:
+			return false
+		}
+	}
+	return n == digitsLen
 }
 
 // parseAnswer reads point_json ({"x":237.0,"y":5.0}) or a bare x.

@@ -83,25 +83,45 @@ func (s *Spy) Answer(id string) (string, bool) {
 }
 
 // SliderSpy is the slider Puzzle that remembers the gap of every puzzle it
-// renders, as Spy does for digits. Use a pointer.
+// renders, and the digits of its way through without sight, as Spy does
+// for digits. Use a pointer.
 type SliderSpy struct {
 	slider.Puzzle
-	mu   sync.Mutex
-	gaps map[string]int
+	mu     sync.Mutex
+	gaps   map[string]int
+	digits map[string]string
 }
 
-// Render implements captchagate.Renderer and records the gap of id.
+// Render implements captchagate.Renderer and records the gap of id, and
+// its digits (the six after the puzzle's part of the secret).
 func (s *SliderSpy) Render(w io.Writer, id string, secret []byte, format, lang string) (string, error) {
-	if p, ok := slidersecret.Parse(secret); ok {
-		x := p.X
-		s.mu.Lock()
-		if s.gaps == nil {
-			s.gaps = map[string]int{}
+	if len(secret) >= slidersecret.Len {
+		if p, ok := slidersecret.Parse(secret[:slidersecret.Len]); ok {
+			s.mu.Lock()
+			if s.gaps == nil {
+				s.gaps, s.digits = map[string]int{}, map[string]string{}
+			}
+			s.gaps[id] = p.X
+			if d := secret[slidersecret.Len:]; len(d) == 6+16 {
+				a := make([]byte, 6)
+				for i, c := range d[:6] {
+					a[i] = '0' + c
+				}
+				s.digits[id] = string(a)
+			}
+			s.mu.Unlock()
 		}
-		s.gaps[id] = x
-		s.mu.Unlock()
 	}
 	return s.Puzzle.Render(w, id, secret, format, lang)
+}
+
+// Digits returns the digits of the puzzle id once one of its media has
+// been rendered.
+func (s *SliderSpy) Digits(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.digits[id]
+	return a, ok
 }
 
 // Gap returns the gap's x of the puzzle id once it has been rendered.
