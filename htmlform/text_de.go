@@ -38,4 +38,7 @@ var textDE = [textCount]string{
 	tLoadFailed:    "Die Sicherheitsprüfung konnte nicht geladen werden. Bitte laden Sie die Seite neu.",
 	tHostedHint:    "Bitte schließen Sie die Sicherheitsprüfung ab.",
 	tNoPending:     "kein Captcha zum Aktualisieren",
+	tUseDigits:     "Stattdessen eine Audio- oder Ziffernprüfung verwenden",
+	tDigitsHint:    "Geben Sie die Ziffern ein, die Sie im Bild sehen oder beim Abspielen des Audios hören.",
+	tDigitsAlt:     "Bild mit Ziffern zur Sicherheitsprüfung. Wenn Sie es nicht lesen können, hören Sie die Ziffern mit „Audio abspielen“.",
 }

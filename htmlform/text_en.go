@@ -43,6 +43,9 @@ const (
 	tLoadFailed
 	tHostedHint
 	tNoPending // a refresh with no captcha pending in the session (a JSON error)
+	tUseDigits // the slider's way to its digits (picture and sound)
+	tDigitsHint
+	tDigitsAlt
 	textCount
 )
 
@@ -74,6 +77,9 @@ var textNames = [textCount]string{
 	tVerifying:     "verifying",
 	tLoadFailed:    "load_failed",
 	tHostedHint:    "hosted_hint",
+	tUseDigits:     "use_digits",
+	tDigitsHint:    "digits_hint",
+	tDigitsAlt:     "digits_alt",
 }
 
 var textEN = [textCount]string{
@@ -113,4 +119,7 @@ var textEN = [textCount]string{
 	tLoadFailed:    "The security check could not load. Please reload the page.",
 	tHostedHint:    "Please complete the security check.",
 	tNoPending:     "no captcha to refresh",
+	tUseDigits:     "Use an audio or digits challenge instead",
+	tDigitsHint:    "Type the digits you see in the picture or hear when you play the audio.",
+	tDigitsAlt:     "Security check picture of digits. If you cannot read it, use Play audio to hear the digits.",
 }

@@ -38,4 +38,7 @@ var textES = [textCount]string{
 	tLoadFailed:    "No se pudo cargar la verificación de seguridad. Recargue la página.",
 	tHostedHint:    "Complete la verificación de seguridad.",
 	tNoPending:     "no hay captcha que actualizar",
+	tUseDigits:     "Usar en su lugar una prueba de audio o de números",
+	tDigitsHint:    "Escriba los números que ve en la imagen o que oye al escuchar el audio.",
+	tDigitsAlt:     "Imagen de números de la verificación de seguridad. Si no puede leerla, use Escuchar audio para oír los números.",
 }

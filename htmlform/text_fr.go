@@ -38,4 +38,7 @@ var textFR = [textCount]string{
 	tLoadFailed:    "La vérification de sécurité n'a pas pu se charger. Rechargez la page.",
 	tHostedHint:    "Veuillez effectuer la vérification de sécurité.",
 	tNoPending:     "aucun captcha à actualiser",
+	tUseDigits:     "Utiliser plutôt une vérification audio ou par chiffres",
+	tDigitsHint:    "Saisissez les chiffres que vous voyez sur l'image ou entendez en écoutant l'audio.",
+	tDigitsAlt:     "Image de chiffres pour la vérification de sécurité. Si vous ne pouvez pas la lire, utilisez Écouter l'audio pour entendre les chiffres.",
 }

@@ -38,4 +38,7 @@ var textPT = [textCount]string{
 	tLoadFailed:    "Não foi possível carregar a verificação de segurança. Recarregue a página.",
 	tHostedHint:    "Conclua a verificação de segurança.",
 	tNoPending:     "não há captcha para atualizar",
+	tUseDigits:     "Usar um desafio de áudio ou de números em vez disso",
+	tDigitsHint:    "Digite os números que você vê na imagem ou ouve ao reproduzir o áudio.",
+	tDigitsAlt:     "Imagem de números da verificação de segurança. Se não conseguir ler, use Ouvir áudio para escutar os números.",
 }

@@ -38,4 +38,7 @@ var textZH = [textCount]string{
 	tLoadFailed:    "安全验证无法加载。请刷新页面。",
 	tHostedHint:    "请完成安全验证。",
 	tNoPending:     "没有可刷新的验证码",
+	tUseDigits:     "改用语音或数字验证",
+	tDigitsHint:    "请输入图片中显示的或音频中听到的数字。",
+	tDigitsAlt:     "安全验证数字图片。如果看不清，请点击“播放音频”收听数字。",
 }

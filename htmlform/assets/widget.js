@@ -32,7 +32,10 @@
     altcha_hint: "Checking that you are not a robot. This takes a moment.",
     verifying: "Verifying\u2026",
     load_failed: "The security check could not load. Please reload the page.",
-    hosted_hint: "Please complete the security check."
+    hosted_hint: "Please complete the security check.",
+    use_digits: "Use an audio or digits challenge instead",
+    digits_hint: "Type the digits you see in the picture or hear when you play the audio.",
+    digits_alt: "Security check picture of digits. If you cannot read it, use Play audio to hear the digits."
   };
 
   // texts returns the text function of node: the nearest data-cg-text's
@@ -280,11 +283,15 @@
 
   // The slider: drag the piece (or the range under it) to the gap; arrow
   // keys move it one pixel, Page Up/Down ten, and Enter or Check sends it.
+  // "Use an audio or digits challenge instead" (when the captcha has the
+  // digits' media) turns the widget to the same captcha's digits: their
+  // picture, Play audio and a field, sent to the same verify with the same
+  // id; a refusal's new captcha stays in digits.
   kinds.slider = function (container, body, opts, T) {
     var f = frame(container, body, T("slider_hint"), opts, T);
     var c = body.captcha;
     return new Promise(function (resolve) {
-      var board, bg, piece, range, check, busy = false;
+      var board, bg, piece, range, check, busy = false, digits = false;
       function build() {
         var g = c.slider || { width: 320, height: 160, piece_width: 48, y: 5 };
         f.slot.textContent = "";
@@ -302,6 +309,11 @@
         f.slot.appendChild(range);
         check = el("button", { type: "button", "data-cg-submit": "" }, T("check_position"));
         f.slot.appendChild(check);
+        if (c.digits_image_url && c.audio_url) {
+          var alt = el("button", { type: "button", "data-cg-use-digits": "" }, T("use_digits"));
+          alt.addEventListener("click", function () { digits = true; f.msg.textContent = T("digits_hint"); buildDigits(); });
+          f.slot.appendChild(alt);
+        }
         range.addEventListener("input", function () { piece.style.left = range.value + "px"; });
         range.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); send(); } });
         range.addEventListener("pointerup", send);
@@ -319,17 +331,55 @@
         });
         piece.addEventListener("pointerup", function () { if (start) { start = null; send(); } });
       }
-      function send() {
+      // buildDigits shows the captcha's digits: their picture, their sound
+      // behind Play audio, and a labelled field whose Enter sends them.
+      function buildDigits() {
+        f.slot.textContent = "";
+        var id = f.msgId + "-digits";
+        f.slot.appendChild(el("img", { "class": "captchagate-image", "data-cg-digits-image": "", src: c.digits_image_url,
+          width: "240", height: "80", alt: T("digits_alt") }));
+        var audio = el("audio", { "data-cg-audio": "", preload: "none", src: c.audio_url });
+        var play = el("button", { type: "button", "data-cg-play": "" }, T("play"));
+        play.addEventListener("click", function () {
+          audio.currentTime = 0;
+          var p = audio.play();
+          f.status.textContent = T("playing");
+          if (p && p.catch) { p.catch(function () { f.status.textContent = T("no_audio"); }); }
+        });
+        f.slot.appendChild(play);
+        f.slot.appendChild(audio);
+        f.slot.appendChild(el("label", { "for": id }, T("answer_label")));
+        var input = el("input", { id: id, type: "text", inputmode: "numeric", autocomplete: "off", autocapitalize: "off",
+          spellcheck: "false", maxlength: "32", "data-cg-digits": "", "aria-describedby": f.msgId });
+        f.slot.appendChild(input);
+        var submit = el("button", { type: "button", "data-cg-submit": "" }, T("verify"));
+        f.slot.appendChild(submit);
+        function sendDigits() {
+          var answer = input.value.trim();
+          if (!answer) { f.problem(T("type_first")); input.focus(); return; }
+          // The gate's own verify: the seed's dialect (opts.sender) takes
+          // only points.
+          send(answer, {});
+        }
+        input.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); sendDigits(); } });
+        submit.addEventListener("click", sendDigits);
+        input.focus();
+      }
+      function send(answer, sendOpts) {
         if (busy) { return; }
         busy = true;
         f.status.textContent = T("checking");
         var y = (c.slider && c.slider.y) || 5;
-        verifyAnswer(c, JSON.stringify({ x: +range.value, y: y }), opts, T).then(function (r) {
+        if (typeof answer !== "string") { answer = JSON.stringify({ x: +range.value, y: y }); sendOpts = opts; }
+        verifyAnswer(c, answer, sendOpts, T).then(function (r) {
           busy = false;
           if (r.token) { container.textContent = ""; resolve(r.token); return; }
           f.status.textContent = "";
           f.problem(r.error);
-          if (r.captcha) { c = r.captcha; build(); range.focus(); }
+          if (r.captcha) {
+            c = r.captcha;
+            if (digits) { buildDigits(); } else { build(); range.focus(); }
+          }
         });
       }
       build();
