@@ -141,7 +141,8 @@ func TestSliderRenders(t *testing.T) {
 	a := newSliderApp(t, slider.Puzzle{})
 	c, _ := a.puzzle(t, "15200000000")
 	assert.Equal(t, "slider", c.Kind)
-	assert.Empty(t, c.AudioURL)
+	assert.Equal(t, "/captcha/"+c.ID+".wav", c.AudioURL, "the non-visual way through: the digits' sound")
+	assert.Equal(t, "/captcha/"+c.ID+".digits.png", member(c, "digits_image_url"))
 	var geo slider.Geometry
 	require.NoError(t, json.Unmarshal(c.Extra["slider"].(json.RawMessage), &geo))
 	assert.Equal(t, slider.Geometry{Width: 320, Height: 160, PieceWidth: 48, Y: 5}, geo)
