@@ -7,7 +7,7 @@
 //
 // The digits stand clearly above the background: each recording is trimmed
 // of its silence and brought to one loudness, and the background is drawn
-// about 14 dB below it (TestDigitLevels measures the margin per digit). A
+// about 15 dB below it (TestDigitLevels measures the margin per digit). A
 // clip of six digits lasts 5 to 10 seconds.
 //
 // dchest builds every transformed sound as a slice of its own and the whole
@@ -46,10 +46,10 @@ type voice struct {
 // Loudness of the sound, as RMS distance from silence (128) in sample units.
 const (
 	speechRMS  = 26.0 // a spoken digit at level 1
-	noiseRMS   = 3.3  // the shaped noise
-	syllRMSMin = 2.4  // a babble syllable, quietest
-	syllRMSMax = 5.3  // a babble syllable, loudest
-	maxPeak    = 124  // no recording is raised past this distance from silence
+	noiseRMS   = 2.9  // the shaped noise
+	syllRMSMin = 2.1  // a babble syllable, quietest
+	syllRMSMax = 4.7  // a babble syllable, loudest
+	maxPeak    = 104  // no recording is raised past this distance from silence, so that at the highest level (1.2) it still fits
 )
 
 // trim cuts a recording to its speech: from a little before the first sample
@@ -384,12 +384,14 @@ func mix(dst, src []byte, speed float64, lut *[256]byte, reversed bool) {
 	}
 }
 
-// mixSample mixes two samples as dchest/captcha does.
+// mixSample mixes two samples as dchest/captcha does, but clipped: dchest's
+// formula gives 256 for a full-scale sample over a loud one, which wraps to
+// silence's far end (a click).
 func mixSample(a, b int) byte {
 	if a < 128 && b < 128 {
 		return byte(a * b / 128)
 	}
-	return byte(2*(a+b) - a*b/128 - 256)
+	return byte(min(2*(a+b)-a*b/128-256, 255))
 }
 
 // writeWAV writes the RIFF header, the prelude of beeps, body and the last

@@ -61,7 +61,16 @@ func refMix(dst, src []byte) {
 		if av < 128 && bv < 128 {
 			dst[i] = byte(av * bv / 128)
 		} else {
-			dst[i] = byte(2*(av+bv) - av*bv/128 - 256)
+			dst[i] = byte(min(2*(av+bv)-av*bv/128-256, 255))
+		}
+	}
+}
+
+// A full-scale sample mixed over a loud one stays at full scale.
+func TestMixSampleClips(t *testing.T) {
+	for b := range 256 {
+		if got := mixSample(255, b); got < 250 {
+			t.Fatalf("mixSample(255, %d) = %d", b, got)
 		}
 	}
 }
