@@ -1,14 +1,20 @@
 // Package audio speaks a captcha's digits as a WAV file (8 kHz, unsigned
-// 8-bit mono PCM) with the recordings and the method of
-// github.com/dchest/captcha: three beeps, then the digits at random speeds,
-// levels and intervals over a background of white noise and reversed,
-// re-pitched digits, then a last beep.
+// 8-bit mono PCM) with the recordings of github.com/dchest/captcha: three
+// beeps, then the digits at random speeds (and so pitches), levels and
+// pauses over a background of speech-shaped noise and synthetic babble
+// (voiced, vowel-like syllables of random pitch and formants, none of them a
+// digit), then a last beep.
+//
+// The digits stand clearly above the background: each recording is trimmed
+// of its silence and brought to one loudness, and the background is drawn
+// about 15 dB below it (TestDigitLevels measures the margin per digit). A
+// clip of six digits lasts 5 to 10 seconds.
 //
 // dchest builds every transformed sound as a slice of its own and the whole
 // file in a buffer, about 1.2 MB allocated per sound. Here the background is
-// drawn in a buffer reused across renders, each digit is re-pitched, levelled
-// and mixed into it in one pass without a copy, and the file is written out in
-// pieces, so a fresh sound allocates next to nothing.
+// drawn in buffers reused across renders, each digit is re-pitched, levelled
+// and mixed into it in one pass without a copy, and the file is written out
+// in pieces, so a fresh sound allocates next to nothing.
 package audio
 
 import (
@@ -33,8 +39,60 @@ var soundsBin []byte
 const sampleRate = 8000 // Hz
 
 type voice struct {
-	digits  [10][]byte
-	longest int
+	digits [10][]byte  // the recordings, trimmed of their silence
+	gain   [10]float64 // brings each recording to speechRMS
+}
+
+// Loudness of the sound, as RMS distance from silence (128) in sample units.
+const (
+	speechRMS  = 26.0 // a spoken digit at level 1
+	noiseRMS   = 2.9  // the shaped noise
+	syllRMSMin = 2.1  // a babble syllable, quietest
+	syllRMSMax = 4.7  // a babble syllable, loudest
+	maxPeak    = 104  // no recording is raised past this distance from silence, so that at the highest level (1.2) it still fits
+)
+
+// trim cuts a recording to its speech: from a little before the first sample
+// at a twentieth of its peak (which keeps the quiet fricatives of "six" and
+// "seven") to a little after the last.
+func trim(s []byte) []byte {
+	peak := 0
+	for _, x := range s {
+		peak = max(peak, dist(x))
+	}
+	first, last := -1, -1
+	for i, x := range s {
+		if 20*dist(x) >= peak {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	const margin = sampleRate / 20 // 50 ms
+	return s[max(first-margin, 0):min(last+margin+1, len(s))]
+}
+
+func dist(x byte) int { return max(int(x)-128, 128-int(x)) }
+
+// gainOf is the level that brings s to speechRMS without raising more than
+// one sample in 200 past maxPeak (a few short peaks of the Russian voice
+// would otherwise hold it far below the others).
+func gainOf(s []byte) float64 {
+	var ss float64
+	var hist [129]int
+	for _, x := range s {
+		d := float64(x) - 128
+		ss += d * d
+		hist[dist(x)]++
+	}
+	peak, above := 128, 0
+	for peak > 1 && (above+hist[peak])*200 <= len(s) {
+		above += hist[peak]
+		peak--
+	}
+	rms := math.Sqrt(ss / float64(len(s)))
+	return min(speechRMS/rms, maxPeak/float64(peak))
 }
 
 var (
@@ -67,8 +125,8 @@ func init() {
 			v = new(voice)
 			voices[name] = v
 		}
-		v.digits[digit] = samples
-		v.longest = max(v.longest, n)
+		v.digits[digit] = trim(samples)
+		v.gain[digit] = gainOf(v.digits[digit])
 	}
 	if voices["en"] == nil || beep == nil {
 		panic("audio: sounds.bin lacks English or the beep")
@@ -92,23 +150,28 @@ type renderer struct {
 	h      hash.Hash
 	seed   [16]byte
 	bg     []byte
+	acc    []float32 // the babble, summed
+	syll   []float32 // one syllable, before its level is known
 	lut    [256]byte
 	said   []said
 	gaps   []int
-	babble []babble
+	babble []syllable
 }
 
-// said is one digit as spoken: its speed, level and length in samples.
+// said is one digit as spoken: its speed, level (before the recording's
+// gain) and length in samples.
 type said struct {
 	speed, level float64
 	n            int
 }
 
-// babble is one reversed digit of the background: which digit, its speed
-// and level, and where it starts, as a fraction of the room left for it.
-type babble struct {
-	digit             int
-	speed, level, pos float64
+// syllable is one voiced sound of the background: where it starts, how
+// long it lasts (in samples), its pitch at start and end and two formants
+// (Hz), and its level (RMS).
+type syllable struct {
+	at, n         int
+	f0, f0end     float64
+	f1, f2, level float64
 }
 
 var renderers = sync.Pool{New: func() any {
@@ -117,9 +180,9 @@ var renderers = sync.Pool{New: func() any {
 	return r
 }}
 
-// maxBuffer is the largest background a pooled renderer keeps: 32 digits of
-// the longest recording plus their pauses.
-const maxBuffer = 1 << 20
+// maxBuffer is the largest background a pooled renderer keeps, in samples:
+// 32 of the longest digits spoken slowly, plus their pauses.
+const maxBuffer = 1 << 19
 
 // Write writes the sound of digits (each 0 to 9) spoken in lang, or in
 // English if there are no recordings for lang. All its randomness (the
@@ -142,7 +205,7 @@ func Write(w io.Writer, seed [16]byte, digits []byte, lang string) (int64, error
 	}
 	r := renderers.Get().(*renderer)
 	defer func() {
-		if cap(r.bg) <= maxBuffer {
+		if cap(r.bg) <= maxBuffer && cap(r.acc) <= maxBuffer {
 			renderers.Put(r)
 		}
 	}()
@@ -154,9 +217,9 @@ func Write(w io.Writer, seed [16]byte, digits []byte, lang string) (int64, error
 // Streams of a render, each drawn from the captcha's seed apart, so that
 // one language's longer background does not shift the draws that follow.
 var (
-	streamSpeech = []byte("captchagate audio\x00speech\x00") // the digits' speeds and levels, the pauses
-	streamNoise  = []byte("captchagate audio\x00noise\x00")  // the white noise
-	streamBabble = []byte("captchagate audio\x00babble\x00") // the reversed digits of the background
+	streamSpeech = []byte("captchagate audio\x00speech\x00")    // the digits' speeds and levels, the pauses
+	streamNoise  = []byte("captchagate audio\x00noise\x00")     // the white noise
+	streamBabble = []byte("captchagate audio\x00syllables\x00") // the syllables of the background
 )
 
 // reseed starts the stream named purpose of r's seed.
@@ -176,58 +239,111 @@ func (r *renderer) float(from, to float64) float64 { return from + (to-from)*r.r
 func (r *renderer) compose(v *voice, digits []byte, speak bool) []byte {
 	r.reseed(streamSpeech)
 	r.said = r.said[:0]
+	size := 0
 	for _, d := range digits {
-		s := said{speed: r.float(0.9, 1.2), level: r.float(0.75, 1.2)}
+		s := said{speed: r.float(0.85, 1.25), level: r.float(0.8, 1.2)}
 		s.n = int(math.Floor(float64(len(v.digits[d])) * s.speed))
 		r.said = append(r.said, s)
+		size += s.n
 	}
-	// Pauses of one to three seconds before, between and after the digits.
+	// Pauses of 0.3 to 0.9 seconds before, between and after the digits.
 	r.gaps = r.gaps[:0]
-	size := v.longest * len(digits)
 	for range len(digits) + 1 {
-		g := sampleRate + r.rnd.IntN(2*sampleRate)
+		g := sampleRate*3/10 + r.rnd.IntN(sampleRate*6/10)
 		r.gaps = append(r.gaps, g)
 		size += g
 	}
 	if cap(r.bg) < size {
 		r.bg = make([]byte, size)
+		r.acc = make([]float32, size)
 	}
-	bg := r.bg[:size]
+	bg, acc := r.bg[:size], r.acc[:size]
+	clear(acc)
+	r.drawBabble(acc)
 
-	// White noise, then a reversed, re-pitched digit every tenth of a
-	// second, quietly. Each babble takes the same draws whatever the
-	// language, so the babble of a shorter background is the start of a
-	// longer one's.
+	// Noise, low-passed towards the spectrum of speech, under the babble.
+	// Both are drawn in time order, whatever the language, so the
+	// background of a shorter clip is the start of a longer one's.
 	r.reseed(streamNoise)
 	r.src.Read(bg)
+	const a = 0.35                   // one-pole low-pass, about 550 Hz at 8 kHz
+	const noiseGain = noiseRMS * 5.2 // uniform ±0.5 low-passed has an RMS of about 0.19
+	lp := 0.0
 	for i, x := range bg {
-		bg[i] = x%4 + 126
-	}
-	r.reseed(streamBabble)
-	r.babble = r.babble[:0]
-	for range size / (sampleRate / 10) {
-		b := babble{digit: int(r.rnd.Uint64() % 10), speed: r.float(0.8, 1.4), level: r.float(0.3, 0.46), pos: r.rnd.Float64()}
-		r.babble = append(r.babble, b)
-		snd := v.digits[b.digit]
-		n := int(math.Floor(float64(len(snd)) * b.speed))
-		if n >= size {
-			continue
-		}
-		at := int(b.pos * float64(size-n))
-		levels(&r.lut, b.level)
-		mix(bg[at:at+n], snd, b.speed, &r.lut, true)
+		lp += a * ((float64(x)+0.5)/256 - 0.5 - lp)
+		bg[i] = byte(min(max(math.Round(128+lp*noiseGain+float64(acc[i])), 0), 255))
 	}
 
 	at := r.gaps[0]
 	for i, d := range digits {
 		s := r.said[i]
-		if speak && at < size {
-			levels(&r.lut, s.level)
+		if speak {
+			levels(&r.lut, s.level*v.gain[d])
 			mix(bg[at:min(at+s.n, size)], v.digits[d], s.speed, &r.lut, false)
 		}
 		at += s.n + r.gaps[i+1]
 	}
 	return bg
+}
+
+// drawBabble adds to acc one voiced syllable after another, each 80 to
+// 300 ms long and starting 40 to 250 ms after the last, so that they often
+// overlap: a pulse train at a gliding pitch of 90 to 280 Hz through two
+// formant resonators, under a raised-cosine envelope, at a random level.
+func (r *renderer) drawBabble(acc []float32) {
+	r.reseed(streamBabble)
+	r.babble = r.babble[:0]
+	for at := r.rnd.IntN(sampleRate / 5); at < len(acc); at += sampleRate/25 + r.rnd.IntN(sampleRate*21/100) {
+		s := syllable{
+			at: at, n: sampleRate*8/100 + r.rnd.IntN(sampleRate*22/100),
+			f0: r.float(90, 280), f0end: r.float(90, 280),
+			f1: r.float(300, 850), f2: r.float(900, 2400),
+			level: r.float(syllRMSMin, syllRMSMax),
+		}
+		r.babble = append(r.babble, s)
+		r.addSyllable(acc[at:min(at+s.n, len(acc))], s)
+	}
+}
+
+// addSyllable synthesizes s into r.syll and adds it, at its level, to dst
+// (its first len(dst) samples if dst is shorter).
+func (r *renderer) addSyllable(dst []float32, s syllable) {
+	if cap(r.syll) < s.n {
+		r.syll = make([]float32, s.n)
+	}
+	y := r.syll[:s.n]
+	c1, d1 := resonator(s.f1, 90)
+	c2, d2 := resonator(s.f2, 150)
+	var phase, y1a, y1b, y2a, y2b, ss float64
+	for i := range y {
+		f0 := s.f0 + (s.f0end-s.f0)*float64(i)/float64(s.n)
+		x := 0.0
+		if phase += f0 / sampleRate; phase >= 1 {
+			phase--
+			x = 1
+		}
+		o1 := x + c1*y1a - d1*y1b
+		y1a, y1b = o1, y1a
+		o2 := o1 + c2*y2a - d2*y2b
+		y2a, y2b = o2, y2a
+		env := 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/float64(s.n))
+		y[i] = float32(o2 * env)
+		ss += o2 * o2 * env * env
+	}
+	if ss == 0 {
+		return
+	}
+	g := float32(s.level / math.Sqrt(ss/float64(s.n)))
+	for i := range dst {
+		dst[i] += y[i] * g
+	}
+}
+
+// resonator is the feedback of a two-pole resonator at freq Hz with the
+// given bandwidth: y[n] = x[n] + c·y[n-1] - d·y[n-2].
+func resonator(freq, bandwidth float64) (c, d float64) {
+	rad := math.Exp(-math.Pi * bandwidth / sampleRate)
+	return 2 * rad * math.Cos(2*math.Pi*freq/sampleRate), rad * rad
 }
 
 // levels fills lut with each sample's distance from silence (128) scaled
@@ -268,12 +384,14 @@ func mix(dst, src []byte, speed float64, lut *[256]byte, reversed bool) {
 	}
 }
 
-// mixSample mixes two samples as dchest/captcha does.
+// mixSample mixes two samples as dchest/captcha does, but clipped: dchest's
+// formula gives 256 for a full-scale sample over a loud one, which wraps to
+// silence's far end (a click).
 func mixSample(a, b int) byte {
 	if a < 128 && b < 128 {
 		return byte(a * b / 128)
 	}
-	return byte(2*(a+b) - a*b/128 - 256)
+	return byte(min(2*(a+b)-a*b/128-256, 255))
 }
 
 // writeWAV writes the RIFF header, the prelude of beeps, body and the last
