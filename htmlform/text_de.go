@@ -38,4 +38,10 @@ var textDE = [textCount]string{
 	tLoadFailed:    "Die Sicherheitsprüfung konnte nicht geladen werden. Bitte laden Sie die Seite neu.",
 	tHostedHint:    "Bitte schließen Sie die Sicherheitsprüfung ab.",
 	tNoPending:     "kein Captcha zum Aktualisieren",
+	tPause:         "Audio pausieren",
+	tReplay:        "Von vorn abspielen",
+	tPaused:        "Audio pausiert.",
+	tAudioLink:     "Audio in neuem Tab öffnen",
+	tAnswerHelp:    "Bild und Audio enthalten dieselben Ziffern.",
+	tNoMorePics:    "Für diese Prüfung gibt es keine neuen Bilder mehr. Geben Sie die Ziffern ein, die Sie sehen, oder nutzen Sie das Audio.",
 }

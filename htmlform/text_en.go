@@ -43,6 +43,12 @@ const (
 	tLoadFailed
 	tHostedHint
 	tNoPending // a refresh with no captcha pending in the session (a JSON error)
+	tPause
+	tReplay
+	tPaused
+	tAudioLink
+	tAnswerHelp
+	tNoMorePics
 	textCount
 )
 
@@ -74,6 +80,12 @@ var textNames = [textCount]string{
 	tVerifying:     "verifying",
 	tLoadFailed:    "load_failed",
 	tHostedHint:    "hosted_hint",
+	tPause:         "pause",
+	tReplay:        "replay",
+	tPaused:        "paused",
+	tAudioLink:     "audio_link",
+	tAnswerHelp:    "answer_help",
+	tNoMorePics:    "no_more_pictures",
 }
 
 var textEN = [textCount]string{
@@ -113,4 +125,10 @@ var textEN = [textCount]string{
 	tLoadFailed:    "The security check could not load. Please reload the page.",
 	tHostedHint:    "Please complete the security check.",
 	tNoPending:     "no captcha to refresh",
+	tPause:         "Pause audio",
+	tReplay:        "Play from the start",
+	tPaused:        "Audio paused.",
+	tAudioLink:     "Open the audio in a new tab",
+	tAnswerHelp:    "The picture and the audio have the same digits.",
+	tNoMorePics:    "No more new pictures for this check. Type the digits you see, or use the audio.",
 }

@@ -38,4 +38,10 @@ var textES = [textCount]string{
 	tLoadFailed:    "No se pudo cargar la verificación de seguridad. Recargue la página.",
 	tHostedHint:    "Complete la verificación de seguridad.",
 	tNoPending:     "no hay captcha que actualizar",
+	tPause:         "Pausar audio",
+	tReplay:        "Reproducir desde el principio",
+	tPaused:        "Audio en pausa.",
+	tAudioLink:     "Abrir el audio en una pestaña nueva",
+	tAnswerHelp:    "La imagen y el audio tienen los mismos dígitos.",
+	tNoMorePics:    "No hay más imágenes nuevas para esta verificación. Escriba los dígitos que ve o use el audio.",
 }

@@ -38,4 +38,10 @@ var textFR = [textCount]string{
 	tLoadFailed:    "La vérification de sécurité n'a pas pu se charger. Rechargez la page.",
 	tHostedHint:    "Veuillez effectuer la vérification de sécurité.",
 	tNoPending:     "aucun captcha à actualiser",
+	tPause:         "Mettre l’audio en pause",
+	tReplay:        "Rejouer depuis le début",
+	tPaused:        "Audio en pause.",
+	tAudioLink:     "Ouvrir l’audio dans un nouvel onglet",
+	tAnswerHelp:    "L’image et l’audio contiennent les mêmes chiffres.",
+	tNoMorePics:    "Plus de nouvelles images pour cette vérification. Tapez les chiffres que vous voyez ou utilisez l’audio.",
 }

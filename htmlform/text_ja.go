@@ -38,4 +38,10 @@ var textJA = [textCount]string{
 	tLoadFailed:    "セキュリティチェックを読み込めませんでした。ページを再読み込みしてください。",
 	tHostedHint:    "セキュリティチェックを完了してください。",
 	tNoPending:     "更新するキャプチャがありません",
+	tPause:         "音声を一時停止",
+	tReplay:        "最初から再生",
+	tPaused:        "音声を一時停止しました。",
+	tAudioLink:     "新しいタブで音声を開く",
+	tAnswerHelp:    "画像と音声の数字は同じです。",
+	tNoMorePics:    "この確認では新しい画像はもう表示できません。見える数字を入力するか、音声を使ってください。",
 }

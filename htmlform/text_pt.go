@@ -38,4 +38,10 @@ var textPT = [textCount]string{
 	tLoadFailed:    "Não foi possível carregar a verificação de segurança. Recarregue a página.",
 	tHostedHint:    "Conclua a verificação de segurança.",
 	tNoPending:     "não há captcha para atualizar",
+	tPause:         "Pausar áudio",
+	tReplay:        "Tocar do início",
+	tPaused:        "Áudio pausado.",
+	tAudioLink:     "Abrir o áudio numa nova aba",
+	tAnswerHelp:    "A imagem e o áudio têm os mesmos dígitos.",
+	tNoMorePics:    "Não há mais imagens novas para esta verificação. Digite os dígitos que vê ou use o áudio.",
 }

@@ -38,4 +38,10 @@ var textZH = [textCount]string{
 	tLoadFailed:    "安全验证无法加载。请刷新页面。",
 	tHostedHint:    "请完成安全验证。",
 	tNoPending:     "没有可刷新的验证码",
+	tPause:         "暂停音频",
+	tReplay:        "从头播放",
+	tPaused:        "音频已暂停。",
+	tAudioLink:     "在新标签页中打开音频",
+	tAnswerHelp:    "图片和音频中的数字相同。",
+	tNoMorePics:    "本次验证不能再换图片了。请输入您看到的数字，或使用音频。",
 }
