@@ -114,19 +114,18 @@
       say(root, T("playing"));
       if (p && p.catch) { p.catch(function () { say(root, T("no_audio")); }); }
     }
-    function label() { play.textContent = audio.paused ? T("play") : T("pause"); }
+    function label() { if (play) { play.textContent = audio.paused ? T("play") : T("pause"); } }
     if (play && audio) {
       play.addEventListener("click", function () {
-        if (audio.paused) { start(false); return; }
-        audio.pause();
-        say(root, T("paused"));
+        if (audio.paused) { start(false); } else { audio.pause(); say(root, T("paused")); }
+        label();
       });
       audio.addEventListener("play", label);
       audio.addEventListener("pause", label);
       audio.addEventListener("ended", label);
       audio.addEventListener("emptied", label);
     }
-    if (replay && audio) { replay.addEventListener("click", function () { start(true); }); }
+    if (replay && audio) { replay.addEventListener("click", function () { start(true); label(); }); }
     if (refresh) {
       refresh.addEventListener("click", function () {
         refresh.disabled = true;
@@ -161,11 +160,11 @@
 
   var seq = 0;
 
-  // tell puts text in msg, an element that is role=alert before its text
-  // changes; error marks a problem (styled as one, with an icon that
-  // survives forced colours).
+  // tell puts text in msg, a live region from its creation; a problem
+  // (error) makes it role=alert before its text changes, and is styled as
+  // one, with an icon that survives forced colours.
   function tell(msg, text, error) {
-    if (msg.getAttribute("role") !== "alert") { msg.setAttribute("role", "alert"); }
+    if (error && msg.getAttribute("role") !== "alert") { msg.setAttribute("role", "alert"); }
     msg.classList.toggle("captchagate-error", !!error);
     msg.textContent = text;
   }
@@ -313,7 +312,7 @@
     var form = el(opts.inline ? "div" : "form", { "class": "captchagate-form", "data-captchagate": "", novalidate: "" });
     var fs = el(opts.inline ? "div" : "fieldset", { "class": opts.inline ? "captchagate-inline" : "captchagate" });
     if (!opts.inline) { fs.appendChild(el("legend", {}, T("legend"))); }
-    var msg = el("p", { "class": "captchagate-message", id: msgId, role: "alert", "data-cg-message": "" });
+    var msg = el("p", { "class": "captchagate-message", id: msgId, "aria-live": "assertive", "data-cg-message": "" });
     fs.appendChild(msg);
     var slot = el("div", { "class": "captchagate-slot" });
     fs.appendChild(slot);
