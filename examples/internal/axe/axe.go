@@ -160,14 +160,16 @@ func Find(tree []Node, role, s string) []Node {
 	return out
 }
 
-// Focused returns the focused node of tree (zero if none).
+// Focused returns the focused node of tree: the innermost (the page's root
+// says it is focused too while the page has focus); zero if none.
 func Focused(tree []Node) Node {
+	var f Node
 	for _, n := range tree {
 		if n.Focused {
-			return n
+			f = n
 		}
 	}
-	return Node{}
+	return f
 }
 
 func str(v *accessibility.Value) string {
