@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
@@ -61,8 +63,8 @@ func TestLoginAccessibility(t *testing.T) {
 	assert.Contains(t, focused.Description, "The picture and the audio have the same digits.", "and for picture and sound")
 	assert.Len(t, axe.Find(tree, "link", "Open the audio"), 1, "a plain link to the sound")
 	assert.Equal(t, "/captcha/"+browsertest.ImageID(t, ctx)+".wav?lang=en", js(`document.querySelector("[data-cg-audio-link]").getAttribute("href")`))
-	assert.NotEqual(t, js(`getComputedStyle(document.querySelector("[data-cg-message]"), "::before").content`), "none",
-		"the message has an icon, not colour alone")
+	info := forced(t, ctx)
+	assert.Contains(t, info, "ℹ", "in forced colours the request has its icon")
 	axe.Run(t, ctx, "captcha asked for")
 
 	// Refreshes, up to the limit (Config.MaxRefreshes, 5): the last one
@@ -88,8 +90,9 @@ func TestLoginAccessibility(t *testing.T) {
 	tree = axe.Tree(t, ctx)
 	assert.Len(t, axe.Find(tree, "alert", "not right"), 1)
 	assert.Equal(t, "textbox", axe.Focused(tree).Role)
-	assert.Equal(t, "⚠\uFE0E\u00A0", strings.Trim(js(`getComputedStyle(document.querySelector("[data-cg-message]"), "::before").content`), `"`)[:len("⚠\uFE0E\u00A0")],
-		"an error has its own icon")
+	problem := forced(t, ctx)
+	assert.Contains(t, problem, "⚠", "in forced colours an error has its own icon")
+	assert.NotEqual(t, info, problem, "info and error differ without colour")
 	// The refresh limit holds for the wrong answer's captcha too, and is said.
 	assert.True(t, browsertest.Eval[bool](t, ctx, `document.querySelector("[data-cg-refresh]").disabled`))
 	assert.Contains(t, js(`document.querySelector("[data-cg-status]").textContent`), "No more new pictures")
@@ -127,4 +130,20 @@ func TestLoginAccessibility(t *testing.T) {
 	browsertest.Wait(t, ctx, "the next page", `!window.__before && document.readyState === "complete"`)
 	assert.Equal(t, "Welcome, alice. You are signed in.", js(`document.getElementById("welcome").textContent`))
 	axe.Run(t, ctx, "signed in")
+}
+
+// forced returns, in forced-colours mode, what tells the message apart
+// without colour: its icon (the ::before content) and its border width.
+func forced(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	set := func(v string) {
+		_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "forced-colors", Value: v}}})
+		require.NoError(t, err)
+	}
+	set("active")
+	defer set("")
+	require.True(t, browsertest.Eval[bool](t, ctx, `matchMedia("(forced-colors: active)").matches`))
+	return browsertest.Eval[string](t, ctx, `(function(){ var m = document.querySelector("[data-cg-message]");
+		return getComputedStyle(m, "::before").content + " " + getComputedStyle(m).borderTopWidth; })()`)
 }
