@@ -204,7 +204,8 @@
   // The captcha's kind picks the piece: digits (picture and audio), slider
   // (drag or arrow keys), altcha (the ALTCHA widget, loaded by the page),
   // or a hosted service's widget (turnstile, hcaptcha, recaptcha,
-  // recaptcha_v3).
+  // recaptcha_v3). Digits: focus goes to the widget's start; once solved,
+  // to opts.focusAfter if given, else a sensible control near it.
   function solve(container, body, opts) {
     opts = opts || {};
     var c = body && body.captcha;
