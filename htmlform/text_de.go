@@ -41,4 +41,10 @@ var textDE = [textCount]string{
 	tUseDigits:     "Stattdessen eine Audio- oder Ziffernprüfung verwenden",
 	tDigitsHint:    "Geben Sie die Ziffern ein, die Sie im Bild sehen oder beim Abspielen des Audios hören.",
 	tDigitsAlt:     "Bild mit Ziffern zur Sicherheitsprüfung. Wenn Sie es nicht lesen können, hören Sie die Ziffern mit „Audio abspielen“.",
+	tPause:         "Audio pausieren",
+	tReplay:        "Von vorn abspielen",
+	tPaused:        "Audio pausiert.",
+	tAudioLink:     "Audio in neuem Tab öffnen",
+	tAnswerHelp:    "Bild und Audio enthalten dieselben Ziffern.",
+	tNoMorePics:    "Für diese Prüfung gibt es keine neuen Bilder mehr. Geben Sie die Ziffern ein, die Sie sehen, oder nutzen Sie das Audio.",
 }

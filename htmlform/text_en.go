@@ -46,6 +46,12 @@ const (
 	tUseDigits // the slider's way to its digits (picture and sound)
 	tDigitsHint
 	tDigitsAlt
+	tPause
+	tReplay
+	tPaused
+	tAudioLink
+	tAnswerHelp
+	tNoMorePics
 	textCount
 )
 
@@ -80,6 +86,12 @@ var textNames = [textCount]string{
 	tUseDigits:     "use_digits",
 	tDigitsHint:    "digits_hint",
 	tDigitsAlt:     "digits_alt",
+	tPause:         "pause",
+	tReplay:        "replay",
+	tPaused:        "paused",
+	tAudioLink:     "audio_link",
+	tAnswerHelp:    "answer_help",
+	tNoMorePics:    "no_more_pictures",
 }
 
 var textEN = [textCount]string{
@@ -122,4 +134,10 @@ var textEN = [textCount]string{
 	tUseDigits:     "Use an audio or digits challenge instead",
 	tDigitsHint:    "Type the digits you see in the picture or hear when you play the audio.",
 	tDigitsAlt:     "Security check picture of digits. If you cannot read it, use Play audio to hear the digits.",
+	tPause:         "Pause audio",
+	tReplay:        "Play from the start",
+	tPaused:        "Audio paused.",
+	tAudioLink:     "Open the audio in a new tab",
+	tAnswerHelp:    "The picture and the audio have the same digits.",
+	tNoMorePics:    "No more new pictures for this check. Type the digits you see, or use the audio.",
 }

@@ -41,4 +41,10 @@ var textES = [textCount]string{
 	tUseDigits:     "Usar en su lugar una prueba de audio o de números",
 	tDigitsHint:    "Escriba los números que ve en la imagen o que oye al escuchar el audio.",
 	tDigitsAlt:     "Imagen de números de la verificación de seguridad. Si no puede leerla, use Escuchar audio para oír los números.",
+	tPause:         "Pausar audio",
+	tReplay:        "Reproducir desde el principio",
+	tPaused:        "Audio en pausa.",
+	tAudioLink:     "Abrir el audio en una pestaña nueva",
+	tAnswerHelp:    "La imagen y el audio tienen los mismos dígitos.",
+	tNoMorePics:    "No hay más imágenes nuevas para esta verificación. Escriba los dígitos que ve o use el audio.",
 }

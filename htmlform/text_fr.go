@@ -41,4 +41,10 @@ var textFR = [textCount]string{
 	tUseDigits:     "Utiliser plutôt une vérification audio ou par chiffres",
 	tDigitsHint:    "Saisissez les chiffres que vous voyez sur l'image ou entendez en écoutant l'audio.",
 	tDigitsAlt:     "Image de chiffres pour la vérification de sécurité. Si vous ne pouvez pas la lire, utilisez Écouter l'audio pour entendre les chiffres.",
+	tPause:         "Mettre l’audio en pause",
+	tReplay:        "Rejouer depuis le début",
+	tPaused:        "Audio en pause.",
+	tAudioLink:     "Ouvrir l’audio dans un nouvel onglet",
+	tAnswerHelp:    "L’image et l’audio contiennent les mêmes chiffres.",
+	tNoMorePics:    "Plus de nouvelles images pour cette vérification. Tapez les chiffres que vous voyez ou utilisez l’audio.",
 }

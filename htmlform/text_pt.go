@@ -41,4 +41,10 @@ var textPT = [textCount]string{
 	tUseDigits:     "Usar um desafio de áudio ou de números em vez disso",
 	tDigitsHint:    "Digite os números que você vê na imagem ou ouve ao reproduzir o áudio.",
 	tDigitsAlt:     "Imagem de números da verificação de segurança. Se não conseguir ler, use Ouvir áudio para escutar os números.",
+	tPause:         "Pausar áudio",
+	tReplay:        "Tocar do início",
+	tPaused:        "Áudio pausado.",
+	tAudioLink:     "Abrir o áudio numa nova aba",
+	tAnswerHelp:    "A imagem e o áudio têm os mesmos dígitos.",
+	tNoMorePics:    "Não há mais imagens novas para esta verificação. Digite os dígitos que vê ou use o áudio.",
 }

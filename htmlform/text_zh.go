@@ -41,4 +41,10 @@ var textZH = [textCount]string{
 	tUseDigits:     "改用语音或数字验证",
 	tDigitsHint:    "请输入图片中显示的或音频中听到的数字。",
 	tDigitsAlt:     "安全验证数字图片。如果看不清，请点击“播放音频”收听数字。",
+	tPause:         "暂停音频",
+	tReplay:        "从头播放",
+	tPaused:        "音频已暂停。",
+	tAudioLink:     "在新标签页中打开音频",
+	tAnswerHelp:    "图片和音频中的数字相同。",
+	tNoMorePics:    "本次验证不能再换图片了。请输入您看到的数字，或使用音频。",
 }

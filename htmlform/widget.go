@@ -54,7 +54,7 @@ func humanize(d time.Duration, lang string) string {
 type widgetData struct {
 	Captcha    *captchagate.Captcha
 	Message    string
-	Alert      bool // the message reports a problem (role=alert)
+	Alert      bool // the message reports a problem (styled as one; every message is role=alert)
 	RefreshURL string
 	AudioURL   string
 	ScriptURL  string
@@ -70,6 +70,7 @@ type widgetData struct {
 // widgetText is the text of the server-rendered widget.
 type widgetText struct {
 	Legend, NoScript, ImageAlt, Play, NewPicture, AudioHelp, AnswerLabel string
+	Replay, AudioLink, AnswerHelp, NoMorePics                            string
 }
 
 var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="stylesheet" href="{{.StyleURL}}">
@@ -77,25 +78,29 @@ var widgetTmpl = template.Must(template.New("widget").Parse(`<link rel="styleshe
  data-cg-text="{{.TextJSON}}">
 <legend>{{.Text.Legend}}</legend>
 {{- if .Message}}
-<p class="captchagate-message" id="captchagate-message"{{if .Alert}} role="alert"{{end}} data-cg-message>{{.Message}}</p>
+<p class="captchagate-message{{if .Alert}} captchagate-error{{end}}" id="captchagate-message" role="alert" data-cg-message>{{.Message}}</p>
 {{- end}}
 {{- if .Mount}}
 <div data-cg-mount data-cg-captcha="{{.Mount}}"></div>
 <input type="hidden" name="captcha_token" data-cg-token>
-<noscript><p class="captchagate-message" role="alert">{{.Text.NoScript}}</p></noscript>
+<noscript><p class="captchagate-message captchagate-error" role="alert">{{.Text.NoScript}}</p></noscript>
 {{- else}}{{with .Captcha}}
 <img class="captchagate-image" data-cg-image src="{{.ImageURL}}" width="240" height="80"
  alt="{{$.Text.ImageAlt}}">
 <div class="captchagate-buttons">
 <button type="button" data-cg-play aria-describedby="captchagate-audio-help">{{$.Text.Play}}</button>
-<button type="button" data-cg-refresh>{{$.Text.NewPicture}}</button>
+<button type="button" data-cg-replay>{{$.Text.Replay}}</button>
+<button type="button" data-cg-refresh{{if eq .RefreshesLeft 0}} disabled{{end}}>{{$.Text.NewPicture}}</button>
 <audio data-cg-audio preload="none" src="{{$.AudioURL}}"></audio>
 <span id="captchagate-audio-help" class="captchagate-hint">{{$.Text.AudioHelp}}</span>
 </div>
+<p class="captchagate-audio-link"><a data-cg-audio-link href="{{$.AudioURL}}" target="_blank" rel="noopener">{{$.Text.AudioLink}}</a></p>
 <label for="captchagate-answer">{{$.Text.AnswerLabel}}</label>
+<span id="captchagate-answer-help" class="captchagate-hint">{{$.Text.AnswerHelp}}</span>
 <input id="captchagate-answer" name="captcha_answer" type="text" inputmode="numeric" autocomplete="off"
- autocapitalize="off" spellcheck="false" maxlength="32" required{{if $.Message}} aria-describedby="captchagate-message"{{end}}>
-<p class="captchagate-status" data-cg-status aria-live="polite"></p>
+ autocapitalize="off" spellcheck="false" maxlength="32" required
+ aria-describedby="{{if $.Message}}captchagate-message {{end}}captchagate-answer-help"{{if $.Message}} autofocus{{end}}>
+<p class="captchagate-status" data-cg-status aria-live="polite">{{if eq .RefreshesLeft 0}}{{$.Text.NoMorePics}}{{end}}</p>
 {{- end}}{{end}}
 </fieldset>
 <script src="{{.ScriptURL}}" defer></script>
@@ -115,6 +120,8 @@ func (f *Flow) widget(c *captchagate.Captcha, msg string, ce *captchagate.Error,
 			Legend: say(lang, tLegend), NoScript: say(lang, tNoScript), ImageAlt: say(lang, tImageAlt),
 			Play: say(lang, tPlay), NewPicture: say(lang, tNewPicture), AudioHelp: say(lang, tAudioHelp),
 			AnswerLabel: say(lang, tAnswerLabel),
+			Replay:      say(lang, tReplay), AudioLink: say(lang, tAudioLink), AnswerHelp: say(lang, tAnswerHelp),
+			NoMorePics: say(lang, tNoMorePics),
 		},
 		TextJSON: textJSON(lang),
 	}

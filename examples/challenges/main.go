@@ -141,11 +141,11 @@ func NewApp(g Gates, store sessions.Store, o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>captchagate challenges</title></head>
-<body style="font:16px/1.4 system-ui,sans-serif;margin:2em auto;max-width:30em"><h1>Kinds of challenge</h1><ul>
+<body style="font:16px/1.4 system-ui,sans-serif;margin:2em auto;max-width:30em"><main><h1>Kinds of challenge</h1><ul>
 <li><a href="/slider">Slider puzzle</a>: get a code for a phone number (twice in a minute trips it)</li>
 <li><a href="/altcha">Proof of work (ALTCHA)</a>: sign in (three wrong passwords trip it; the password is "demo")</li>
 <li><a href="/altcha2">Proof of work (ALTCHA v2, PBKDF2)</a>: the same sign-in</li>
-<li><a href="/hosted">Cloudflare Turnstile</a>: the same sign-in</li></ul></body></html>`)
+<li><a href="/hosted">Cloudflare Turnstile</a>: the same sign-in</li></ul></main></body></html>`)
 	})
 	return mux, nil
 }
@@ -173,6 +173,7 @@ label{display:block;margin:.6em 0 .2em}input{font:inherit;padding:.25em .4em;wid
 button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
 {{with .Module}}<script type="module" src="{{.}}"></script>{{end}}
 </head><body>
+<main>
 <h1>{{.Title}}</h1>
 <form id="main" data-kind="{{.Kind}}" data-action="{{.Action}}" data-field="{{.Field}}" data-script="{{.ScriptURL}}" data-client="{{.ClientID}}">
 <label for="{{.Field}}">{{.Label}}</label>
@@ -182,6 +183,7 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
 </form>
 <p id="state" role="status" aria-live="polite"></p>
 <div id="captcha"></div>
+</main>
 <script src="/{{.Kind}}/captcha/widget.js"></script>
 <script>
 (function () {

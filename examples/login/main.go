@@ -207,12 +207,13 @@ type pageData struct {
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in — captchagate demo</title>
+<title>{{if .Captcha}}Security check — {{end}}Sign in — captchagate demo</title>
 <style>body{font:16px/1.4 system-ui,sans-serif;margin:2em auto;max-width:26em;padding:0 1em}
 label{display:block;margin:.6em 0 .2em}input{font:inherit;padding:.25em .4em;width:14em}
 .error{background:#fdecea;color:#611a15;padding:.4em .6em;border-radius:4px}
 .welcome{background:#e6f4ea;color:#1e4620;padding:.6em;border-radius:4px}button[type=submit]{font:inherit;margin-top:1em;padding:.3em 1.2em}</style>
 </head><body>
+<main>
 <h1>Sign in</h1>
 {{if .Welcome}}<p class="welcome" id="welcome" role="status">{{.Welcome}}</p>{{end}}
 {{if .Error}}<p class="error" id="login-error" role="alert">{{.Error}}</p>{{end}}
@@ -225,6 +226,7 @@ label{display:block;margin:.6em 0 .2em}input{font:inherit;padding:.25em .4em;wid
 <button type="submit">Sign in</button>
 </form>
 <p><small>Demo account: alice / wonderland. Five wrong passwords bring up the captcha.</small></p>
+</main>
 </body></html>
 `))
 

@@ -145,6 +145,7 @@ label{display:block;margin:.6em 0 .2em}input{font:inherit;padding:.25em .4em;wid
 #state.sent{background:#e6f4ea;color:#1e4620}#state.limit{background:#fdecea;color:#611a15}#state.info{background:#fff4e5;color:#663c00}
 button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
 </head><body>
+<main>
 <h1>Get a sign-in code</h1>
 <form id="send" method="post" action="/api/send-code">
 <label for="phone">Phone number</label>
@@ -153,6 +154,7 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
 </form>
 <p id="state" role="status" aria-live="polite"></p>
 <div id="captcha"></div>
+</main>
 <script src="/captcha/widget.js"></script>
 <script>
 (function () {

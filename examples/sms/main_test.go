@@ -56,14 +56,16 @@ func TestSendCodePageInBrowser(t *testing.T) {
 	assert.Equal(t, int64(2), sent.Load(), "nothing sent without the captcha")
 	shots.Take("captcha")
 
-	assert.Equal(t, "INPUT", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the answer field")
-	// Keyboard only: Shift+Tab from the answer reaches New picture, again
-	// Play audio; Tab goes back, Enter presses it.
+	assert.Equal(t, "FIELDSET", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the widget's start")
+	// Keyboard only: Tab from the start reaches Play audio, Play from the
+	// start, New picture; Shift+Tab goes back, Tab forth, Enter presses it.
 	first := imageID()
-	b(chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift)))
+	b(chromedp.KeyEvent(kb.Tab))
+	assert.Equal(t, "Play audio", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
+	b(chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(kb.Tab))
 	assert.Equal(t, "New picture", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
 	b(chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift)))
-	assert.Equal(t, "Play audio", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
+	assert.Equal(t, "Play from the start", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
 	b(chromedp.KeyEvent(kb.Tab))
 	assert.Equal(t, "New picture", browsertest.Eval[string](t, ctx, `document.activeElement.textContent`))
 	b(chromedp.KeyEvent(kb.Enter))

@@ -35,7 +35,13 @@
     hosted_hint: "Please complete the security check.",
     use_digits: "Use an audio or digits challenge instead",
     digits_hint: "Type the digits you see in the picture or hear when you play the audio.",
-    digits_alt: "Security check picture of digits. If you cannot read it, use Play audio to hear the digits."
+    digits_alt: "Security check picture of digits. If you cannot read it, use Play audio to hear the digits.",
+    pause: "Pause audio",
+    replay: "Play from the start",
+    paused: "Audio paused.",
+    audio_link: "Open the audio in a new tab",
+    answer_help: "The picture and the audio have the same digits.",
+    no_more_pictures: "No more new pictures for this check. Type the digits you see, or use the audio."
   };
 
   // texts returns the text function of node: the nearest data-cg-text's
@@ -83,37 +89,55 @@
     var lang = root.getAttribute("data-cg-lang") || "en"; // the audio's
     root.setAttribute("data-cg-id", c.id);
     img.src = c.image_url;
+    var src = c.audio_url + (c.audio_url.indexOf("?") < 0 ? "?lang=" + lang : "");
     if (audio) {
       audio.pause();
-      audio.src = c.audio_url + (c.audio_url.indexOf("?") < 0 ? "?lang=" + lang : "");
+      audio.src = src;
       audio.load();
     }
+    var link = $(root, "[data-cg-audio-link]");
+    if (link) { link.href = src; }
     var refresh = $(root, "[data-cg-refresh]");
     if (refresh) { refresh.disabled = c.refreshes_left === 0; }
     if (input) { input.value = ""; }
+    return c.refreshes_left === 0;
   }
 
   // wire attaches the buttons of one widget. refreshURL(root) says where a
   // refresh goes and what it sends.
   function wire(root, refreshRequest) {
     var play = $(root, "[data-cg-play]"), refresh = $(root, "[data-cg-refresh]"), audio = $(root, "[data-cg-audio]");
+    var replay = $(root, "[data-cg-replay]");
     var T = root._cgText || texts(root);
+    // Play toggles play and pause (a pause keeps the place); Play from the
+    // start replays. Both are buttons: Enter and Space work.
+    function start(fromStart) {
+      if (fromStart) { audio.currentTime = 0; }
+      var p = audio.play();
+      say(root, T("playing"));
+      if (p && p.catch) { p.catch(function () { say(root, T("no_audio")); }); }
+    }
+    function label() { if (play) { play.textContent = audio.paused ? T("play") : T("pause"); } }
     if (play && audio) {
       play.addEventListener("click", function () {
-        audio.currentTime = 0;
-        var p = audio.play();
-        say(root, T("playing"));
-        if (p && p.catch) { p.catch(function () { say(root, T("no_audio")); }); }
+        if (audio.paused) { start(false); } else { audio.pause(); say(root, T("paused")); }
+        label();
       });
+      audio.addEventListener("play", label);
+      audio.addEventListener("pause", label);
+      audio.addEventListener("ended", label);
+      audio.addEventListener("emptied", label);
     }
+    if (replay && audio) { replay.addEventListener("click", function () { start(true); label(); }); }
     if (refresh) {
       refresh.addEventListener("click", function () {
         refresh.disabled = true;
         var req = refreshRequest(root);
         post(req.url, req.body).then(function (r) {
           if (r.status === 200 && r.data.captcha) {
-            show(root, r.data.captcha);
-            say(root, T("loaded"));
+            var last = show(root, r.data.captcha);
+            // The button disables itself at the limit: say so in words.
+            say(root, T("loaded") + (last ? " " + T("no_more_pictures") : ""));
             $(root, "input").focus();
           } else {
             refresh.disabled = false;
@@ -139,72 +163,119 @@
 
   var seq = 0;
 
+  // tell puts text in msg, a live region from its creation; a problem
+  // (error) makes it role=alert before its text changes, and is styled as
+  // one, with an icon that survives forced colours.
+  function tell(msg, text, error) {
+    if (error && msg.getAttribute("role") !== "alert") { msg.setAttribute("role", "alert"); }
+    msg.classList.toggle("captchagate-error", !!error);
+    msg.textContent = text;
+  }
+
+  function focusable(e) {
+    return e && e.isConnected && e !== document.body && !e.disabled && typeof e.focus === "function" &&
+      e.getClientRects().length > 0;
+  }
+
+  // leave empties a solved widget's container; if focus was inside, it
+  // goes to opts.focusAfter, else to what had it before the widget came,
+  // else to the submit button of the container's form, else to the
+  // nearest control after the container, else the nearest before it.
+  function leave(container, before, opts) {
+    var had = container.contains(document.activeElement);
+    container.textContent = "";
+    if (!had) { return; }
+    var cands = [opts.focusAfter, before];
+    var form = container.closest && container.closest("form");
+    if (form) { cands.push(form.querySelector("[type=submit]")); }
+    var all = document.querySelectorAll("a[href],button,input:not([type=hidden]),select,textarea,[tabindex]:not([tabindex='-1'])");
+    var prev = [];
+    for (var i = 0; i < all.length; i++) {
+      if (container.compareDocumentPosition(all[i]) & 4) { cands.push(all[i]); } else { prev.unshift(all[i]); }
+    }
+    cands = cands.concat(prev);
+    for (var j = 0; j < cands.length; j++) {
+      if (focusable(cands[j])) {
+        cands[j].focus();
+        if (document.activeElement === cands[j]) { return; }
+      }
+    }
+  }
+
   // solve shows the captcha of a captcha_required / captcha_invalid body in
   // container and resolves to a captcha_token once the visitor answers it.
   // The captcha's kind picks the piece: digits (picture and audio), slider
   // (drag or arrow keys), altcha (the ALTCHA widget, loaded by the page),
   // or a hosted service's widget (turnstile, hcaptcha, recaptcha,
-  // recaptcha_v3).
+  // recaptcha_v3). Digits: focus goes to the widget's start; once solved,
+  // to opts.focusAfter if given, else a sensible control near it.
   function solve(container, body, opts) {
     opts = opts || {};
     var c = body && body.captcha;
     if (!c) { return Promise.reject(new Error("captchagate: the response carries no captcha")); }
     var T = texts(container, opts);
     if (kinds[c.kind]) { return kinds[c.kind](container, body, opts, T); }
-    var n = ++seq, msgId = "captchagate-msg-" + n, inputId = "captchagate-in-" + n;
+    var n = ++seq, msgId = "captchagate-msg-" + n, inputId = "captchagate-in-" + n, helpId = inputId + "-help";
+    var before = document.activeElement;
     container.textContent = "";
     var form = el("form", { "class": "captchagate-form", "data-captchagate": "", "data-cg-lang": opts.lang || "en", novalidate: "" });
     form._cgRefreshURL = c.refresh_url.split("?")[0];
     form._cgText = T;
-    var fs = el("fieldset", { "class": "captchagate" });
+    // The fieldset takes focus (its legend is the widget's start); the
+    // message is an alert from the start, so each text put in it is said.
+    var fs = el("fieldset", { "class": "captchagate", tabindex: "-1" });
     fs.appendChild(el("legend", {}, T("legend")));
-    var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
-      body.error && body.error !== "captcha_required" ? problem(T, body) : T("captcha_required"));
-    if (body.error && body.error !== "captcha_required") { msg.setAttribute("role", "alert"); }
+    var msg = el("p", { "class": "captchagate-message", id: msgId, role: "alert", "data-cg-message": "" });
     fs.appendChild(msg);
     fs.appendChild(el("img", { "class": "captchagate-image", "data-cg-image": "", width: "240", height: "80",
       alt: T("image_alt") }));
     var buttons = el("div", { "class": "captchagate-buttons" });
     buttons.appendChild(el("button", { type: "button", "data-cg-play": "" }, T("play")));
+    buttons.appendChild(el("button", { type: "button", "data-cg-replay": "" }, T("replay")));
     buttons.appendChild(el("button", { type: "button", "data-cg-refresh": "" }, T("new_picture")));
     buttons.appendChild(el("audio", { "data-cg-audio": "", preload: "none" }));
     fs.appendChild(buttons);
+    var linkP = el("p", { "class": "captchagate-audio-link" });
+    linkP.appendChild(el("a", { "data-cg-audio-link": "", href: "#", target: "_blank", rel: "noopener" }, T("audio_link")));
+    fs.appendChild(linkP);
     fs.appendChild(el("label", { "for": inputId }, T("answer_label")));
+    fs.appendChild(el("span", { id: helpId, "class": "captchagate-hint" }, T("answer_help")));
     fs.appendChild(el("input", { id: inputId, name: "captcha_answer", type: "text", inputmode: "numeric",
       autocomplete: "off", autocapitalize: "off", spellcheck: "false", maxlength: "32", required: "",
-      "aria-describedby": msgId }));
+      "aria-describedby": msgId + " " + helpId }));
     fs.appendChild(el("button", { type: "submit", "data-cg-submit": "" }, opts.submitLabel || T("verify")));
     fs.appendChild(el("p", { "class": "captchagate-status", "data-cg-status": "", "aria-live": "polite" }));
     form.appendChild(fs);
     container.appendChild(form);
-    show(form, c);
+    var failed = body.error && body.error !== "captcha_required";
+    tell(msg, failed ? problem(T, body) : T("captcha_required"), failed);
+    if (show(form, c)) { say(form, T("no_more_pictures")); }
     wire(form, idRefresh);
     var input = $(form, "input");
-    input.focus();
+    fs.focus();
     var verifyURL = c.verify_url;
 
     return new Promise(function (resolve) {
       form.addEventListener("submit", function (ev) {
         ev.preventDefault();
         var answer = input.value.trim();
-        if (!answer) { msg.textContent = T("type_first"); msg.setAttribute("role", "alert"); input.focus(); return; }
+        if (!answer) { tell(msg, T("type_first"), true); input.focus(); return; }
         var submit = $(form, "[data-cg-submit]");
         submit.disabled = true;
         post(verifyURL, { captcha_id: form.getAttribute("data-cg-id"), captcha_answer: answer }).then(function (r) {
           submit.disabled = false;
           if (r.status === 200 && r.data.captcha_token) {
-            container.textContent = "";
+            leave(container, before, opts);
             resolve(r.data.captcha_token);
             return;
           }
-          msg.textContent = problem(T, r.data);
-          msg.setAttribute("role", "alert");
+          tell(msg, problem(T, r.data), true);
           say(form, "");
-          if (r.data.captcha) { show(form, r.data.captcha); }
+          if (r.data.captcha && show(form, r.data.captcha)) { say(form, T("no_more_pictures")); }
           input.focus();
         }, function () {
           submit.disabled = false;
-          msg.textContent = T("network");
+          tell(msg, T("network"), true);
         });
       });
     });
@@ -245,9 +316,7 @@
     var form = el(opts.inline ? "div" : "form", { "class": "captchagate-form", "data-captchagate": "", novalidate: "" });
     var fs = el(opts.inline ? "div" : "fieldset", { "class": opts.inline ? "captchagate-inline" : "captchagate" });
     if (!opts.inline) { fs.appendChild(el("legend", {}, T("legend"))); }
-    var msg = el("p", { "class": "captchagate-message", id: msgId, "data-cg-message": "" },
-      body.error && body.error !== "captcha_required" ? problem(T, body) : hint);
-    if (body.error && body.error !== "captcha_required") { msg.setAttribute("role", "alert"); }
+    var msg = el("p", { "class": "captchagate-message", id: msgId, "aria-live": "assertive", "data-cg-message": "" });
     fs.appendChild(msg);
     var slot = el("div", { "class": "captchagate-slot" });
     fs.appendChild(slot);
@@ -256,8 +325,10 @@
     form.appendChild(fs);
     container.appendChild(form);
     if (!opts.inline) { form.addEventListener("submit", function (ev) { ev.preventDefault(); }); }
+    var failed = body.error && body.error !== "captcha_required";
+    tell(msg, failed ? problem(T, body) : hint, failed);
     return { form: form, msg: msg, msgId: msgId, slot: slot, status: status,
-      problem: function (text) { msg.textContent = text; msg.setAttribute("role", "alert"); } };
+      problem: function (text) { tell(msg, text, true); } };
   }
 
   // verifyAnswer posts an answer (or, for the slider with opts.sender, the
