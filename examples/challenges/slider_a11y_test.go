@@ -94,6 +94,17 @@ func (p sliderPage) keyboardTo(x int) {
 	require.Equal(p.t, fmt.Sprint(x), p.js(`document.querySelector("[data-cg-range]").value`), "each arrow key is one pixel of the picture")
 }
 
+// accepted waits for the page's answer to a solve of a fresh puzzle: the
+// code sent to phone, or the widget's refusal (an alert), which fails the
+// test at once.
+func (p sliderPage) accepted(phone, what string) {
+	p.t.Helper()
+	browsertest.Wait(p.t, p.ctx, "the answer to the solve", `document.getElementById("state").className === "ok" ||
+		document.querySelector("[data-cg-message][role=alert]") !== null`)
+	require.Equal(p.t, "", p.js(`(document.querySelector("[data-cg-message][role=alert]") || {}).textContent || ""`), "%s: refused", what)
+	assert.Contains(p.t, stateIs(p.t, p.ctx, "ok"), "Code sent to "+phone, what)
+}
+
 // layout is where the slider's parts are drawn, in CSS pixels.
 type layout struct {
 	ScrollWidth, InnerWidth float64 // the document's and the viewport's
@@ -160,7 +171,7 @@ func TestSliderNarrowInBrowser(t *testing.T) {
 		p.keyboardTo(x)
 		assert.InDelta(t, float64(x)*scale, p.layout().PieceLeft, 1, "%d px wide: the piece is drawn over the gap", width)
 		p.do(chromedp.KeyEvent(kb.Enter))
-		assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to "+phone, "%d px wide: accepted on the first attempt", width)
+		p.accepted(phone, fmt.Sprint(width, " px wide: the keyboard's answer is accepted on the first attempt"))
 		assert.Equal(t, float64(x), sentX(), "the answer is in the picture's pixels")
 		shots.Take(fmt.Sprint(width, "-sent"))
 
@@ -185,7 +196,7 @@ func TestSliderNarrowInBrowser(t *testing.T) {
 		}
 		p.clear()
 		p.do(chromedp.MouseEvent(chromedp.MouseReleased, sx+dx, sy, held, chromedp.ClickCount(1)))
-		assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to "+phone, "a drag at 320 px is accepted on the first attempt")
+		p.accepted(phone, "320 px wide: the drag's answer is accepted on the first attempt")
 		assert.InDelta(t, float64(x), sentX(), 1, "the drag's answer is in the picture's pixels")
 	}
 }
@@ -240,7 +251,7 @@ func TestSliderAccessibility(t *testing.T) {
 	axe.Run(t, ctx, "puzzle shown again")
 	p.keyboardTo(p.gap(id))
 	p.do(chromedp.KeyEvent(kb.Enter))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0200", "accepted on the first attempt")
+	p.accepted("152 0000 0200", "the keyboard's answer is accepted on the first attempt")
 	assert.False(t, browsertest.Eval[bool](t, ctx, `!!document.querySelector("[data-cg-range]")`), "the puzzle is gone")
 	axe.Run(t, ctx, "solved by keyboard")
 }
