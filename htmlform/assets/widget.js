@@ -353,7 +353,8 @@
   var kinds = {};
 
   // The slider: drag the piece (or the range under it) to the gap; arrow
-  // keys move it one pixel, Page Up/Down ten, and Enter or Check sends it.
+  // keys move it one pixel of the picture, Page Up/Down the browser's big
+  // step (a tenth of the way in Chromium), and Enter or Check sends it.
   // The board scales down to its container (down to a 320 px wide phone):
   // the range counts the picture's own pixels, the piece is placed in
   // percent of the picture, and a drag's screen pixels are converted to the
