@@ -353,7 +353,12 @@
   var kinds = {};
 
   // The slider: drag the piece (or the range under it) to the gap; arrow
-  // keys move it one pixel, Page Up/Down ten, and Enter or Check sends it.
+  // keys move it one pixel of the picture, Page Up/Down the browser's big
+  // step (a tenth of the way in Chromium), and Enter or Check sends it.
+  // The board scales down to its container (down to a 320 px wide phone):
+  // the range counts the picture's own pixels, the piece is placed in
+  // percent of the picture, and a drag's screen pixels are converted to the
+  // picture's, so the answer is always in the pixels the gate checks.
   // "Use an audio or digits challenge instead" (when the captcha has the
   // digits' media) turns the widget to the same captcha's digits: their
   // picture, Play audio and a field, sent to the same verify with the same
@@ -366,17 +371,17 @@
       function build() {
         var g = c.slider || { width: 320, height: 160, piece_width: 48, y: 5 };
         f.slot.textContent = "";
-        board = el("div", { "class": "captchagate-board", style: "position:relative;width:" + g.width + "px;height:" + g.height + "px;touch-action:none" });
+        board = el("div", { "class": "captchagate-board", style: "max-width:" + g.width + "px" });
         bg = el("img", { src: c.image_url, width: g.width, height: g.height, alt: T("slider_alt"), draggable: "false" });
         piece = el("img", { src: c.piece_url, width: g.piece_width, height: g.height, alt: "", draggable: "false", "data-cg-piece": "",
-          style: "position:absolute;top:0;left:0;cursor:grab" });
+          style: "width:" + (100 * g.piece_width / g.width) + "%" });
         board.appendChild(bg);
         board.appendChild(piece);
         f.slot.appendChild(board);
         var id = f.msgId + "-range";
         f.slot.appendChild(el("label", { "for": id }, T("piece_position")));
         range = el("input", { id: id, type: "range", min: "0", max: String(g.width - g.piece_width), step: "1", value: "0",
-          "data-cg-range": "", "aria-describedby": f.msgId, style: "width:" + g.width + "px" });
+          "data-cg-range": "", "aria-describedby": f.msgId, style: "max-width:" + g.width + "px" });
         f.slot.appendChild(range);
         check = el("button", { type: "button", "data-cg-submit": "" }, T("check_position"));
         f.slot.appendChild(check);
@@ -385,20 +390,23 @@
           alt.addEventListener("click", function () { digits = true; f.msg.textContent = T("digits_hint"); buildDigits(); });
           f.slot.appendChild(alt);
         }
-        range.addEventListener("input", function () { piece.style.left = range.value + "px"; });
+        function place() { piece.style.left = (100 * range.value / g.width) + "%"; }
+        place();
+        range.addEventListener("input", place);
         range.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); send(); } });
         range.addEventListener("pointerup", send);
         check.addEventListener("click", send);
         var start = null;
         piece.addEventListener("pointerdown", function (ev) {
-          start = { x: ev.clientX, v: +range.value };
+          // Picture pixels per screen pixel, as the board is drawn now.
+          start = { x: ev.clientX, v: +range.value, k: g.width / (board.clientWidth || g.width) };
           piece.setPointerCapture(ev.pointerId);
           ev.preventDefault();
         });
         piece.addEventListener("pointermove", function (ev) {
           if (!start) { return; }
-          range.value = String(Math.max(0, Math.min(+range.max, start.v + ev.clientX - start.x)));
-          piece.style.left = range.value + "px";
+          range.value = String(Math.max(0, Math.min(+range.max, Math.round(start.v + (ev.clientX - start.x) * start.k))));
+          place();
         });
         piece.addEventListener("pointerup", function () { if (start) { start = null; send(); } });
       }
