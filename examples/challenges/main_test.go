@@ -297,8 +297,9 @@ func TestSliderPageInBrowser(t *testing.T) {
 	assert.Equal(t, "INPUT", browsertest.Eval[string](t, ctx, `document.activeElement.tagName`), "focus is on the slider")
 	shots.Take("puzzle")
 
-	// Keyboard: ten pixels right (Page Up is ten), Enter. The gap is never
-	// that close to the start, so this is wrong: a new puzzle comes.
+	// Keyboard: Page Up (a tenth of the range in Chromium, about 27
+	// picture pixels), Enter. The gap is never that close to the start, so
+	// this is wrong: a new puzzle comes.
 	b(chromedp.KeyEvent(kb.PageUp), chromedp.KeyEvent(kb.Enter))
 	browsertest.Wait(t, ctx, "a new puzzle", `document.querySelector("[data-cg-message][role=alert]") !== null && `+loaded+
 		` && document.querySelector(".captchagate-board img").getAttribute("src") !== "/slider/captcha/`+id+`.png"`)
