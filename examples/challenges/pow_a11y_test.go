@@ -28,21 +28,23 @@ import (
 type holder struct {
 	mu       sync.Mutex
 	prefix   string               // the gate's, e.g. "/altcha/captcha/"
-	hold     map[string]chan bool // "json" or "verify": closed to let go
+	hold     map[string]chan bool // "json" or "verify": the next such request waits on it
+	gates    map[string]chan bool // closed by release
 	arrived  map[string]chan bool // closed when such a request is held
 	spoil    bool                 // spoil the next verify's answer
 	verifies []string             // the answers posted to verify, as sent
 }
 
 func newHolder(prefix string) *holder {
-	return &holder{prefix: prefix, hold: map[string]chan bool{}, arrived: map[string]chan bool{}}
+	return &holder{prefix: prefix, hold: map[string]chan bool{}, gates: map[string]chan bool{}, arrived: map[string]chan bool{}}
 }
 
 // next makes the next request of what ("json" or "verify") wait.
 func (h *holder) next(what string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.hold[what], h.arrived[what] = make(chan bool), make(chan bool)
+	c := make(chan bool)
+	h.hold[what], h.gates[what], h.arrived[what] = c, c, make(chan bool)
 }
 
 // waitHeld waits until the request of what is held.
@@ -62,8 +64,21 @@ func (h *holder) waitHeld(t *testing.T, what string) {
 func (h *holder) release(what string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	close(h.hold[what])
-	delete(h.hold, what)
+	if c := h.gates[what]; c != nil {
+		close(c)
+		delete(h.gates, what)
+	}
+}
+
+// releaseAll lets every held request go (on cleanup, so that a failed
+// test does not leave the server waiting).
+func (h *holder) releaseAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for what, c := range h.gates {
+		close(c)
+		delete(h.gates, what)
+	}
 }
 
 func (h *holder) wrap(next http.Handler) http.Handler {
@@ -90,7 +105,7 @@ func (h *holder) wrap(next http.Handler) http.Handler {
 		h.mu.Lock()
 		wait, arrived := h.hold[what], h.arrived[what]
 		if wait != nil {
-			h.arrived[what] = nil
+			delete(h.hold, what) // one request held a next()
 		}
 		h.mu.Unlock()
 		if wait != nil {
@@ -155,6 +170,7 @@ func TestProofOfWorkWithoutSight(t *testing.T) {
 func powWithoutSight(t *testing.T, kind string) {
 	h := newHolder("/" + kind + "/captcha/")
 	d := newDemoWith(t, demoOptions{wrap: h.wrap})
+	t.Cleanup(h.releaseAll) // before the server closes
 	ctx := browsertest.New(t, 150*time.Second)
 	axe.Script(t)
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
