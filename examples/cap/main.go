@@ -96,6 +96,7 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
 <script>window.CAP_CUSTOM_WASM_URL = "/vendor/no-wasm.wasm";</script>
 <script src="/vendor/cap.js"></script>
 </head><body>
+<main>
 <h1>Sign in (Cap)</h1>
 <form id="main">
 <label for="username">Username</label><input id="username" name="username" required autocomplete="username">
@@ -104,15 +105,25 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
 </form>
 <p id="state" role="status" aria-live="polite"></p>
 <div id="captcha"></div>
+</main>
 <script>
 (function () {
   var form = document.getElementById("main"), state = document.getElementById("state"), box = document.getElementById("captcha");
-  var go = document.getElementById("go");
+  var go = document.getElementById("go"), busy = false;
   function show(cls, text) { state.className = cls; state.textContent = text; }
-  // A captcha of kind "cap": the widget's API endpoint is the captcha's
-  // challenge_url without ".json". Its token goes back as cap-token.
-  function widget(c) {
+  // clearBox removes the widget; if it held focus (a keyboard user who
+  // pressed its button), focus goes to Sign in, not to the page body.
+  function clearBox() {
+    var had = box.contains(document.activeElement) || (document.activeElement && document.activeElement.tagName === "CAP-WIDGET");
     box.textContent = "";
+    if (had) { go.focus(); }
+  }
+  // A captcha of kind "cap": the widget's API endpoint is the captcha's
+  // challenge_url without ".json". Its token goes back as cap-token. The
+  // widget's button (role=button in its shadow root, Tab reaches it, Space
+  // or Enter presses it) names itself by its state, in a live region.
+  function widget(c) {
+    clearBox();
     var w = document.createElement("cap-widget");
     w.setAttribute("data-cap-api-endpoint", c.challenge_url.replace(/\.json$/, "/"));
     w.addEventListener("solve", function (ev) { submit(ev.detail.token); }, { once: true });
@@ -121,23 +132,29 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
     });
     box.appendChild(w);
   }
+  // While a sign-in is sent, Sign in says it is unavailable (aria-disabled)
+  // instead of being disabled: a disabled button would drop its focus to
+  // the page body.
   function submit(token) {
+    if (busy) { return; }
     var body = { username: document.getElementById("username").value, password: document.getElementById("password").value };
     if (token) { body["cap-token"] = token; }
-    go.disabled = true;
+    busy = true;
+    go.setAttribute("aria-disabled", "true");
+    function idle() { busy = false; go.removeAttribute("aria-disabled"); }
     fetch("/api/login", { method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json" },
       body: JSON.stringify(body) }).then(function (res) {
       return res.json().catch(function () { return {}; }).then(function (data) {
-        go.disabled = false;
-        if (res.ok) { box.textContent = ""; show("ok", "Signed in as " + data.signed_in + "."); return; }
+        idle();
+        if (res.ok) { clearBox(); show("ok", "Signed in as " + data.signed_in + "."); return; }
         if (data.captcha && data.captcha.kind === "cap") {
-          show("info", "Please confirm you are human: click the box.");
+          show("info", "Please confirm you are human with the check below: Tab to it and press Space or Enter, or click it.");
           widget(data.captcha);
           return;
         }
         show("problem", data.error_description || data.error || "Something went wrong.");
       });
-    }, function () { go.disabled = false; show("problem", "The connection failed."); });
+    }, function () { idle(); show("problem", "The connection failed."); });
   }
   form.addEventListener("submit", function (ev) { ev.preventDefault(); show("", ""); submit(null); });
 })();

@@ -142,7 +142,7 @@ func TestCapWidgetInBrowser(t *testing.T) {
 		}
 		clear()
 		b(chromedp.Click("#go"))
-		assert.Contains(t, stateIs(t, ctx, "info"), "click the box", "solve %d", i+1)
+		assert.Contains(t, stateIs(t, ctx, "info"), "confirm you are human", "solve %d", i+1)
 		browsertest.Wait(t, ctx, "the widget", `(function(){var w=document.querySelector("#captcha cap-widget");
 			return !!(w && w.shadowRoot && w.shadowRoot.querySelector(".captcha-trigger"));})()`)
 		if i == 0 {

@@ -470,8 +470,12 @@
   // puts one in the container, pointed at the captcha's challenge, and
   // verifies its payload when it has solved it (no picture, no input). The
   // first challenge solves itself; after a refusal the next one waits for
-  // the visitor's click, so a refusing server never sets off a loop.
+  // the visitor's click (or Space on its checkbox), so a refusing server
+  // never sets off a loop. The frame's live status says "Verifying…" from
+  // the widget's start of work to the gate's answer; once solved, focus (if it was in the widget)
+  // goes where leave puts it, not to the page body.
   kinds.altcha = function (container, body, opts, T) {
+    var before = document.activeElement;
     var f = frame(container, body, T("altcha_hint"), opts, T);
     var c = body.captcha;
     var first = true;
@@ -484,10 +488,18 @@
         if (first) { w.setAttribute("auto", "onload"); }
         first = false;
         w.setAttribute("hidefooter", "");
+        // The widget names its checkbox by its state, which is heard only
+        // with focus on it; while it fetches and solves (often by itself,
+        // focus elsewhere) the frame's live status says so in words.
+        w.addEventListener("statechange", function (ev) {
+          var st = ev.detail && ev.detail.state;
+          var text = st === "verifying" || st === "verified" ? T("verifying") : "";
+          if (f.status.textContent !== text) { f.status.textContent = text; }
+        });
         w.addEventListener("verified", function (ev) {
           f.status.textContent = T("verifying");
           verifyAnswer(c, ev.detail.payload, opts, T).then(function (r) {
-            if (r.token) { container.textContent = ""; resolve(r.token); return; }
+            if (r.token) { leave(container, before, opts); resolve(r.token); return; }
             f.status.textContent = "";
             f.problem(r.error);
             if (r.captcha) { c = r.captcha; build(); }
@@ -504,6 +516,7 @@
 
   // Hosted services: their script (opts.scriptURL overrides where it is
   // loaded from) renders their widget; its response token is the answer.
+  // Once solved, focus leaves the widget as for ALTCHA.
   var hosted = {
     turnstile: { global: "turnstile", url: "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit" },
     hcaptcha: { global: "hcaptcha", url: "https://js.hcaptcha.com/1/api.js?render=explicit" },
@@ -525,6 +538,7 @@
   }
   function hostedKind(kind) {
     return function (container, body, opts, T) {
+      var before = document.activeElement;
       var f = frame(container, body, T("hosted_hint"), opts, T);
       var c = body.captcha, spec = hosted[kind];
       var url = opts.scriptURL || (kind === "recaptcha_v3" ? spec.url + encodeURIComponent(c.site_key) : spec.url);
@@ -532,7 +546,7 @@
         function done(response) {
           f.status.textContent = T("verifying");
           verifyAnswer(c, response, opts, T).then(function (r) {
-            if (r.token) { container.textContent = ""; resolve(r.token); return; }
+            if (r.token) { leave(container, before, opts); resolve(r.token); return; }
             f.status.textContent = "";
             f.problem(r.error);
             if (r.captcha) { c = r.captcha; render(); }
