@@ -195,17 +195,24 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
   localStorage.setItem("cg-device", fp);
   var device = { "X-operating-sys-version": navigator.platform || "unknown", "X-device-fingerprint": fp,
     "X-agent": navigator.userAgent, "X-client-id": form.dataset.client };
+  // While a request is sent, the button says it is unavailable
+  // (aria-disabled) instead of being disabled: a disabled button would drop
+  // a keyboard user's focus to the page body.
+  var busy = false;
+  function idle() { busy = false; go.removeAttribute("aria-disabled"); }
   function submit(token) {
+    if (busy) { return Promise.resolve(); }
     var body = {};
     body[field] = document.getElementById(field).value;
     var pw = document.getElementById("password");
     if (pw) { body.password = pw.value; }
     if (token) { body.captcha_token = token; }
-    go.disabled = true;
+    busy = true;
+    go.setAttribute("aria-disabled", "true");
     return fetch(form.dataset.action, { method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json" },
       body: JSON.stringify(body) }).then(function (res) {
       return res.json().catch(function () { return {}; }).then(function (data) {
-        go.disabled = false;
+        idle();
         if (res.ok) { show("ok", data.signed_in ? "Signed in as " + data.signed_in + "." : "Code sent to " + data.phone + "."); return; }
         if (data.captcha) {
           show("info", "Please complete the security check (" + data.captcha.kind + ").");
@@ -215,7 +222,7 @@ button{font:inherit;padding:.3em 1.2em;margin-top:.8em}</style>
         }
         show("problem", data.error_description || data.error || "Something went wrong.");
       });
-    }, function () { go.disabled = false; show("problem", "The connection failed."); });
+    }, function () { idle(); show("problem", "The connection failed."); });
   }
   form.addEventListener("submit", function (ev) { ev.preventDefault(); show("", ""); submit(null); });
 })();
