@@ -89,7 +89,9 @@ func (gd *Guard) Begin(w http.ResponseWriter, r *http.Request, args map[string]s
 		putEval(ev)
 		return nil, err
 	}
-	gd.allowedRateLimits(w.Header(), ev)
+	if gd.rlAllowed {
+		gd.allowedRateLimits(w.Header(), ev)
+	}
 	return &Attempt{gd: gd, ev: ev, w: w, r: r}, nil
 }
 

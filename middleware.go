@@ -31,6 +31,7 @@ type Guard struct {
 	// limits (failures, failure ceiling, ceiling, rate).
 	rlPolicy    string
 	rlPolicyHdr []string // {rlPolicy}, len == cap
+	rlAllowed   bool     // RateLimitHeaders.Allowed, and the policy has limits: set on allowed answers
 	rlNames     [maxKeysInPolicy][4]string
 	// scoped are the keys a proof must be bound to when they trip: the
 	// account keys and the per-client ones (Identity, Sender,
@@ -248,7 +249,9 @@ func (gd *Guard) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 		gd.g.Error(w, r, err)
 		return
 	}
-	gd.allowedRateLimits(w.Header(), ev)
+	if gd.rlAllowed {
+		gd.allowedRateLimits(w.Header(), ev)
+	}
 	if ev.reserved == 0 {
 		ev.dropOps()
 		next.ServeHTTP(w, r)

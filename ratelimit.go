@@ -69,6 +69,7 @@ func (gd *Guard) compileRateLimits() {
 	}
 	gd.rlPolicy = strings.Join(items, ", ")
 	gd.rlPolicyHdr = []string{gd.rlPolicy}
+	gd.rlAllowed = h.Allowed && gd.rlPolicy != ""
 }
 
 func kindIndex(kind counterKind) int {
@@ -179,9 +180,6 @@ func (gd *Guard) setRateLimits(e *Error, ev *eval) *Error {
 // allowedRateLimits sets, with RateLimitHeaders.Allowed, the remaining
 // quota of each limit ev counted on a response the guard lets through.
 func (gd *Guard) allowedRateLimits(h http.Header, ev *eval) {
-	if !gd.g.rateLimits.Allowed || gd.rlPolicy == "" {
-		return
-	}
 	b := ev.rateLimit[:0]
 	now := gd.g.now()
 	for j := range ev.ops {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,53 +25,9 @@ import (
 // {id}/challenge; "login": the page's POST /api/login) waiting until the
 // test lets it go, so that a passing state (the widget working, the widget
 // solved) stays while the test reads it; no sleeps.
-type holds struct {
-	mu      sync.Mutex
-	wait    map[string]chan bool // the next request of a kind waits on it
-	gates   map[string]chan bool // closed by release
-	arrived map[string]chan bool // closed when such a request is held
-}
+type holds struct{ *browsertest.Holds }
 
-func (h *holds) next(what string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := make(chan bool)
-	h.wait[what], h.gates[what], h.arrived[what] = c, c, make(chan bool)
-}
-
-func (h *holds) held(t *testing.T, what string) {
-	t.Helper()
-	h.mu.Lock()
-	c := h.arrived[what]
-	h.mu.Unlock()
-	select {
-	case <-c:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("no %s request came", what)
-	}
-}
-
-func (h *holds) release(what string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c := h.gates[what]; c != nil {
-		close(c)
-		delete(h.gates, what)
-	}
-}
-
-// releaseAll lets every held request go (on cleanup, so that a failed
-// test does not leave the server waiting).
-func (h *holds) releaseAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for what, c := range h.gates {
-		close(c)
-		delete(h.gates, what)
-	}
-}
-
-func (h *holds) wrap(next http.Handler) http.Handler {
+func (h holds) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		what := ""
 		switch {
@@ -81,16 +36,7 @@ func (h *holds) wrap(next http.Handler) http.Handler {
 		case r.Method == http.MethodPost && r.URL.Path == "/api/login":
 			what = "login"
 		}
-		h.mu.Lock()
-		wait, arrived := h.wait[what], h.arrived[what]
-		if wait != nil {
-			delete(h.wait, what) // one request held a next()
-		}
-		h.mu.Unlock()
-		if wait != nil {
-			close(arrived)
-			<-wait
-		}
+		h.Wait(what)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -107,7 +53,7 @@ func (h *holds) wrap(next http.Handler) http.Handler {
 func TestCapWithoutSight(t *testing.T) {
 	needWidget(t)
 	s := &spy{events: map[captchagate.EventKind]int{}, ids: map[string]bool{}}
-	h := &holds{wait: map[string]chan bool{}, gates: map[string]chan bool{}, arrived: map[string]chan bool{}}
+	h := holds{browsertest.NewHolds()}
 	store := memstore.New(memstore.Options{})
 	t.Cleanup(func() { store.Close() })
 	gate, err := NewGate(store, capwidget.ProofOfWork{Count: 12, TargetLen: 3}, captchagate.Config{
@@ -118,7 +64,7 @@ func TestCapWithoutSight(t *testing.T) {
 	t.Cleanup(func() { gate.Close() })
 	srv := httptest.NewServer(h.wrap(s.wrap(NewApp(gate, widgetScript()))))
 	t.Cleanup(srv.Close)
-	t.Cleanup(h.releaseAll) // runs first
+	t.Cleanup(h.ReleaseAll) // runs first
 
 	ctx := browsertest.New(t, 150*time.Second)
 	axe.Script(t)
@@ -172,10 +118,10 @@ func TestCapWithoutSight(t *testing.T) {
 	require.Equal(t, "go", active())
 	b(chromedp.KeyEvent(kb.Tab))
 	require.True(t, browsertest.Eval[bool](t, ctx, inTrigger), "Tab reaches the widget's button (focus on %s)", active())
-	h.next("challenge")
-	h.next("login")
+	h.Next("challenge")
+	h.Next("login")
 	b(chromedp.KeyEvent(" "))
-	h.held(t, "challenge")
+	h.Held(t, "challenge")
 	browsertest.Wait(t, ctx, "the widget verifying", `(function(){var w=document.querySelector("#captcha cap-widget");
 		return w.shadowRoot.querySelector(".captcha-trigger").getAttribute("aria-label").indexOf("Verifying") === 0;})()`)
 	tree = axe.Tree(t, ctx)
@@ -187,15 +133,15 @@ func TestCapWithoutSight(t *testing.T) {
 	axe.Run(t, ctx, "verifying")
 
 	// Solved: the page's sign-in with the token is held.
-	h.release("challenge")
-	h.held(t, "login")
+	h.Release("challenge")
+	h.Held(t, "login")
 	tree = axe.Tree(t, ctx)
 	done := axe.Focused(tree)
 	assert.Equal(t, "button", done.Role)
 	assert.Contains(t, done.Name, "verified you're a human", "the focused button says it is done")
 	t.Logf("the widget's button when solved: %q", done.Name)
 	axe.Run(t, ctx, "solved")
-	h.release("login")
+	h.Release("login")
 
 	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
 	tree = axe.Tree(t, ctx)

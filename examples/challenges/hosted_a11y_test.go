@@ -50,7 +50,7 @@ func TestHostedFrameWithoutSight(t *testing.T) {
 			next.ServeHTTP(w, r)
 		}))
 	}})
-	t.Cleanup(h.releaseAll) // before the server closes
+	t.Cleanup(h.ReleaseAll) // before the server closes
 	ctx := browsertest.New(t, 90*time.Second)
 	axe.Script(t)
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
@@ -84,13 +84,13 @@ func TestHostedFrameWithoutSight(t *testing.T) {
 	require.Equal(t, "go", active())
 	b(chromedp.KeyEvent(kb.Tab))
 	require.Equal(t, "Verify you are human (stand-in)", active(), "Tab reaches the service's widget")
-	h.next("verify")
+	h.Next("verify")
 	b(chromedp.KeyEvent(kb.Enter))
-	h.waitHeld(t, "verify")
+	h.Held(t, "verify")
 	browsertest.Wait(t, ctx, "the gate's status", `document.querySelector("#captcha [data-cg-status]").textContent !== ""`)
 	assert.Equal(t, "polite", axe.Live(axe.Tree(t, ctx), "Verifying…"), "the gate's check is said in a live region")
 	axe.Run(t, ctx, "hosted: gate verifying")
-	h.release("verify")
+	h.Release("verify")
 	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as bob")
 	assert.Len(t, h.answers(), 1, "the first token was accepted")
 	assert.Equal(t, "password", active(), "the solved widget is gone: focus goes back where it was, not to the page body")

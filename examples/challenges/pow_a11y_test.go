@@ -26,60 +26,14 @@ import (
 // reads the accessibility tree and runs axe-core; no sleeps. It can also
 // spoil the first payload posted to verify, for a refusal by the gate.
 type holder struct {
-	mu       sync.Mutex
-	prefix   string               // the gate's, e.g. "/altcha/captcha/"
-	hold     map[string]chan bool // "json" or "verify": the next such request waits on it
-	gates    map[string]chan bool // closed by release
-	arrived  map[string]chan bool // closed when such a request is held
-	spoil    bool                 // spoil the next verify's answer
-	verifies []string             // the answers posted to verify, as sent
+	*browsertest.Holds // "json" or "verify"
+	mu                 sync.Mutex
+	prefix             string   // the gate's, e.g. "/altcha/captcha/"
+	spoil              bool     // spoil the next verify's answer
+	verifies           []string // the answers posted to verify, as sent
 }
 
-func newHolder(prefix string) *holder {
-	return &holder{prefix: prefix, hold: map[string]chan bool{}, gates: map[string]chan bool{}, arrived: map[string]chan bool{}}
-}
-
-// next makes the next request of what ("json" or "verify") wait.
-func (h *holder) next(what string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := make(chan bool)
-	h.hold[what], h.gates[what], h.arrived[what] = c, c, make(chan bool)
-}
-
-// waitHeld waits until the request of what is held.
-func (h *holder) waitHeld(t *testing.T, what string) {
-	t.Helper()
-	h.mu.Lock()
-	c := h.arrived[what]
-	h.mu.Unlock()
-	select {
-	case <-c:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("no %s request came", what)
-	}
-}
-
-// release lets the held request of what go on.
-func (h *holder) release(what string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c := h.gates[what]; c != nil {
-		close(c)
-		delete(h.gates, what)
-	}
-}
-
-// releaseAll lets every held request go (on cleanup, so that a failed
-// test does not leave the server waiting).
-func (h *holder) releaseAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for what, c := range h.gates {
-		close(c)
-		delete(h.gates, what)
-	}
-}
+func newHolder(prefix string) *holder { return &holder{Holds: browsertest.NewHolds(), prefix: prefix} }
 
 func (h *holder) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,16 +56,7 @@ func (h *holder) wrap(next http.Handler) http.Handler {
 			h.mu.Unlock()
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		h.mu.Lock()
-		wait, arrived := h.hold[what], h.arrived[what]
-		if wait != nil {
-			delete(h.hold, what) // one request held a next()
-		}
-		h.mu.Unlock()
-		if wait != nil {
-			close(arrived)
-			<-wait
-		}
+		h.Wait(what)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -170,7 +115,7 @@ func TestProofOfWorkWithoutSight(t *testing.T) {
 func powWithoutSight(t *testing.T, kind string) {
 	h := newHolder("/" + kind + "/captcha/")
 	d := newDemoWith(t, demoOptions{wrap: h.wrap})
-	t.Cleanup(h.releaseAll) // before the server closes
+	t.Cleanup(h.ReleaseAll) // before the server closes
 	ctx := browsertest.New(t, 150*time.Second)
 	axe.Script(t)
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
@@ -205,10 +150,10 @@ func powWithoutSight(t *testing.T, kind string) {
 	b(chromedp.KeyEvent("demo"))
 
 	// The widget fetching its challenge: held, so the state stays.
-	h.next("json")
+	h.Next("json")
 	clear()
 	b(chromedp.KeyEvent(kb.Enter))
-	h.waitHeld(t, "json")
+	h.Held(t, "json")
 	browsertest.Wait(t, ctx, "the widget verifying", `(function(){var w=document.querySelector("#captcha altcha-widget");
 		return !!w && w.getState && w.getState() === "verifying";})()`)
 	tree := axe.Tree(t, ctx)
@@ -219,15 +164,15 @@ func powWithoutSight(t *testing.T, kind string) {
 	axe.Run(t, ctx, kind+": widget verifying")
 
 	// The gate checking the widget's payload: held too.
-	h.next("verify")
-	h.release("json")
-	h.waitHeld(t, "verify")
+	h.Next("verify")
+	h.Release("json")
+	h.Held(t, "verify")
 	browsertest.Wait(t, ctx, "the gate's status", `document.querySelector("#captcha [data-cg-status]").textContent !== ""`)
 	tree = axe.Tree(t, ctx)
 	assert.Equal(t, "polite", axe.Live(tree, "Verifying…"), "the gate's check is said in a live region")
 	assert.NotEmpty(t, axe.Find(tree, "checkbox", "Verified"), "the widget says it is done")
 	axe.Run(t, ctx, kind+": widget verified, gate verifying")
-	h.release("verify")
+	h.Release("verify")
 	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
 	assert.Equal(t, "polite", axe.Live(axe.Tree(t, ctx), "Signed in as alice"), "the outcome is said")
 	assert.Equal(t, "password", active(), "focus stays where the visitor was")
@@ -271,13 +216,13 @@ func powWithoutSight(t *testing.T, kind string) {
 	assert.Equal(t, "checkbox", checkbox.Role)
 	assert.NotEmpty(t, checkbox.Name, "the checkbox has a name")
 	t.Logf("%s: the widget's checkbox is named %q", kind, checkbox.Name)
-	h.next("verify")
+	h.Next("verify")
 	b(chromedp.KeyEvent(" "))
-	h.waitHeld(t, "verify")
+	h.Held(t, "verify")
 	browsertest.Wait(t, ctx, "the gate's status", `document.querySelector("#captcha [data-cg-status]").textContent !== ""`)
 	assert.Equal(t, "polite", axe.Live(axe.Tree(t, ctx), "Verifying…"))
 	axe.Run(t, ctx, kind+": after a refusal, verifying")
-	h.release("verify")
+	h.Release("verify")
 	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as bob")
 	assert.Len(t, h.answers(), 3, "alice's payload, the spoilt one, and the one after Space, accepted")
 	assert.NotEqual(t, "BODY", active(), "the solved widget is gone: focus is not lost to the page body")
