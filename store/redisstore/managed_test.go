@@ -126,8 +126,10 @@ func TestManagedRedis(t *testing.T) {
 
 			var log bytes.Buffer
 			clk := storetest.NewClock()
+			// ReplicaTimeout: a replica on a loaded CI machine may take longer
+			// than the default 100ms to acknowledge a spend.
 			in := gateOn(t, c, redisstore.Options{Prefix: fmt.Sprintf("managed%d:", i), Now: clk.Now,
-				Logger: slog.New(slog.NewTextHandler(&log, nil))}, nil)
+				ReplicaTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))}, nil)
 			t.Logf("New logged: %s", log.String())
 			t.Logf("refused to New: %v", refused.take())
 			for _, what := range tc.unchecked {
