@@ -264,17 +264,34 @@ func fft(a []complex128) {
 			a[i], a[j] = a[j], a[i]
 		}
 	}
+	tw := twiddles(n)
 	for size := 2; size <= n; size <<= 1 {
-		w := cmplx.Exp(complex(0, -2*math.Pi/float64(size)))
+		step := n / size
 		for start := 0; start < n; start += size {
-			wk := complex(1, 0)
 			for k := range size / 2 {
-				u, v := a[start+k], a[start+k+size/2]*wk
+				u, v := a[start+k], a[start+k+size/2]*tw[k*step]
 				a[start+k], a[start+k+size/2] = u+v, u-v
-				wk *= w
 			}
 		}
 	}
+}
+
+var frameTwiddles = makeTwiddles(nFFT)
+
+// twiddles returns e^(-2πik/n) for k < n/2.
+func twiddles(n int) []complex128 {
+	if n == nFFT {
+		return frameTwiddles
+	}
+	return makeTwiddles(n)
+}
+
+func makeTwiddles(n int) []complex128 {
+	tw := make([]complex128, n/2)
+	for k := range tw {
+		tw[k] = cmplx.Exp(complex(0, -2*math.Pi*float64(k)/float64(n)))
+	}
+	return tw
 }
 
 // Resample converts x from rate q to rate p as pystoi does (Octave's
@@ -309,18 +326,15 @@ func Resample(x []float64, p, q int) []float64 {
 	nOut := (len(x)*p + q - 1) / q
 	out := make([]float64, nOut)
 	for n := range out {
-		// out[n] = Σ_i h[half + n·q − i·p]·x[i]
+		// out[n] = Σ_i h[half + n·q − i·p]·x[i], over the i that reach h.
 		c := half + n*q
-		lo := max(0, (c-len(h)+p)/p)
+		i := 0
+		if c >= len(h) {
+			i = (c-len(h))/p + 1
+		}
 		var s float64
-		for i := lo; i < len(x); i++ {
-			k := c - i*p
-			if k < 0 {
-				break
-			}
-			if k < len(h) {
-				s += h[k] * x[i]
-			}
+		for k := c - i*p; k >= 0 && i < len(x); k, i = k-p, i+1 {
+			s += h[k] * x[i]
 		}
 		out[n] = s
 	}
