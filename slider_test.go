@@ -209,6 +209,54 @@ func TestSliderSeedVerify(t *testing.T) {
 	assert.Equal(t, int64(3), a.sends.Load(), "two free sends and the one the token opened")
 }
 
+// The puzzle's way through without sight, in the seed's verify: the
+// digits in point_json, with the same token, sender and headers. The token
+// is bound to that sender, as a point's is; wrong digits are a failed
+// check with a fresh puzzle; anything but six digits is a malformed
+// point_json, which spends nothing.
+func TestSliderSeedVerifyDigits(t *testing.T) {
+	a := newSliderApp(t, slider.Puzzle{})
+	const phone = "15200000000"
+	c, _ := a.puzzle(t, phone)
+	require.NotEmpty(t, c.AudioURL, "the puzzle's digits, spoken")
+	w := serve(a.mux, "GET", c.AudioURL, "")
+	require.Equal(t, http.StatusOK, w.Code)
+	digits, ok := a.spy.Digits(c.ID)
+	require.True(t, ok)
+
+	for _, bad := range []string{"abc123", digits[:5], digits + "0"} {
+		code, e, _ := seedVerify(a.mux, map[string]string{"point_json": bad, "token": c.ID, "sender": phone})
+		require.Equal(t, http.StatusBadRequest, code)
+		assert.Equal(t, 4115, e.ErrorCode, "%q: neither a point nor six digits", bad)
+	}
+
+	code, e, tok := seedVerify(a.mux, map[string]string{"point_json": digits[:3] + " " + digits[3:], "token": c.ID, "sender": phone})
+	require.Equal(t, http.StatusOK, code, "%+v", e)
+	require.NotEmpty(t, tok)
+	code, e, _ = seedVerify(a.mux, map[string]string{"point_json": digits, "token": c.ID, "sender": phone})
+	assert.Equal(t, http.StatusBadRequest, code, "the captcha is spent once, whichever way")
+	assert.Equal(t, 4002, e.ErrorCode)
+
+	// Bound to the sender: another's send refuses it, the sender's opens.
+	a.send("15299999999") // its one free send
+	res := a.send("15299999999", "captcha_token", tok)
+	require.Equal(t, http.StatusForbidden, res.code)
+	assert.Equal(t, "verified for another sender", a.events.reason(captchagate.EventTokenRefused))
+	res = a.send("152 0000 0000", "captcha_token", tok)
+	assert.Equal(t, http.StatusNoContent, res.code, string(res.body))
+
+	// Wrong digits: a failed check, and a fresh puzzle.
+	c, _ = a.puzzle(t, phone)
+	digits, ok = a.spy.Digits(c.ID)
+	require.True(t, ok)
+	wrong := []byte(digits)
+	wrong[0] = '0' + (wrong[0]-'0'+1)%10
+	code, e, _ = seedVerify(a.mux, map[string]string{"point_json": string(wrong), "token": c.ID, "sender": phone})
+	require.Equal(t, http.StatusBadRequest, code)
+	assert.Equal(t, 4002, e.ErrorCode)
+	assert.NotNil(t, e.Captcha, "a fresh puzzle for the same flow")
+}
+
 func TestSliderTolerance(t *testing.T) {
 	a := newSliderApp(t, slider.Puzzle{Tolerance: 4})
 	for _, tc := range []struct {

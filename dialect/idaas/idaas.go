@@ -16,6 +16,12 @@
 // Requests without point_json, token and sender are left to the gate's own
 // verify.
 //
+// The puzzle's way through without sight (slider.Puzzle's digits, drawn and
+// spoken) goes through the same verify: point_json carries the digits in
+// place of a point ({"point_json":"123456",…}: six digits, spaces and
+// dashes ignored), with the same token, sender
+// and headers, so its token is bound to the sender as a point's is.
+//
 // It is built on captchagate's exported Dialect hook and Gate.Verify only,
 // as a third party would build one:
 //
@@ -48,7 +54,7 @@ const (
 	CodeMissingClientID  captchagate.Code = 4112 // X-client-id is empty
 	CodeUnknownClientID  captchagate.Code = 4113 // X-client-id names no registered app
 	CodeMissingPoint     captchagate.Code = 4114 // point_json is empty
-	CodeMalformedPoint   captchagate.Code = 4115 // point_json is not {"x":number,"y":number}
+	CodeMalformedPoint   captchagate.Code = 4115 // point_json is neither {"x":number,"y":number} nor six digits
 	CodeMissingToken     captchagate.Code = 4116 // token (the captcha's id) is empty
 	CodeMissingSender    captchagate.Code = 4117 // sender is empty
 )
@@ -196,8 +202,8 @@ func (d Dialect) verify(g *captchagate.Gate, r *http.Request, p request) (captch
 	if strings.TrimSpace(p.PointJSON) == "" {
 		return none, invalid(CodeMissingPoint, "point_json", "Point json cannot be empty")
 	}
-	if !validPoint(p.PointJSON) {
-		return none, invalid(CodeMalformedPoint, "point_json", `point_json must be {"x":number,"y":number}`)
+	if !validPoint(p.PointJSON) && !digitsAnswer(p.PointJSON) {
+		return none, invalid(CodeMalformedPoint, "point_json", `point_json must be {"x":number,"y":number}, or the puzzle's six digits`)
 	}
 	id := strings.TrimSpace(p.Token)
 	if id == "" {
@@ -230,6 +236,33 @@ func malformedID(g *captchagate.Gate, r *http.Request, id string) error {
 		return e
 	}
 	return nil
+}
+
+// digitsLen is the number of slider.Puzzle's digits (captchagate.Digits'
+// default length).
+const digitsLen = 6
+
+// digitsAnswer reports whether s is an answer of six digits (spaces and
+// dashes ignored, as the puzzle ignores them): the puzzle's way through
+// without sight, sent in point_json. The puzzle checks the digits
+// themselves; anything else is a malformed point_json, which spends
+// nothing.
+func digitsAnswer(s string) bool {
+	s = strings.TrimSpace(s)
+	if len(s) > maxPoint {
+		return false
+	}
+	n := 0
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+			n++
+		case c == ' ' || c == '-':
+		default:
+			return false
+		}
+	}
+	return n == digitsLen
 }
 
 // validPoint reports whether s is {"x":number,"y":number}, as the seed

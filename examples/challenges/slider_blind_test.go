@@ -50,7 +50,8 @@ func (v *verifyLog) all() []map[string]string {
 // lands in the labelled digits field beside the digits' picture and Play
 // audio; the digits of the same captcha (learned in-process, as a person
 // hears them), Enter: the code is sent on the first attempt, with one
-// verify of the puzzle's own id.
+// verify of the puzzle's own id, through the seed's verify for the same
+// sender as a dragged answer.
 func TestSliderBlindPathInBrowser(t *testing.T) {
 	log := &verifyLog{}
 	d := newDemoWith(t, demoOptions{wrap: log.wrap})
@@ -97,5 +98,6 @@ func TestSliderBlindPathInBrowser(t *testing.T) {
 	b(chromedp.KeyEvent(digits), chromedp.KeyEvent(kb.Enter))
 	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0001")
 	shots.Take("sent")
-	assert.Equal(t, []map[string]string{{"captcha_id": id, "captcha_answer": digits}}, log.all(), "one verify, the digits of the puzzle's id")
+	assert.Equal(t, []map[string]string{{"point_json": digits, "token": id, "sender": "152 0000 0001"}}, log.all(),
+		"one verify, the seed's, with the digits of the puzzle's id in point_json, for the same sender")
 }

@@ -436,9 +436,9 @@
         function sendDigits() {
           var answer = input.value.trim();
           if (!answer) { f.problem(T("type_first")); input.focus(); return; }
-          // The gate's own verify: the seed's dialect (opts.sender) takes
-          // only points.
-          send(answer, {});
+          // The same verify as a point: with opts.sender, the seed's
+          // point_json carries the digits, bound to the same sender.
+          send(answer, opts);
         }
         input.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { ev.preventDefault(); sendDigits(); } });
         submit.addEventListener("click", sendDigits);
