@@ -130,11 +130,14 @@ func (p sliderPage) layout() layout {
 // At 320 px a puzzle solved by dragging the piece the gap's distance as
 // drawn (x times the board's scale) is accepted too: the drag is converted
 // back to the picture's pixels. At a desktop width the board keeps its 320
-// pixels and the same keyboard solve passes.
+// pixels and the same keyboard solve passes. axe-core finds no WCAG 2.1
+// A/AA violation at any width, in the puzzle, solved, and (at 320 px) the
+// digits.
 func TestSliderNarrowInBrowser(t *testing.T) {
 	log := &verifyLog{}
 	d := newDemoWith(t, demoOptions{wrap: log.wrap})
 	ctx := browsertest.New(t, 120*time.Second)
+	axe.Script(t) // skips (or fails under CAPTCHAGATE_REQUIRE_BROWSER=1) without axe-core
 	shots := browsertest.NewShots(t, ctx, "slider-narrow")
 	p := sliderPage{t: t, ctx: ctx, d: d}
 	sent := 0
@@ -166,6 +169,7 @@ func TestSliderNarrowInBrowser(t *testing.T) {
 		assert.InDelta(t, 48*scale, l.Piece, 0.5, "the piece scales with the picture")
 		assert.LessOrEqual(t, l.Range, l.Picture+2, "the range fits the board")
 		shots.Take(fmt.Sprint(width, "-puzzle"))
+		axe.Run(t, ctx, fmt.Sprint(width, " px: puzzle shown"))
 
 		x := p.gap(id)
 		p.keyboardTo(x)
@@ -174,6 +178,7 @@ func TestSliderNarrowInBrowser(t *testing.T) {
 		p.accepted(phone, fmt.Sprint(width, " px wide: the keyboard's answer is accepted on the first attempt"))
 		assert.Equal(t, float64(x), sentX(), "the answer is in the picture's pixels")
 		shots.Take(fmt.Sprint(width, "-sent"))
+		axe.Run(t, ctx, fmt.Sprint(width, " px: solved"))
 
 		if width != 320 {
 			continue
@@ -198,6 +203,16 @@ func TestSliderNarrowInBrowser(t *testing.T) {
 		p.do(chromedp.MouseEvent(chromedp.MouseReleased, sx+dx, sy, held, chromedp.ClickCount(1)))
 		p.accepted(phone, "320 px wide: the drag's answer is accepted on the first attempt")
 		assert.InDelta(t, float64(x), sentX(), 1, "the drag's answer is in the picture's pixels")
+
+		// The digits, at 320 px: no sideways scrolling, no violation.
+		p.again()
+		p.do(chromedp.Click("[data-cg-use-digits]"))
+		browsertest.Wait(t, ctx, "the digits", `(function(){var i=document.querySelector("[data-cg-digits-image]");
+			return !!i && i.complete && i.naturalWidth === 240;})()`)
+		assert.LessOrEqual(t, browsertest.Eval[float64](t, ctx, `document.documentElement.scrollWidth`), float64(width),
+			"320 px wide, the digits: no sideways scrolling")
+		shots.Take("320-digits")
+		axe.Run(t, ctx, "320 px: digits")
 	}
 }
 
