@@ -30,6 +30,7 @@ type holder struct {
 	mu                 sync.Mutex
 	prefix             string   // the gate's, e.g. "/altcha/captcha/"
 	spoil              bool     // spoil the next verify's answer
+	garble             bool     // replace the next verify's answer with one the gate cannot read
 	verifies           []string // the answers posted to verify, as sent
 }
 
@@ -51,6 +52,11 @@ func (h *holder) wrap(next http.Handler) http.Handler {
 			if h.spoil {
 				h.spoil = false
 				m["captcha_answer"] = spoil(m["captcha_answer"])
+				body, _ = json.Marshal(m)
+			}
+			if h.garble {
+				h.garble = false
+				m["captcha_answer"] = "not a payload"
 				body, _ = json.Marshal(m)
 			}
 			h.mu.Unlock()
@@ -228,4 +234,38 @@ func powWithoutSight(t *testing.T, kind string) {
 	assert.NotEqual(t, "BODY", active(), "the solved widget is gone: focus is not lost to the page body")
 	assert.Equal(t, "password", active(), "focus goes back where it was before the widget came")
 	axe.Run(t, ctx, kind+": signed in after a refusal")
+}
+
+// A payload the gate cannot read (garbled on its way) is refused with
+// invalid_request and no new captcha, leaving the captcha unspent: the
+// widget says so in an alert and puts up a new ALTCHA widget for the same
+// captcha, waiting (not stuck at "Verified"); its checkbox, clicked, solves
+// it, and that first payload of the new widget is accepted.
+func TestAltchaUnreadablePayloadRecovers(t *testing.T) {
+	needAltcha(t)
+	h := newHolder("/altcha/captcha/")
+	d := newDemoWith(t, demoOptions{wrap: h.wrap})
+	t.Cleanup(h.ReleaseAll)
+	ctx := browsertest.New(t, 90*time.Second)
+	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
+	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+
+	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SetValue("#username", "carol"), chromedp.SetValue("#password", "nope"))
+	for i := range 3 {
+		clear()
+		b(chromedp.Click("#go"))
+		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
+	}
+	b(chromedp.SetValue("#password", "demo"))
+	h.mu.Lock()
+	h.garble = true
+	h.mu.Unlock()
+	clear()
+	b(chromedp.Click("#go"))
+	browsertest.Wait(t, ctx, "the refusal and a new widget", `!!document.querySelector("#captcha [data-cg-message][role=alert]") &&
+		!!document.querySelector("#captcha altcha-widget input[type=checkbox]") && document.querySelector("#captcha altcha-widget").getState() === "unverified"`)
+	require.Len(t, h.answers(), 1, "one payload, garbled")
+	b(chromedp.Click("#captcha altcha-widget input[type=checkbox]"))
+	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as carol")
+	assert.Len(t, h.answers(), 2, "the new widget's first payload was accepted")
 }

@@ -502,7 +502,12 @@
             if (r.token) { leave(container, before, opts); resolve(r.token); return; }
             f.status.textContent = "";
             f.problem(r.error);
-            if (r.captcha) { c = r.captcha; build(); }
+            // A refusal without a new captcha (a payload the gate could
+            // not read, or no answer at all) left this one unspent: a new
+            // widget for it, waiting for a click, not one stuck at
+            // "Verified".
+            if (r.captcha) { c = r.captcha; }
+            build();
           });
         });
         f.slot.appendChild(w);
