@@ -384,9 +384,8 @@ func spendAcrossLaggingFailover(t *testing.T, o redisstore.Options, n int) lagRe
 		info, err := s.Do(now, "INFO", "replication")
 		return err == nil && strings.Contains(info.(string), "state=online")
 	}, 30*time.Second, 20*time.Millisecond, "a replica online on the new master")
-	require.Eventually(t, func() bool {
-		return in.post(t, "/login", login("probe", "right")).status == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond, "the gate counts on the new master")
+	require.Eventually(t, func() bool { return in.answers("/login", login("probe", "right"), http.StatusOK) },
+		10*time.Second, 20*time.Millisecond, "the gate counts on the new master")
 	rp := in.post(t, "/spend", login(user, "right"))
 	require.Equal(t, http.StatusPreconditionRequired, rp.status, "the new master kept uma's failure: %s", rp.raw)
 
@@ -503,14 +502,23 @@ func TestSentinelSpendsNeedAReplica(t *testing.T) {
 	old := s.Master()
 	s.Kill(old)
 	s.WaitFailover(old)
-	require.Eventually(t, func() bool {
-		return in.post(t, "/login", login("probe", "right")).status == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond, "counting on the new master")
+	require.Eventually(t, func() bool { return in.answers("/login", login("probe", "right"), http.StatusOK) },
+		10*time.Second, 20*time.Millisecond, "counting on the new master")
 	assert.Equal(t, http.StatusServiceUnavailable, verify(), "no replica to acknowledge the spend: refused")
 
 	restarted := time.Now()
 	s.Rejoin(old)
-	require.Eventually(t, func() bool { return verify() == http.StatusOK }, 30*time.Second, 100*time.Millisecond,
+	// Polled on Eventually's own goroutine: no t in it (see tryPost).
+	verified := func() bool {
+		rp, err := in.tryPost("/spend", login(user, "right"))
+		c, _ := rp.body["captcha"].(map[string]any)
+		id, _ := c["id"].(string)
+		if err != nil || rp.status != http.StatusPreconditionRequired || id == "" {
+			return false
+		}
+		return in.answers("/captcha/verify", `{"captcha_id":"`+id+`","captcha_answer":"`+answer+`"}`, http.StatusOK)
+	}
+	require.Eventually(t, verified, 30*time.Second, 100*time.Millisecond,
 		"spends count again once the old master is back as a replica")
 	t.Logf("spends refused from the failover until the old master was back as a replica, %v after its restart",
 		time.Since(restarted).Round(time.Millisecond))
