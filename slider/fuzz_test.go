@@ -31,7 +31,7 @@ func FuzzChallengeAnswers(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if isDigits(answer) {
+		if IsDigits(answer) {
 			d := strings.Map(func(r rune) rune {
 				if r >= '０' && r <= '９' {
 					return '0' + r - '０'

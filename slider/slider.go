@@ -446,7 +446,7 @@ func pieceDist(x, y float64) float64 {
 // Tolerance of the gap.
 func (s Puzzle) Check(ctx context.Context, c captchagate.CheckInfo) (bool, error) {
 	secret, ds := split(c.Secret)
-	if isDigits(c.Answer) {
+	if IsDigits(c.Answer) {
 		if len(ds) != digitsSecretLen {
 			return false, nil
 		}
@@ -470,18 +470,20 @@ func (s Puzzle) Check(ctx context.Context, c captchagate.CheckInfo) (bool, error
 // ValidAnswer implements captchagate.AnswerValidator: answer is six digits,
 // or a point or an x on the picture.
 func (Puzzle) ValidAnswer(answer string) bool {
-	if isDigits(answer) {
+	if IsDigits(answer) {
 		return true
 	}
 	_, ok := parseAnswer(answer)
 	return ok
 }
 
-// isDigits reports whether answer is a digits answer: six digits (ASCII or
-// fullwidth), with spaces and dashes between them and nothing else. An x
-// has at most four digits before its point (x <= 1024), so no x the
-// widget or the seed sends reads as digits.
-func isDigits(answer string) bool {
+// IsDigits reports whether answer is a digits answer, the puzzle's way
+// through without sight: six digits (ASCII or fullwidth), with spaces and
+// dashes between them and nothing else. An x has at most four digits
+// before its point (x <= 1024), so no x the widget or the seed sends reads
+// as digits. A dialect that checks answers in its own order (dialect/idaas)
+// calls it to tell digits from a malformed point.
+func IsDigits(answer string) bool {
 	n := 0
 	for _, r := range answer {
 		switch {

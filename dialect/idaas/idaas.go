@@ -22,8 +22,8 @@
 // dashes ignored), with the same token, sender
 // and headers, so its token is bound to the sender as a point's is.
 //
-// It is built on captchagate's exported Dialect hook and Gate.Verify only,
-// as a third party would build one:
+// It is built on captchagate's exported Dialect hook and Gate.Verify (and
+// slider.IsDigits) only, as a third party would build one:
 //
 //	gate, err := captchagate.New(captchagate.Config{
 //		Challenge: slider.Puzzle{},
@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/captchagate/captchagate"
+	"github.com/captchagate/captchagate/slider"
 )
 
 // The dialect's wire codes, all invalid_request (HTTP 400); docs/challenges.md
@@ -202,7 +203,7 @@ func (d Dialect) verify(g *captchagate.Gate, r *http.Request, p request) (captch
 	if strings.TrimSpace(p.PointJSON) == "" {
 		return none, invalid(CodeMissingPoint, "point_json", "Point json cannot be empty")
 	}
-	if !validPoint(p.PointJSON) && !digitsAnswer(p.PointJSON) {
+	if !validPoint(p.PointJSON) && (len(p.PointJSON) > maxPoint || !slider.IsDigits(strings.TrimSpace(p.PointJSON))) {
 		return none, invalid(CodeMalformedPoint, "point_json", `point_json must be {"x":number,"y":number}, or the puzzle's six digits`)
 	}
 	id := strings.TrimSpace(p.Token)
@@ -236,33 +237,6 @@ func malformedID(g *captchagate.Gate, r *http.Request, id string) error {
 		return e
 	}
 	return nil
-}
-
-// digitsLen is the number of slider.Puzzle's digits (captchagate.Digits'
-// default length).
-const digitsLen = 6
-
-// digitsAnswer reports whether s is an answer of six digits (spaces and
-// dashes ignored, as the puzzle ignores them): the puzzle's way through
-// without sight, sent in point_json. The puzzle checks the digits
-// themselves; anything else is a malformed point_json, which spends
-// nothing.
-func digitsAnswer(s string) bool {
-	s = strings.TrimSpace(s)
-	if len(s) > maxPoint {
-		return false
-	}
-	n := 0
-	for _, c := range s {
-		switch {
-		case c >= '0' && c <= '9':
-			n++
-		case c == ' ' || c == '-':
-		default:
-			return false
-		}
-	}
-	return n == digitsLen
 }
 
 // validPoint reports whether s is {"x":number,"y":number}, as the seed

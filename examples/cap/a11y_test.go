@@ -75,7 +75,7 @@ func TestCapWithoutSight(t *testing.T) {
 	}
 	inTrigger := `(function(){ var w = document.querySelector("#captcha cap-widget");
 		return !!w && document.activeElement === w && w.shadowRoot.activeElement === w.shadowRoot.querySelector(".captcha-trigger"); })()`
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 
 	b(chromedp.Navigate(srv.URL + "/"))
 	browsertest.Wait(t, ctx, "the cap-widget element", `!!customElements.get("cap-widget")`)
@@ -84,23 +84,10 @@ func TestCapWithoutSight(t *testing.T) {
 
 	// Keyboard only: the username, Tab, the password, Enter (focus stays
 	// in the field); three wrong passwords trip alice's account.
-	b(chromedp.Focus("#username"), chromedp.KeyEvent("alice"), chromedp.KeyEvent(kb.Tab))
-	require.Equal(t, "password", active())
-	b(chromedp.KeyEvent("nope"))
-	for i := range 3 {
-		clear()
-		b(chromedp.KeyEvent(kb.Enter))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
-	}
-	require.Equal(t, "password", active())
-	b(chromedp.KeyEvent(kb.End))
-	for range 4 {
-		b(chromedp.KeyEvent(kb.Backspace))
-	}
-	b(chromedp.KeyEvent("demo"))
+	browsertest.TripByKeyboard(t, ctx, "alice", "demo", 3)
 	clear()
 	b(chromedp.KeyEvent(kb.Enter))
-	assert.Contains(t, stateIs(t, ctx, "info"), "Tab to it and press Space or Enter")
+	assert.Contains(t, browsertest.State(t, ctx, "info"), "Tab to it and press Space or Enter")
 	browsertest.Wait(t, ctx, "the widget's button", `(function(){var w=document.querySelector("#captcha cap-widget");
 		return !!(w && w.shadowRoot && w.shadowRoot.querySelector(".captcha-trigger"));})()`)
 	tree := axe.Tree(t, ctx)
@@ -143,7 +130,7 @@ func TestCapWithoutSight(t *testing.T) {
 	axe.Run(t, ctx, "solved")
 	h.Release("login")
 
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as alice")
 	tree = axe.Tree(t, ctx)
 	assert.Equal(t, "polite", axe.Live(tree, "Signed in as alice"), "the outcome is said")
 	assert.Equal(t, "go", active(), "the widget is gone: focus is on Sign in, not lost to the page body")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -92,12 +91,6 @@ func (s *spy) snapshot() (events map[captchagate.EventKind]int, challenges, rede
 	return events, append([]int(nil), s.challenges...), append([]int(nil), s.redeems...), len(s.ids)
 }
 
-func stateIs(t *testing.T, ctx context.Context, cls string) string {
-	t.Helper()
-	browsertest.Wait(t, ctx, "the state "+cls, `document.getElementById("state").className === "`+cls+`"`)
-	return browsertest.Eval[string](t, ctx, `document.getElementById("state").textContent`)
-}
-
 // The unmodified Cap widget, installed from npm, solves the challenge the
 // gate issues for a tripped sign-in and redeems it through the dialect;
 // the page retries with the widget's token, which the guard accepts. Every
@@ -124,13 +117,13 @@ func TestCapWidgetInBrowser(t *testing.T) {
 	ctx := browsertest.New(t, 150*time.Second)
 	shots := browsertest.NewShots(t, ctx, "cap")
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 	b(chromedp.Navigate(srv.URL+"/"), chromedp.SendKeys("#username", "alice"), chromedp.SendKeys("#password", "nope"))
 	browsertest.Wait(t, ctx, "the cap-widget element", `!!customElements.get("cap-widget")`)
 	for i := range 3 {
 		clear()
 		b(chromedp.Click("#go"))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
+		assert.Contains(t, browsertest.State(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
 	}
 	ev, _, _, _ := s.snapshot()
 	require.Zero(t, ev[captchagate.EventCaptchaIssued], "no captcha before the threshold")
@@ -142,7 +135,7 @@ func TestCapWidgetInBrowser(t *testing.T) {
 		}
 		clear()
 		b(chromedp.Click("#go"))
-		assert.Contains(t, stateIs(t, ctx, "info"), "confirm you are human", "solve %d", i+1)
+		assert.Contains(t, browsertest.State(t, ctx, "info"), "confirm you are human", "solve %d", i+1)
 		browsertest.Wait(t, ctx, "the widget", `(function(){var w=document.querySelector("#captcha cap-widget");
 			return !!(w && w.shadowRoot && w.shadowRoot.querySelector(".captcha-trigger"));})()`)
 		if i == 0 {
@@ -165,9 +158,9 @@ func TestCapWidgetInBrowser(t *testing.T) {
 		// it is drawn.
 		b(chromedp.MouseClickXY(pt[0], pt[1]))
 		if i == solves-1 {
-			assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+			assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as alice")
 		} else {
-			assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "solve %d", i+1)
+			assert.Contains(t, browsertest.State(t, ctx, "problem"), "wrong username or password", "solve %d", i+1)
 		}
 		ev, challenges, redeems, ids := s.snapshot()
 		require.Equal(t, i+1, ids, "solve %d: one captcha a solve", i+1)

@@ -58,20 +58,10 @@ func TestHostedFrameWithoutSight(t *testing.T) {
 	active := func() string {
 		return js(`(function(){ var e = document.activeElement; return e === document.body ? "BODY" : e.id || e.textContent || e.tagName; })()`)
 	}
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 
 	b(chromedp.Navigate(d.srv.URL + "/hosted"))
-	b(chromedp.Focus("#username"), chromedp.KeyEvent("bob"), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent("nope"))
-	for i := range 3 {
-		clear()
-		b(chromedp.KeyEvent(kb.Enter))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
-	}
-	b(chromedp.KeyEvent(kb.End))
-	for range 4 {
-		b(chromedp.KeyEvent(kb.Backspace))
-	}
-	b(chromedp.KeyEvent("demo"))
+	browsertest.TripByKeyboard(t, ctx, "bob", "demo", 3)
 	clear()
 	b(chromedp.KeyEvent(kb.Enter))
 	browsertest.Wait(t, ctx, "the service's widget", `!!document.querySelector("#captcha [data-cg-hosted] button")`)
@@ -91,7 +81,7 @@ func TestHostedFrameWithoutSight(t *testing.T) {
 	assert.Equal(t, "polite", axe.Live(axe.Tree(t, ctx), "Verifying…"), "the gate's check is said in a live region")
 	axe.Run(t, ctx, "hosted: gate verifying")
 	h.Release("verify")
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as bob")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as bob")
 	assert.Len(t, h.answers(), 1, "the first token was accepted")
 	assert.Equal(t, "password", active(), "the solved widget is gone: focus goes back where it was, not to the page body")
 	axe.Run(t, ctx, "hosted: signed in")

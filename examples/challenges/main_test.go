@@ -261,12 +261,6 @@ func newDemoWith(t *testing.T, o demoOptions) *demo {
 	return d
 }
 
-func stateIs(t *testing.T, ctx context.Context, cls string) string {
-	t.Helper()
-	browsertest.Wait(t, ctx, "state "+cls, `document.getElementById("state").className === "`+cls+`"`)
-	return browsertest.Eval[string](t, ctx, `document.getElementById("state").textContent`)
-}
-
 // The slider puzzle in a real browser: a wrong position set with the
 // keyboard, then the piece dragged with the mouse to the gap; the seed's
 // verify with device headers gives the token the page retries with.
@@ -275,11 +269,11 @@ func TestSliderPageInBrowser(t *testing.T) {
 	ctx := browsertest.New(t, 90*time.Second)
 	shots := browsertest.NewShots(t, ctx, "slider")
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 
 	b(chromedp.Navigate(d.srv.URL+"/slider"), chromedp.SendKeys("#phone", "152 0000 0000"))
 	b(chromedp.Click("#go"))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0000")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Code sent to 152 0000 0000")
 	clear()
 	b(chromedp.Click("#go"))
 	loaded := `(function(){var i=document.querySelector(".captchagate-board img:first-child"),p=document.querySelector("[data-cg-piece]");
@@ -322,7 +316,7 @@ func TestSliderPageInBrowser(t *testing.T) {
 	shots.Take("dragged")
 	clear()
 	b(chromedp.MouseEvent(chromedp.MouseReleased, sx+float64(x), sy, held, chromedp.ClickCount(1)))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0000")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Code sent to 152 0000 0000")
 	shots.Take("sent")
 	assert.False(t, browsertest.Eval[bool](t, ctx, `!!document.querySelector("[data-cg-range]")`), "the puzzle is gone")
 }
@@ -344,13 +338,13 @@ func altchaPage(t *testing.T, d *demo, shotsName string) (context.Context, *brow
 func openAltcha(t *testing.T, ctx context.Context, d *demo, path, user string) (func(...chromedp.Action[chromedp.Void]), func()) {
 	t.Helper()
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 	b(chromedp.Navigate(d.srv.URL+path), chromedp.SendKeys("#username", user), chromedp.SendKeys("#password", "nope"))
 	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
 	for i := range 3 {
 		clear()
 		b(chromedp.Click("#go"))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
+		assert.Contains(t, browsertest.State(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
 	}
 	return b, clear
 }
@@ -383,9 +377,9 @@ func TestAltchaPageInBrowser(t *testing.T) {
 		clear()
 		b(chromedp.Click("#go"))
 		if i == solves-1 {
-			assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+			assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as alice")
 		} else {
-			assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "solve %d", i+1)
+			assert.Contains(t, browsertest.State(t, ctx, "problem"), "wrong username or password", "solve %d", i+1)
 		}
 		n, refused := d.altcha.counts()
 		require.Empty(t, refused, "solve %d: the gate refused what the widget sent (payloads' took: %v)", i+1, d.spy.tooks())
@@ -420,9 +414,9 @@ func TestAltchaV2PageInBrowser(t *testing.T) {
 			start := time.Now()
 			b(chromedp.Click("#go"))
 			if i == 1 {
-				assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as "+user)
+				assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as "+user)
 			} else {
-				assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "run %d", run+1)
+				assert.Contains(t, browsertest.State(t, ctx, "problem"), "wrong username or password", "run %d", run+1)
 			}
 			solves++
 			n, refused := d.altcha2.counts()
@@ -565,7 +559,7 @@ func TestAltchaRetryWaitsForClick(t *testing.T) {
 	// it in light DOM): it fetches the fresh challenge, solves it, and the
 	// page retries the sign-in with the token.
 	b(chromedp.Click("#captcha altcha-widget input[type=checkbox]"))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as alice")
 	shots.Take("signed-in")
 	n, refused = d.altcha.counts()
 	jsons, _ = servedNow()
@@ -586,12 +580,12 @@ func TestHostedPageInBrowser(t *testing.T) {
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
 	b(chromedp.Navigate(d.srv.URL+"/hosted"), chromedp.SendKeys("#username", "bob"), chromedp.SendKeys("#password", "x"))
 	for range 3 {
-		browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`)
+		browsertest.ClearState(t, ctx)
 		b(chromedp.Click("#go"))
-		stateIs(t, ctx, "problem")
+		browsertest.State(t, ctx, "problem")
 	}
 	b(chromedp.SetValue("#password", "demo"))
-	browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`)
+	browsertest.ClearState(t, ctx)
 	b(chromedp.Click("#go"))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as bob")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as bob")
 }

@@ -129,7 +129,7 @@ func powWithoutSight(t *testing.T, kind string) {
 	active := func() string {
 		return js(`(function(){ var e = document.activeElement; return e.id || e.getAttribute("type") || e.tagName; })()`)
 	}
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 
 	b(chromedp.Navigate(d.srv.URL + "/" + kind))
 	browsertest.Wait(t, ctx, "the altcha element", `!!customElements.get("altcha-widget")`)
@@ -140,20 +140,7 @@ func powWithoutSight(t *testing.T, kind string) {
 	// form's own submission; focus stays in the field). Sign in is a Tab
 	// further: the page disables it while it posts, and a disabled button
 	// loses focus to the page body, so a keyboard user sends from the field.
-	b(chromedp.Focus("#username"), chromedp.KeyEvent("alice"), chromedp.KeyEvent(kb.Tab))
-	require.Equal(t, "password", active())
-	b(chromedp.KeyEvent("nope"))
-	for i := range 3 {
-		clear()
-		b(chromedp.KeyEvent(kb.Enter))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
-	}
-	require.Equal(t, "password", active())
-	b(chromedp.KeyEvent(kb.End))
-	for range 4 {
-		b(chromedp.KeyEvent(kb.Backspace))
-	}
-	b(chromedp.KeyEvent("demo"))
+	browsertest.TripByKeyboard(t, ctx, "alice", "demo", 3)
 
 	// The widget fetching its challenge: held, so the state stays.
 	h.Next("json")
@@ -179,7 +166,7 @@ func powWithoutSight(t *testing.T, kind string) {
 	assert.NotEmpty(t, axe.Find(tree, "checkbox", "Verified"), "the widget says it is done")
 	axe.Run(t, ctx, kind+": widget verified, gate verifying")
 	h.Release("verify")
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as alice")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as alice")
 	assert.Equal(t, "polite", axe.Live(axe.Tree(t, ctx), "Signed in as alice"), "the outcome is said")
 	assert.Equal(t, "password", active(), "focus stays where the visitor was")
 	assert.Len(t, h.answers(), 1, "the first payload was accepted")
@@ -188,17 +175,7 @@ func powWithoutSight(t *testing.T, kind string) {
 	// A refusal: bob trips his account, and the gate refuses the first
 	// payload (spoilt on its way).
 	b(chromedp.Navigate(d.srv.URL + "/" + kind))
-	b(chromedp.Focus("#username"), chromedp.KeyEvent("bob"), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent("nope"))
-	for i := range 3 {
-		clear()
-		b(chromedp.KeyEvent(kb.Enter))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
-	}
-	b(chromedp.KeyEvent(kb.End))
-	for range 4 {
-		b(chromedp.KeyEvent(kb.Backspace))
-	}
-	b(chromedp.KeyEvent("demo"))
+	browsertest.TripByKeyboard(t, ctx, "bob", "demo", 3)
 	h.mu.Lock()
 	h.spoil = true
 	h.mu.Unlock()
@@ -229,7 +206,7 @@ func powWithoutSight(t *testing.T, kind string) {
 	assert.Equal(t, "polite", axe.Live(axe.Tree(t, ctx), "Verifying…"))
 	axe.Run(t, ctx, kind+": after a refusal, verifying")
 	h.Release("verify")
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as bob")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as bob")
 	assert.Len(t, h.answers(), 3, "alice's payload, the spoilt one, and the one after Space, accepted")
 	assert.NotEqual(t, "BODY", active(), "the solved widget is gone: focus is not lost to the page body")
 	assert.Equal(t, "password", active(), "focus goes back where it was before the widget came")
@@ -248,13 +225,13 @@ func TestAltchaUnreadablePayloadRecovers(t *testing.T) {
 	t.Cleanup(h.ReleaseAll)
 	ctx := browsertest.New(t, 90*time.Second)
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 
 	b(chromedp.Navigate(d.srv.URL+"/altcha"), chromedp.SetValue("#username", "carol"), chromedp.SetValue("#password", "nope"))
 	for i := range 3 {
 		clear()
 		b(chromedp.Click("#go"))
-		assert.Contains(t, stateIs(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
+		assert.Contains(t, browsertest.State(t, ctx, "problem"), "wrong username or password", "attempt %d", i+1)
 	}
 	b(chromedp.SetValue("#password", "demo"))
 	h.mu.Lock()
@@ -266,6 +243,6 @@ func TestAltchaUnreadablePayloadRecovers(t *testing.T) {
 		!!document.querySelector("#captcha altcha-widget input[type=checkbox]") && document.querySelector("#captcha altcha-widget").getState() === "unverified"`)
 	require.Len(t, h.answers(), 1, "one payload, garbled")
 	b(chromedp.Click("#captcha altcha-widget input[type=checkbox]"))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Signed in as carol")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Signed in as carol")
 	assert.Len(t, h.answers(), 2, "the new widget's first payload was accepted")
 }

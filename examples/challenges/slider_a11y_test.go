@@ -41,7 +41,7 @@ func (p sliderPage) js(expr string) string {
 
 func (p sliderPage) clear() {
 	p.t.Helper()
-	browsertest.Eval[bool](p.t, p.ctx, `(document.getElementById("state").className = "", true)`)
+	browsertest.ClearState(p.t, p.ctx)
 }
 
 // open loads the slider page, sends one code to phone (the first send
@@ -50,7 +50,7 @@ func (p sliderPage) open(phone string) string {
 	p.t.Helper()
 	p.do(chromedp.Navigate(p.d.srv.URL+"/slider"), chromedp.SendKeys("#phone", phone))
 	p.do(chromedp.Click("#go"))
-	assert.Contains(p.t, stateIs(p.t, p.ctx, "ok"), "Code sent to "+phone)
+	assert.Contains(p.t, browsertest.State(p.t, p.ctx, "ok"), "Code sent to "+phone)
 	p.clear()
 	p.do(chromedp.Click("#go"))
 	browsertest.Wait(p.t, p.ctx, "the puzzle", sliderLoaded)
@@ -102,7 +102,7 @@ func (p sliderPage) accepted(phone, what string) {
 	browsertest.Wait(p.t, p.ctx, "the answer to the solve", `document.getElementById("state").className === "ok" ||
 		document.querySelector("[data-cg-message][role=alert]") !== null`)
 	require.Equal(p.t, "", p.js(`(document.querySelector("[data-cg-message][role=alert]") || {}).textContent || ""`), "%s: refused", what)
-	assert.Contains(p.t, stateIs(p.t, p.ctx, "ok"), "Code sent to "+phone, what)
+	assert.Contains(p.t, browsertest.State(p.t, p.ctx, "ok"), "Code sent to "+phone, what)
 }
 
 // layout is where the slider's parts are drawn, in CSS pixels.
@@ -258,7 +258,7 @@ func TestSliderAccessibility(t *testing.T) {
 	digits, ok := d.slider.Digits(id)
 	require.True(t, ok)
 	p.do(chromedp.KeyEvent(digits), chromedp.KeyEvent(kb.Enter))
-	assert.Contains(t, stateIs(t, ctx, "ok"), "Code sent to 152 0000 0200")
+	assert.Contains(t, browsertest.State(t, ctx, "ok"), "Code sent to 152 0000 0200")
 	axe.Run(t, ctx, "solved")
 
 	// The puzzle itself, keyboard only.

@@ -32,24 +32,17 @@ func TestLoginAccessibility(t *testing.T) {
 	active := func() string {
 		return js(`(function(){ var e = document.activeElement; return e.id || e.textContent.trim() || e.tagName; })()`)
 	}
-	signIn := func(user, pass, answer string) {
-		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
-		if answer != "" {
-			b(chromedp.SendKeys("#captchagate-answer", answer))
-		}
-		browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
-	}
 
 	b(chromedp.Navigate(srv.URL + "/"))
 	assert.Len(t, axe.Find(axe.Tree(t, ctx), "main", ""), 1, "one main landmark")
 	axe.Run(t, ctx, "sign-in page")
 	for range 5 {
-		signIn("alice", "nope", "")
+		signIn(t, ctx, "alice", "nope", "")
 	}
 	axe.Run(t, ctx, "wrong password")
 
 	// The post the gate refuses: the answer asking for the captcha.
-	signIn("alice", "nope", "")
+	signIn(t, ctx, "alice", "nope", "")
 	browsertest.Wait(t, ctx, "the captcha image", browsertest.ImageLoaded(""))
 	assert.True(t, strings.HasPrefix(js(`document.title`), "Security check — "), "the title says what the page asks: %q", js(`document.title`))
 	tree := axe.Tree(t, ctx)
@@ -85,7 +78,7 @@ func TestLoginAccessibility(t *testing.T) {
 	axe.Run(t, ctx, "refresh limit reached")
 
 	// A wrong answer: the next page says so in an alert and focuses the field.
-	signIn("alice", "wonderland", "000000")
+	signIn(t, ctx, "alice", "wonderland", "000000")
 	browsertest.Wait(t, ctx, "the new captcha", browsertest.ImageLoaded(""))
 	tree = axe.Tree(t, ctx)
 	assert.Len(t, axe.Find(tree, "alert", "not right"), 1)
@@ -156,22 +149,15 @@ func TestLoginNarrowAccessibility(t *testing.T) {
 	ctx := browsertest.New(t, 120*time.Second)
 	axe.Script(t)
 	b := func(actions ...chromedp.Action[chromedp.Void]) { browsertest.Do(t, ctx, actions...) }
-	signIn := func(user, pass, answer string) {
-		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
-		if answer != "" {
-			b(chromedp.SendKeys("#captchagate-answer", answer))
-		}
-		browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
-	}
 	b(chromedp.EmulateViewport(320, 640), chromedp.Navigate(srv.URL+"/"))
 	for range 6 {
-		signIn("alice", "nope", "")
+		signIn(t, ctx, "alice", "nope", "")
 	}
 	browsertest.Wait(t, ctx, "the captcha image", browsertest.ImageLoaded(""))
 	assert.LessOrEqual(t, browsertest.Eval[float64](t, ctx, `document.documentElement.scrollWidth`), 320.0, "no sideways scrolling")
 	axe.Run(t, ctx, "320 px: captcha asked for")
 	answer, ok := spy.Answer(browsertest.ImageID(t, ctx))
 	require.True(t, ok)
-	signIn("alice", "wonderland", answer)
+	signIn(t, ctx, "alice", "wonderland", answer)
 	assert.Equal(t, "Welcome, alice. You are signed in.", browsertest.Eval[string](t, ctx, `document.getElementById("welcome").textContent`))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -36,24 +37,17 @@ func TestLoginPageInBrowser(t *testing.T) {
 		return s
 	}
 	imageID := func() string { return browsertest.ImageID(t, ctx) }
-	signIn := func(user, pass, answer string) {
-		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
-		if answer != "" {
-			b(chromedp.SendKeys("#captchagate-answer", answer))
-		}
-		browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
-	}
 
 	b(chromedp.Navigate(srv.URL + "/"))
 	shots.Take("page")
 	for i := 0; i < 5; i++ {
-		signIn("alice", "nope", "")
+		signIn(t, ctx, "alice", "nope", "")
 		assert.Equal(t, "Wrong username or password.", text("#login-error"))
 	}
 	assert.Zero(t, browsertest.Eval[int](t, ctx, `document.querySelectorAll("[data-cg-image]").length`), "no captcha below the threshold")
 
 	// The sixth attempt: the gate shows the captcha instead of checking.
-	signIn("alice", "nope", "")
+	signIn(t, ctx, "alice", "nope", "")
 	browsertest.Wait(t, ctx, "the captcha image", browsertest.ImageLoaded(""))
 	assert.Contains(t, text("[data-cg-message]"), "type the digits in the picture")
 	alt := browsertest.Eval[string](t, ctx, `document.querySelector("[data-cg-image]").alt`)
@@ -84,7 +78,7 @@ func TestLoginPageInBrowser(t *testing.T) {
 	assert.Equal(t, "Playing the digits.", text("[data-cg-status]"))
 
 	// A wrong answer: the error in words and a new captcha.
-	signIn("alice", "wonderland", "000000")
+	signIn(t, ctx, "alice", "wonderland", "000000")
 	browsertest.Wait(t, ctx, "the new captcha", browsertest.ImageLoaded(""))
 	assert.Contains(t, text("[role=alert][data-cg-message]"), "not right")
 	third := imageID()
@@ -94,7 +88,7 @@ func TestLoginPageInBrowser(t *testing.T) {
 	// The right answer signs alice in.
 	answer, ok := spy.Answer(third)
 	require.True(t, ok, "the browser loaded the image of %s", third)
-	signIn("alice", "wonderland", answer)
+	signIn(t, ctx, "alice", "wonderland", answer)
 	assert.Equal(t, "Welcome, alice. You are signed in.", text("#welcome"))
 	shots.Take("welcome")
 }
@@ -112,13 +106,6 @@ func TestLoginPageInRussian(t *testing.T) {
 		require.NoError(t, err, sel)
 		return s
 	}
-	signIn := func(user, pass, answer string) {
-		b(chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
-		if answer != "" {
-			b(chromedp.SendKeys("#captchagate-answer", answer))
-		}
-		browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
-	}
 	_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
 	require.NoError(t, err)
 	_, err = chromedp.Call(ctx, network.SetExtraHTTPHeaders,
@@ -126,7 +113,7 @@ func TestLoginPageInRussian(t *testing.T) {
 	require.NoError(t, err)
 	b(chromedp.Navigate(srv.URL + "/"))
 	for range 6 {
-		signIn("alice", "nope", "")
+		signIn(t, ctx, "alice", "nope", "")
 	}
 	browsertest.Wait(t, ctx, "the captcha image", browsertest.ImageLoaded(""))
 	assert.Equal(t, "Введите цифры с картинки, чтобы продолжить.", text("[data-cg-message]"))
@@ -144,11 +131,23 @@ func TestLoginPageInRussian(t *testing.T) {
 	browsertest.Wait(t, ctx, "the audio playing", `(function(){ const a = document.querySelector("[data-cg-audio]"); return a.currentTime > 0 || a.ended; })()`)
 	assert.Equal(t, "Воспроизводятся цифры.", text("[data-cg-status]"))
 
-	signIn("alice", "wonderland", "000000")
+	signIn(t, ctx, "alice", "wonderland", "000000")
 	browsertest.Wait(t, ctx, "the new captcha", browsertest.ImageLoaded("/captcha/"+second+".png"))
 	assert.Equal(t, "Ответ неверный или устарел. Попробуйте эту новую картинку.", text("[role=alert][data-cg-message]"))
 	answer, ok := spy.Answer(browsertest.ImageID(t, ctx))
 	require.True(t, ok)
-	signIn("alice", "wonderland", answer)
+	signIn(t, ctx, "alice", "wonderland", answer)
 	assert.Equal(t, "Welcome, alice. You are signed in.", text("#welcome"))
+}
+
+// signIn posts the login page's form (username, password and, if answer
+// is set, the captcha's answer typed in) with its own submit button, and
+// waits for the next page.
+func signIn(t *testing.T, ctx context.Context, user, pass, answer string) {
+	t.Helper()
+	browsertest.Do(t, ctx, chromedp.SetValue("#username", user), chromedp.SetValue("#password", pass))
+	if answer != "" {
+		browsertest.Do(t, ctx, chromedp.SendKeys("#captchagate-answer", answer))
+	}
+	browsertest.Submit(t, ctx, `button[type=submit]:not([data-cg-submit])`)
 }

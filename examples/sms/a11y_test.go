@@ -58,7 +58,7 @@ func TestSolveAccessibility(t *testing.T) {
 	state := func(class string) {
 		browsertest.Wait(t, ctx, "state "+class, `document.getElementById("state").className === "`+class+`" && !document.getElementById("send-button").disabled`)
 	}
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 	log := func() []said { return browsertest.Eval[[]said](t, ctx, `window.__said`) }
 
 	b(chromedp.Navigate(srv.URL+"/"), chromedp.SendKeys("#phone", "+1 555 0100"))

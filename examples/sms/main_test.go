@@ -37,7 +37,7 @@ func TestSendCodePageInBrowser(t *testing.T) {
 		return s
 	}
 	imageID := func() string { return browsertest.ImageID(t, ctx) }
-	clear := func() { browsertest.Eval[bool](t, ctx, `(document.getElementById("state").className = "", true)`) }
+	clear := func() { browsertest.ClearState(t, ctx) }
 
 	b(chromedp.Navigate(srv.URL+"/"), chromedp.SendKeys("#phone", "+1 555 0100"))
 	for i := 1; i <= 2; i++ {

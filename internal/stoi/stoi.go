@@ -71,6 +71,7 @@ func measure(x, y []float64, rate int, extended bool) (float64, error) {
 		yseg[b] = make([]float64, nSeg)
 	}
 	clip := math.Pow(10, -beta/20)
+	col := make([]float64, numBand) // rowColNormalize's scratch
 	for m := nSeg; m <= frames; m++ {
 		for b := range numBand {
 			for k := range nSeg {
@@ -79,8 +80,8 @@ func measure(x, y []float64, rate int, extended bool) (float64, error) {
 			}
 		}
 		if extended {
-			rowColNormalize(xseg)
-			rowColNormalize(yseg)
+			rowColNormalize(xseg, col)
+			rowColNormalize(yseg, col)
 			for b := range numBand {
 				for k := range nSeg {
 					sum += xseg[b][k] * yseg[b][k] / nSeg
@@ -128,8 +129,9 @@ func center(v []float64) {
 }
 
 // rowColNormalize gives every row (a band over the segment's frames), then
-// every column (a frame over the bands), zero mean and unit norm.
-func rowColNormalize(seg [][]float64) {
+// every column (a frame over the bands), zero mean and unit norm. col is
+// scratch of len(seg).
+func rowColNormalize(seg [][]float64, col []float64) {
 	for _, row := range seg {
 		center(row)
 		if n := norm(row); n > 0 {
@@ -138,7 +140,6 @@ func rowColNormalize(seg [][]float64) {
 			}
 		}
 	}
-	col := make([]float64, len(seg))
 	for k := range seg[0] {
 		for b := range seg {
 			col[b] = seg[b][k]
