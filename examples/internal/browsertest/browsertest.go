@@ -56,21 +56,34 @@ func New(t *testing.T, timeout time.Duration) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
 		chromedp.WindowSize(640, 860),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelCtx()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("browsertest: starting %s: %v", bin, err)
+	// Starting the browser is tried twice: on a loaded CI machine Chromium
+	// has once exited during its start ("chrome failed to start"), before
+	// any page. This is the launch only; nothing a page or a client
+	// answers is ever retried.
+	var err error
+	for attempt := range 2 {
+		o := append(opts[:len(opts):len(opts)], chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")))
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), o...)
+		ctx, cancelCtx := chromedp.NewContext(actx)
+		ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+		stop := func() {
+			cancelTimeout()
+			cancelCtx()
+			cancelAlloc()
+		}
+		if err = chromedp.Do(ctx); err == nil { // starts the browser
+			t.Cleanup(stop)
+			return ctx
+		}
+		stop()
+		if attempt == 0 {
+			t.Logf("browsertest: starting %s failed, starting it once more: %v", bin, err)
+		}
 	}
-	return ctx
+	t.Fatalf("browsertest: starting %s: %v", bin, err)
+	return nil
 }
 
 // Shots saves screenshots of a test's states: always under the test's temp
